@@ -1,0 +1,155 @@
+"""POST /decide request: API.md "Request".
+
+Only application_id, user_id, product, amount and applicant.age are required by the schema.
+Every other applicant field may be absent or null: a field a product's rules need but the
+request leaves out is a MISSING_DATA reason, not a 400 (API.md). Unknown fields are a 400.
+"""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from schemas.fields import StrictBoolean, StrictDate, StrictNumber
+
+PRODUCTS = ("weilidai", "we2000", "partner", "xiaoe", "zhouzhuanjin", "education", "emergency")
+GROUPS = ("student", "overseas", "sme_owner", "blue_collar")
+DOCUMENTS = ("chsi_verified", "guardian_confirmed", "passport_verified", "domestic_guarantor",
+             "business_license", "cash_flow_verified", "work_badge_verified", "repayment_proof")
+
+# The applicant's scalar fields and their kind; the fact the rules see is built from these.
+APPLICANT_FIELDS: dict[str, str] = {
+    "age": "number",
+    "real_name_verified_at": "date",
+    "id_card_expiry": "date",
+    "pay_score": "number",
+    "sesame_score": "number",
+    "credit_score": "number",
+    "monthly_income": "number",
+    "payments_per_month": "number",
+    "bank_card_bound": "bool",
+    "credit_card_bound": "bool",
+    "bureau_authorized": "bool",
+    "bureau_major_adverse": "bool",
+    "face_verified": "bool",
+    "id_card_uploaded": "bool",
+    "carrier_verified": "bool",
+    "contacts_authorized": "bool",
+    "whitelisted": "bool",
+    "health_score": "number",
+    "risk_education_done": "bool",
+    "credit_applications_6m": "number",
+    "night_device_switches_30d": "number",
+    "credit_card_utilization": "number",
+    "debt_to_income": "number",
+    "concurrent_lenders": "number",
+    "lingqiantong_balance": "number",
+}
+
+# API.md: `real_name_verified_at: null` means "not verified", not missing data. The rules read
+# the derived boolean named here.
+NULL_MEANS_NO = {"real_name_verified_at": "real_name_verified"}
+
+_ID = validate.Length(min=1, max=128)
+_SCORE = validate.Range(min=0, max=1000)
+_COUNT = validate.Range(min=0, max=100_000)
+_RATIO = validate.Range(min=0, max=1)
+_MONEY = validate.Range(min=0, max=1_000_000_000)
+
+
+def _optional(field_cls, *args, **kwargs):
+    return field_cls(*args, required=False, allow_none=True, **kwargs)
+
+
+class DocumentsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    chsi_verified = StrictBoolean(load_default=False)
+    guardian_confirmed = StrictBoolean(load_default=False)
+    passport_verified = StrictBoolean(load_default=False)
+    domestic_guarantor = StrictBoolean(load_default=False)
+    business_license = StrictBoolean(load_default=False)
+    cash_flow_verified = StrictBoolean(load_default=False)
+    work_badge_verified = StrictBoolean(load_default=False)
+    repayment_proof = StrictBoolean(load_default=False)
+
+
+class ApplicantSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    age = StrictNumber(integer=True, required=True, validate=validate.Range(min=0, max=150))
+    real_name_verified_at = _optional(StrictDate)
+    id_card_expiry = _optional(StrictDate)
+    pay_score = _optional(StrictNumber, validate=_SCORE)
+    sesame_score = _optional(StrictNumber, validate=_SCORE)
+    credit_score = _optional(StrictNumber, validate=_SCORE)
+    monthly_income = _optional(StrictNumber, validate=_MONEY)
+    payments_per_month = _optional(StrictNumber, validate=_COUNT)
+    bank_card_bound = _optional(StrictBoolean)
+    credit_card_bound = _optional(StrictBoolean)
+    bureau_authorized = _optional(StrictBoolean)
+    bureau_major_adverse = _optional(StrictBoolean)
+    face_verified = _optional(StrictBoolean)
+    id_card_uploaded = _optional(StrictBoolean)
+    carrier_verified = _optional(StrictBoolean)
+    contacts_authorized = _optional(StrictBoolean)
+    whitelisted = _optional(StrictBoolean)
+    health_score = _optional(StrictNumber, validate=validate.Range(min=0, max=100))
+    risk_education_done = _optional(StrictBoolean)
+    credit_applications_6m = _optional(StrictNumber, integer=True, validate=_COUNT)
+    night_device_switches_30d = _optional(StrictNumber, integer=True, validate=_COUNT)
+    credit_card_utilization = _optional(StrictNumber, validate=_RATIO)
+    debt_to_income = _optional(StrictNumber, validate=_RATIO)
+    concurrent_lenders = _optional(StrictNumber, integer=True, validate=_COUNT)
+    lingqiantong_balance = _optional(StrictNumber, validate=_MONEY)
+    # Absent means "no group" / "no document": groups and documents are claims the user makes,
+    # and an unclaimed one is simply not there.
+    groups = fields.List(fields.String(validate=validate.OneOf(GROUPS)), load_default=list,
+                         validate=validate.Length(max=len(GROUPS)))
+    documents = fields.Nested(DocumentsSchema, load_default=dict)
+
+    @validates_schema
+    def _no_repeated_groups(self, data, **kwargs):
+        groups = data.get("groups") or []
+        if len(set(groups)) != len(groups):
+            raise ValidationError("Each group may be listed once.", "groups")
+
+
+class DecideRequestSchema(Schema):
+    """The request; `term_ranges` (product -> (min, max) days) comes from the loaded rules."""
+
+    class Meta:
+        unknown = RAISE
+
+    application_id = fields.String(required=True, validate=_ID)
+    user_id = fields.String(required=True, validate=_ID)
+    product = fields.String(required=True, validate=validate.OneOf(PRODUCTS))
+    amount = StrictNumber(required=True, validate=validate.Range(min=0, min_inclusive=False,
+                                                                max=1_000_000_000))
+    term_days = _optional(StrictNumber, integer=True, validate=validate.Range(min=1, max=100_000))
+    applicant = fields.Nested(ApplicantSchema, required=True)
+
+    def __init__(self, *args, term_ranges: dict[str, tuple[int, int]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.term_ranges = term_ranges or {}
+
+    @validates_schema
+    def _term_in_product_range(self, data, **kwargs):
+        term, product = data.get("term_days"), data.get("product")
+        if term is None or product not in self.term_ranges:
+            return
+        low, high = self.term_ranges[product]
+        if not low <= term <= high:
+            raise ValidationError(f"Must be between {low} and {high} days for product {product}.",
+                                  "term_days")
+
+
+class CancelRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    user_id = fields.String(required=True, validate=_ID)
+
+
+__all__ = ["DecideRequestSchema", "CancelRequestSchema", "APPLICANT_FIELDS", "NULL_MEANS_NO",
+           "PRODUCTS", "GROUPS", "DOCUMENTS"]

@@ -1,0 +1,77 @@
+"""POST /decide response and the error document: API.md "Response" and "Errors"."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+OUTCOMES = ("approved", "cooling_off", "rejected", "review")
+
+# API.md "Reason codes (fixed)".
+REASON_CODES = (
+    "REAL_NAME_NOT_VERIFIED", "REAL_NAME_TOO_RECENT", "AGE_OUT_OF_RANGE", "PAY_SCORE_TOO_LOW",
+    "CARD_NOT_BOUND", "BUREAU_NOT_AUTHORIZED", "BUREAU_ADVERSE_RECORD", "LOW_ACTIVITY",
+    "IDENTITY_DOCS_INCOMPLETE", "PARTNER_REQUIREMENTS_UNMET", "NOT_WHITELISTED",
+    "HEALTH_SCORE_TOO_LOW", "RISK_EDUCATION_REQUIRED", "TOO_MANY_APPLICATIONS",
+    "ID_CARD_EXPIRING", "DEVICE_SWITCHING", "CREDIT_UTILIZATION_HIGH", "DEBT_TOO_HIGH",
+    "REAPPLY_COOLDOWN", "COOLING_OFF_PENDING", "SPECIAL_GROUP_DOCS_MISSING",
+    "AMOUNT_OUT_OF_RANGE", "MISSING_DATA",
+)
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ReasonSchema(_Strict):
+    code = fields.String(required=True, validate=validate.OneOf(REASON_CODES))
+    rule_id = fields.String(required=True)
+    message_zh = fields.String(required=True)
+    message_en = fields.String(required=True)
+    advice_zh = fields.String(required=True)
+    advice_en = fields.String(required=True)
+    inputs = fields.Dict(required=True)
+
+
+class OfferSchema(_Strict):
+    limit = fields.Float(required=True)
+    daily_rate = fields.Float(required=True)
+    monthly_rate = fields.Float(required=True)
+    apr = fields.Float(required=True, validate=validate.Range(min=0, max=0.24))
+    term_days_min = fields.Integer(required=True)
+    term_days_max = fields.Integer(required=True)
+    interest_free_days = fields.Integer(required=True)
+
+
+class TraceEntrySchema(_Strict):
+    rule_id = fields.String(required=True)
+    check = fields.String(required=True)
+    passed = fields.Boolean(required=True, allow_none=True)
+    matched = fields.Boolean(required=True)
+    inputs = fields.Dict(required=True)
+
+
+class DecisionSchema(_Strict):
+    decision_id = fields.String(required=True)
+    application_id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    product = fields.String(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
+    reasons = fields.List(fields.Nested(ReasonSchema), required=True)
+    offer = fields.Nested(OfferSchema, required=True, allow_none=True)
+    funds_available_at = fields.String(required=True, allow_none=True)
+    cancel_until = fields.String(required=True, allow_none=True)
+    reapply_after = fields.String(required=True, allow_none=True)
+    flags = fields.List(fields.String(), required=True)
+    rules_version = fields.String(required=True, validate=validate.Regexp(r"^sha256:[0-9a-f]{64}$"))
+    decided_at = fields.String(required=True)
+    trace = fields.List(fields.Nested(TraceEntrySchema), required=True)
+
+
+class ErrorBodySchema(_Strict):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields = fields.Dict(required=True)
+
+
+class ErrorSchema(_Strict):
+    error = fields.Nested(ErrorBodySchema, required=True)

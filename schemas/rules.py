@@ -1,0 +1,154 @@
+"""The format of the files in `rules/`: validated at load time so a bad file is refused at start-up.
+
+These schemas check shape and types; `service.rulebook` then checks meaning (fields exist,
+parameters are defined, one reason code means one thing).
+"""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from schemas.fields import StrictBoolean
+from schemas.response import OUTCOMES, REASON_CODES
+
+_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, _).")
+
+
+class ParamValue(fields.Field):
+    """A number, a boolean, or a calendar offset {years|months|days: int} from today."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or isinstance(value, (int, float)):
+            return value
+        if isinstance(value, dict) and value and set(value) <= {"years", "months", "days"} \
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+            return dict(value)
+        raise ValidationError("Must be a number, true/false, or {years|months|days: integer}.")
+
+
+class Condition(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (str, dict)):
+            return value
+        raise ValidationError("Must be a comparison string or {all|any: [...]}.")
+
+
+class Products(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value in ("all", "consumer"):
+            return value
+        if isinstance(value, list) and value and all(isinstance(p, str) for p in value):
+            return list(value)
+        raise ValidationError("Must be 'all', 'consumer' or a list of product names.")
+
+
+class ReasonSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    code = fields.String(required=True, validate=validate.OneOf(REASON_CODES))
+    outcome = fields.String(required=True, validate=validate.OneOf(["rejected", "review"]))
+    starts_cooldown = StrictBoolean(required=True)
+    message_zh = fields.String(required=True, validate=validate.Length(min=1))
+    message_en = fields.String(required=True, validate=validate.Length(min=1))
+    advice_zh = fields.String(required=True, validate=validate.Length(min=1))
+    advice_en = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class PricingSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    rate_multiplier = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    use_floor = StrictBoolean()
+
+    @validates_schema
+    def _exactly_one(self, data, **kwargs):
+        if len(data) != 1:
+            raise ValidationError("Give exactly one of rate_multiplier, use_floor.")
+
+
+class RuleSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True, validate=validate.Length(min=1))
+    check = fields.String(required=True, validate=_NAME)
+    products = Products(required=True)
+    when = Condition()
+    params = fields.Dict(keys=fields.String(validate=_NAME), values=ParamValue(), load_default=dict)
+    product_params = fields.Dict(keys=fields.String(),
+                                 values=fields.Dict(keys=fields.String(validate=_NAME), values=ParamValue()),
+                                 load_default=dict)
+    limit = fields.String(validate=validate.Regexp(r"^\$[A-Za-z_][A-Za-z0-9_.]*$",
+                                                   error="Must be a $parameter."))
+    reason = fields.Nested(ReasonSchema)
+    flag = fields.String(validate=_NAME)
+    pricing = fields.Nested(PricingSchema)
+
+    @validates_schema
+    def _one_effect(self, data, **kwargs):
+        effects = [k for k in ("reason", "flag", "pricing") if k in data]
+        if len(effects) != 1:
+            raise ValidationError("A rule has exactly one effect: reason, flag or pricing.")
+        if "limit" in data and "reason" not in data:
+            raise ValidationError("'limit' goes with a reason (AMOUNT_OUT_OF_RANGE).", "limit")
+        if "when" not in data and data.get("reason", {}).get("code") != "MISSING_DATA":
+            raise ValidationError("Missing 'when': only the MISSING_DATA template has none.", "when")
+
+
+class RuleFileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    params = fields.Dict(keys=fields.String(validate=_NAME), values=ParamValue(), load_default=dict)
+    rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
+
+
+class ProductSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name_zh = fields.String(required=True)
+    min_amount = fields.Float(required=True, validate=validate.Range(min=0))
+    max_amount = fields.Float(required=True, validate=validate.Range(min=0))
+    term_days_min = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    term_days_max = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    base_daily_rate = fields.Float(required=True, validate=validate.Range(min=0))
+    floor_apr = fields.Float(required=True, validate=validate.Range(min=0))
+    max_apr = fields.Float(required=True, validate=validate.Range(min=0))
+    consumer = StrictBoolean(required=True)
+    interest_free_days = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if data["min_amount"] > data["max_amount"]:
+            raise ValidationError("min_amount is above max_amount.")
+        if data["term_days_min"] > data["term_days_max"]:
+            raise ValidationError("term_days_min is above term_days_max.")
+        if data["floor_apr"] > data["max_apr"]:
+            raise ValidationError("floor_apr is above max_apr.")
+
+
+class ProductsFileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    apr_cap = fields.Float(required=True, validate=validate.Range(min=0, max=1))
+    rate_decimals = fields.Integer(required=True, strict=True, validate=validate.Range(min=2, max=12))
+    products = fields.Dict(keys=fields.String(), values=fields.Nested(ProductSchema), required=True)
+
+    @validates_schema
+    def _under_cap(self, data, **kwargs):
+        for name, product in data.get("products", {}).items():
+            if product["max_apr"] > data["apr_cap"]:
+                raise ValidationError(f"{name}: max_apr is above apr_cap.", "products")
+
+
+class TimeFileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    reapply_window_days = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+
+__all__ = ["RuleFileSchema", "ProductsFileSchema", "TimeFileSchema", "OUTCOMES"]

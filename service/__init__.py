@@ -1,0 +1,1 @@
+"""Loan-decision rule engine: declarative lending rules on durable_rules behind POST /decide."""

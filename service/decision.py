@@ -1,0 +1,82 @@
+"""Decision values: what the policy returns and the API, the log and a replay share."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+# RULEBOOK "Resolved points": rejected > review > cooling_off > approved.
+OUTCOME_PRECEDENCE = ("rejected", "review", "cooling_off", "approved")
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso_utc(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    rule_id: str
+    message_zh: str
+    message_en: str
+    advice_zh: str
+    advice_en: str
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Offer:
+    limit: float
+    daily_rate: float
+    monthly_rate: float
+    apr: float
+    term_days_min: int
+    term_days_max: int
+    interest_free_days: int
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    rule_id: str
+    check: str
+    passed: Optional[bool]   # None: not evaluated, a field it reads is missing
+    matched: bool            # the rule's condition held (a check failed, a flag/pricing applied)
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str
+    application_id: str
+    user_id: str
+    product: str
+    outcome: str
+    reasons: tuple[Reason, ...]
+    offer: Optional[Offer]
+    funds_available_at: Optional[str]
+    cancel_until: Optional[str]
+    reapply_after: Optional[str]
+    flags: tuple[str, ...]
+    rules_version: str
+    decided_at: str
+    trace: tuple[TraceEntry, ...] = field(default=())
+    starts_cooldown: bool = False   # not in the response: tells the state store to open T1
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.pop("starts_cooldown")
+        doc["reasons"] = list(doc["reasons"])
+        doc["flags"] = list(doc["flags"])
+        doc["trace"] = list(doc["trace"])
+        return doc
+
+
+def combine_outcomes(outcomes: list[str]) -> str:
+    for outcome in OUTCOME_PRECEDENCE:
+        if outcome in outcomes:
+            return outcome
+    return "approved"

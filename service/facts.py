@@ -1,0 +1,96 @@
+"""Turn a validated request and the user's state into the flat fact durable_rules is asked about.
+
+durable_rules compares what it is given: numbers as numbers, dates as day numbers (days since
+1970-01-01), booleans as booleans. A field that is absent or null is left out of the fact, since
+durable_rules never matches a missing field; the policy reports it as MISSING_DATA instead of
+letting a failing rule pass silently.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from schemas.request import APPLICANT_FIELDS, DOCUMENTS, GROUPS, NULL_MEANS_NO
+from service.userstate import UserState
+
+EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class FactField:
+    kind: str              # "number" | "bool" | "date"
+    source: Optional[str]  # request path named by MISSING_DATA; None when always present
+
+
+def _catalogue() -> dict[str, FactField]:
+    out = {"amount": FactField("number", "amount"), "term_days": FactField("number", "term_days")}
+    for name, kind in APPLICANT_FIELDS.items():
+        out[name] = FactField(kind, f"applicant.{name}")
+    for source, derived in NULL_MEANS_NO.items():
+        out[derived] = FactField("bool", f"applicant.{source}")
+    for group in GROUPS:
+        out[f"is_{group}"] = FactField("bool", None)
+    for doc in DOCUMENTS:
+        out[doc] = FactField("bool", None)
+    for name in UserState().fact_fields():
+        out[name] = FactField("number", None)
+    return out
+
+
+FACT_FIELDS: dict[str, FactField] = _catalogue()
+
+
+def day_number(day: dt.date) -> int:
+    return (day - EPOCH).days
+
+
+def add_calendar(day: dt.date, years: int = 0, months: int = 0, days: int = 0) -> dt.date:
+    """Calendar arithmetic: 31 Jan + 1 month is 28/29 Feb (the day is clamped to the month's end)."""
+    month_index = day.month - 1 + months + 12 * years
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    next_month = dt.date(year + month // 12, month % 12 + 1, 1)
+    last_day = (next_month - dt.timedelta(days=1)).day
+    return dt.date(year, month, min(day.day, last_day)) + dt.timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class Fact:
+    values: dict[str, Any]    # what durable_rules sees (absent fields left out)
+    display: dict[str, Any]   # the same fields as the request gave them (dates as ISO), for the trace
+    missing: frozenset[str]   # fact fields absent or null in the request
+
+
+def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
+               ref_dates: Mapping[str, Mapping[str, int]]) -> Fact:
+    applicant = request["applicant"]
+    values: dict[str, Any] = {}
+    display: dict[str, Any] = {}
+    missing: set[str] = set()
+
+    def put(name: str, value: Any, kind: str) -> None:
+        if value is None:
+            missing.add(name)
+            display[name] = None
+            return
+        display[name] = value.isoformat() if kind == "date" else value
+        values[name] = day_number(value) if kind == "date" else value
+
+    put("amount", request["amount"], "number")
+    put("term_days", request.get("term_days"), "number")
+    for name, kind in APPLICANT_FIELDS.items():
+        put(name, applicant.get(name), kind)
+    for source, derived in NULL_MEANS_NO.items():
+        # null means "no"; only an absent key is missing data.
+        put(derived, (applicant[source] is not None) if source in applicant else None, "bool")
+    groups = set(applicant.get("groups") or ())
+    for group in GROUPS:
+        put(f"is_{group}", group in groups, "bool")
+    documents = applicant.get("documents") or {}
+    for doc in DOCUMENTS:
+        put(doc, bool(documents.get(doc, False)), "bool")
+    for name, value in state.fact_fields().items():
+        put(name, value, "number")
+    for name, offset in ref_dates.items():
+        put(name, add_calendar(today, **offset), "date")
+    return Fact(values, display, frozenset(missing))

@@ -1,0 +1,299 @@
+"""Load, validate and fingerprint the rule files in `rules/`.
+
+A bad rules directory is refused as a whole, with an error naming the file, the rule and the
+problem, so a service never starts (or reloads) on half a policy. `version` is a content hash
+of the rule files: two directories with the same files have the same version, and every
+decision records the version that made it.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+from marshmallow import ValidationError
+
+from schemas.rules import ProductsFileSchema, RuleFileSchema, TimeFileSchema
+from service import conditions as cond
+from service.facts import FACT_FIELDS
+
+PRODUCTS_FILE = "products.yaml"
+TIME_FILE = "time.yaml"
+# durable_rules refuses more than 64 rules true for one fact (error 303); a product whose
+# ruleset could exceed it is refused at load time instead of failing at decision time.
+DURABLE_MAX_RULES = 64
+
+
+class RulesError(ValueError):
+    """The rules directory cannot be used; the message names file, rule and problem."""
+
+
+@dataclass(frozen=True)
+class ReasonSpec:
+    code: str
+    outcome: str
+    starts_cooldown: bool
+    message_zh: str
+    message_en: str
+    advice_zh: str
+    advice_en: str
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    name_zh: str
+    min_amount: float
+    max_amount: float
+    term_days_min: int
+    term_days_max: int
+    base_daily_rate: float
+    floor_apr: float
+    max_apr: float
+    consumer: bool
+    interest_free_days: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str
+    check: str
+    source: str
+    products: frozenset[str]
+    condition: Optional[cond.Condition]
+    params: Mapping[str, Any]
+    product_params: Mapping[str, Mapping[str, Any]]
+    reason: Optional[ReasonSpec] = None
+    limit: Optional[str] = None          # parameter name of the largest allowed amount
+    flag: Optional[str] = None
+    pricing: Optional[Mapping[str, Any]] = None
+    fields: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.rule_id}.{self.check}"
+
+    @property
+    def is_check(self) -> bool:
+        return self.reason is not None
+
+    def param(self, name: str, product: Product) -> Any:
+        """A parameter's value for one product: `product.x`, the product override, or the base."""
+        if name.startswith("product."):
+            return getattr(product, name.split(".", 1)[1])
+        override = self.product_params.get(product.name, {})
+        return override[name] if name in override else self.params[name]
+
+
+@dataclass(frozen=True)
+class RuleBook:
+    version: str
+    directory: Path
+    products: Mapping[str, Product]
+    apr_cap: float
+    rate_decimals: int
+    reapply_window_days: int
+    rules: tuple[Rule, ...]
+    missing_data: ReasonSpec
+    files: Mapping[str, bytes] = field(repr=False, default_factory=dict)
+
+    def rules_for(self, product: str) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if product in r.products and r.condition is not None)
+
+    def term_ranges(self) -> dict[str, tuple[int, int]]:
+        return {name: (p.term_days_min, p.term_days_max) for name, p in self.products.items()}
+
+
+def version_of(files: Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return "sha256:" + digest.hexdigest()
+
+
+def load(directory: Path | str) -> RuleBook:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RulesError(f"{directory}: not a directory of rule files")
+    files = {p.name: p.read_bytes() for p in sorted(directory.glob("*.yaml"))}
+    return load_files(files, directory)
+
+
+def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -> RuleBook:
+    """Build a RuleBook from file contents (a directory read, or files kept by rules version)."""
+    for required in (PRODUCTS_FILE, TIME_FILE):
+        if required not in files:
+            raise RulesError(f"{directory}/{required}: missing")
+    documents = {name: _parse_yaml(name, data) for name, data in files.items()}
+    products_doc = _validate(PRODUCTS_FILE, ProductsFileSchema(), documents[PRODUCTS_FILE])
+    time_doc = _validate(TIME_FILE, TimeFileSchema(), documents[TIME_FILE])
+    products = {name: Product(name=name, **spec) for name, spec in products_doc["products"].items()}
+
+    rules: list[Rule] = []
+    for name in sorted(documents):
+        if name in (PRODUCTS_FILE, TIME_FILE):
+            continue
+        doc = _validate(name, RuleFileSchema(), documents[name])
+        rules.extend(_build_rule(name, raw, doc["params"], products) for raw in doc["rules"])
+
+    _check_consistency(rules, products)
+    templates = [r for r in rules if r.condition is None]
+    if len(templates) != 1:
+        raise RulesError("rules: exactly one MISSING_DATA rule without 'when' is needed, found "
+                         f"{len(templates)}")
+    return RuleBook(
+        version=version_of(files), directory=directory, products=products,
+        apr_cap=products_doc["apr_cap"], rate_decimals=products_doc["rate_decimals"],
+        reapply_window_days=time_doc["reapply_window_days"], rules=tuple(rules),
+        missing_data=templates[0].reason, files=dict(files),
+    )
+
+
+def _parse_yaml(name: str, data: bytes) -> Any:
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{name}: not valid YAML: {exc}") from exc
+
+
+def _validate(name: str, schema, document: Any) -> dict:
+    if not isinstance(document, dict):
+        raise RulesError(f"{name}: expected a mapping at the top level")
+    try:
+        return schema.load(document)
+    except ValidationError as exc:
+        raise RulesError(f"{name}: {_describe(document, exc.messages)}") from exc
+
+
+def _describe(document: Any, messages: Any, path: str = "") -> str:
+    """Flatten marshmallow's nested messages, naming rules by id.check where possible."""
+    parts = []
+    for key, value in messages.items():
+        label = f"{path}.{key}" if path else str(key)
+        if path.endswith("rules") and isinstance(key, int):
+            try:
+                raw = document["rules"][key]
+                label = f"rule {raw.get('id')}.{raw.get('check')}"
+            except (KeyError, IndexError, TypeError, AttributeError):
+                pass
+        if isinstance(value, dict):
+            parts.append(_describe(document, value, label))
+        else:
+            parts.append(f"{label}: {' '.join(map(str, value))}")
+    return "; ".join(parts)
+
+
+def _build_rule(source: str, raw: dict, file_params: Mapping[str, Any],
+                products: Mapping[str, Product]) -> Rule:
+    where = f"{source}: rule {raw['id']}.{raw['check']}"
+    selector = raw["products"]
+    if selector == "all":
+        applies = frozenset(products)
+    elif selector == "consumer":
+        applies = frozenset(n for n, p in products.items() if p.consumer)
+    else:
+        unknown = [p for p in selector if p not in products]
+        if unknown:
+            raise RulesError(f"{where}: unknown product(s) {unknown}")
+        applies = frozenset(selector)
+    params = {**file_params, **raw["params"]}
+    for product, overrides in raw["product_params"].items():
+        if product not in products:
+            raise RulesError(f"{where}: product_params names unknown product {product!r}")
+        for key in overrides:
+            if key not in params:
+                raise RulesError(f"{where}: product_params.{product}.{key} overrides no parameter")
+
+    condition = None
+    fields: tuple[str, ...] = ()
+    if "when" in raw:
+        try:
+            condition = cond.parse(raw["when"])
+        except cond.ConditionError as exc:
+            raise RulesError(f"{where}: {exc}") from exc
+        fields = tuple(cond.fields_read(condition))
+        for name in cond.params_used(condition):
+            _check_param(where, name, params)
+        _check_types(where, condition, params, applies, products, raw["product_params"])
+    if "limit" in raw:
+        _check_param(where, raw["limit"][1:], params)
+    reason = ReasonSpec(**raw["reason"]) if "reason" in raw else None
+    return Rule(rule_id=raw["id"], check=raw["check"], source=source, products=applies,
+                condition=condition, params=params, product_params=raw["product_params"],
+                reason=reason, limit=raw["limit"][1:] if "limit" in raw else None,
+                flag=raw.get("flag"), pricing=raw.get("pricing"), fields=fields)
+
+
+def _check_param(where: str, name: str, params: Mapping[str, Any]) -> None:
+    if name.startswith("product."):
+        attr = name.split(".", 1)[1]
+        if attr not in Product.__dataclass_fields__ or attr in ("name", "name_zh"):
+            raise RulesError(f"{where}: ${name} is not a product attribute")
+    elif name not in params:
+        raise RulesError(f"{where}: ${name} is used but not defined in params")
+
+
+def _kind_of_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, dict):
+        return "date"
+    return "number"
+
+
+def _check_types(where: str, condition: cond.Condition, params: Mapping[str, Any],
+                 applies: frozenset[str], products: Mapping[str, Product],
+                 product_params: Mapping[str, Mapping[str, Any]]) -> None:
+    if isinstance(condition, cond.Group):
+        for item in condition.items:
+            _check_types(where, item, params, applies, products, product_params)
+        return
+    field = FACT_FIELDS.get(condition.field)
+    if field is None:
+        raise RulesError(f"{where}: unknown field {condition.field!r}")
+    rhs = condition.rhs
+    if isinstance(rhs, cond.FieldRef):
+        if rhs.name not in FACT_FIELDS:
+            raise RulesError(f"{where}: unknown field {rhs.name!r}")
+        kinds = {FACT_FIELDS[rhs.name].kind}
+    elif isinstance(rhs, cond.Product):
+        if rhs.field.name not in FACT_FIELDS:
+            raise RulesError(f"{where}: unknown field {rhs.field.name!r}")
+        kinds = {"number"}
+    elif isinstance(rhs, cond.Param):
+        if rhs.name.startswith("product."):
+            kinds = {"number"}
+        else:
+            values = [params[rhs.name]] + [o[rhs.name] for o in product_params.values() if rhs.name in o]
+            kinds = {_kind_of_value(v) for v in values}
+    else:
+        kinds = {_kind_of_value(rhs.value)}
+    if kinds != {field.kind}:
+        raise RulesError(f"{where}: {condition.field} is a {field.kind} but is compared with "
+                         f"a {'/'.join(sorted(kinds))}")
+    if field.kind == "bool" and condition.op in cond.ORDERING:
+        raise RulesError(f"{where}: {condition.field} is a bool: use == or !=")
+
+
+def _check_consistency(rules: list[Rule], products: Mapping[str, Product]) -> None:
+    seen_keys: dict[str, str] = {}
+    by_code: dict[str, tuple[str, bool, str]] = {}
+    for rule in rules:
+        if rule.key in seen_keys:
+            raise RulesError(f"{rule.source}: rule {rule.key} is defined twice "
+                             f"(also in {seen_keys[rule.key]})")
+        seen_keys[rule.key] = rule.source
+        if rule.reason:
+            kind = (rule.reason.outcome, rule.reason.starts_cooldown, rule.key)
+            earlier = by_code.setdefault(rule.reason.code, kind)
+            if earlier[:2] != kind[:2]:
+                raise RulesError(f"{rule.source}: rule {rule.key}: reason {rule.reason.code} has "
+                                 f"outcome/starts_cooldown {kind[:2]} but rule {earlier[2]} says "
+                                 f"{earlier[:2]}")
+    for product in products:
+        count = sum(1 for r in rules if product in r.products and r.condition is not None)
+        if count > DURABLE_MAX_RULES:
+            raise RulesError(f"rules: product {product} has {count} rules; durable_rules allows "
+                             f"at most {DURABLE_MAX_RULES} true at once")
