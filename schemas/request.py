@@ -133,10 +133,10 @@ class DecideRequestSchema(Schema):
         super().__init__(*args, **kwargs)
         self.term_ranges = term_ranges or {}
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def _term_in_product_range(self, data, **kwargs):
         term, product = data.get("term_days"), data.get("product")
-        if term is None or product not in self.term_ranges:
+        if not isinstance(term, int) or term is None or product not in self.term_ranges:
             return
         low, high = self.term_ranges[product]
         if not low <= term <= high:

@@ -1,0 +1,26 @@
+# One command each: `make run` (set up and serve on the embedded default) and `make test`.
+# durable_rules 2.0.28 builds on 3.11 and 3.12 only: take the first interpreter that runs and is one.
+PYTHON ?= $(shell for p in python3.11 python3.12 python3; do $$p -c 'import sys; sys.exit(sys.version_info[:2] not in ((3,11),(3,12)))' >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: setup run test bench clean
+
+$(BIN)/loan-decide: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need python3.11 or python3.12 (durable_rules does not build on 3.13)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/loan-decide
+
+run: setup
+	$(BIN)/loan-decide serve --host 127.0.0.1 --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,49 @@
+"""JSON log lines, with personal data masked before anything is written.
+
+Decisions are logged by id and outcome, never by payload; `mask` is the last line of defence
+for any value that might carry an ID number, a phone number or a name.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+_ID_NUMBER = re.compile(r"\b(\d{6})\d{8}(\d{3}[\dXx])\b")          # 18-digit PRC ID
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")         # mainland mobile
+_NAME_KEYS = {"name", "full_name", "real_name", "applicant_name"}
+
+
+def mask(text: str) -> str:
+    text = _ID_NUMBER.sub(r"\1********\2", text)
+    return _PHONE.sub(r"\1****\2", text)
+
+
+def _mask_value(key: str, value: Any) -> Any:
+    if key in _NAME_KEYS and isinstance(value, str) and value:
+        return value[0] + "*" * (len(value) - 1)
+    if isinstance(value, str):
+        return mask(value)
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+               "level": record.levelname, "logger": record.name, "msg": mask(record.getMessage())}
+        for key, value in getattr(record, "fields", {}).items():
+            doc[key] = _mask_value(key, value)
+        if record.exc_info:
+            doc["exc"] = mask(self.formatException(record.exc_info))
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
