@@ -80,12 +80,13 @@ def compile_product(book: RuleBook, product: Product) -> ProductPlan:
 
         def resolve(name: str, rule: Rule = rule, shown: dict = shown) -> cond.Operand:
             value = rule.param(name, product)
+            label = name.removeprefix("product.")
             if isinstance(value, dict):
                 ref = ref_date_field(value)
                 ref_dates[ref] = value
-                shown[name] = ref
+                shown[label] = ref
                 return cond.FieldRef(ref)
-            shown[name] = value
+            shown[label] = value
             return cond.Literal(value)
 
         definition = cond.compile_condition(rule.condition, resolve)

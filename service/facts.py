@@ -68,9 +68,10 @@ def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
     display: dict[str, Any] = {}
     missing: set[str] = set()
 
-    def put(name: str, value: Any, kind: str) -> None:
+    def put(name: str, value: Any, kind: str, may_be_null: bool = False) -> None:
         if value is None:
-            missing.add(name)
+            if not may_be_null:
+                missing.add(name)
             display[name] = None
             return
         display[name] = value.isoformat() if kind == "date" else value
@@ -79,7 +80,8 @@ def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
     put("amount", request["amount"], "number")
     put("term_days", request.get("term_days"), "number")
     for name, kind in APPLICANT_FIELDS.items():
-        put(name, applicant.get(name), kind)
+        null_means_no = name in NULL_MEANS_NO and name in applicant
+        put(name, applicant.get(name), kind, may_be_null=null_means_no)
     for source, derived in NULL_MEANS_NO.items():
         # null means "no"; only an absent key is missing data.
         put(derived, (applicant[source] is not None) if source in applicant else None, "bool")

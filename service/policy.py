@@ -48,8 +48,9 @@ class Policy:
     def _assemble(self, request: Mapping[str, Any], plan: ProductPlan, fact: Fact,
                   fired: frozenset[str], now: dt.datetime) -> Decision:
         book = self.book
-        missing = [f for f in plan.needed if f in fact.missing]
-        reasons: list[Reason] = [self._missing_reason(f) for f in missing]
+        # one MISSING_DATA per request field (a derived fact field names its source)
+        missing = list(dict.fromkeys(FACT_FIELDS[f].source for f in plan.needed if f in fact.missing))
+        reasons: list[Reason] = [self._missing_reason(source) for source in missing]
         trace: list[TraceEntry] = []
         flags: list[str] = []
         adjustments: list[Mapping] = []
@@ -61,7 +62,7 @@ class Policy:
             inputs = {f: fact.display.get(f) for f in rule.fields if f not in plan.ref_dates}
             inputs.update({name: fact.display.get(value, value) if isinstance(value, str) else value
                            for name, value in compiled.params.items()})
-            unread = any(f in fact.missing for f in rule.fields)
+            unread = any(fact.display.get(f) is None for f in rule.fields)
             if rule.is_check:
                 passed = False if matched else (None if unread else True)
                 if matched:
@@ -103,7 +104,7 @@ class Policy:
             trace=tuple(trace), starts_cooldown=cooldown,
         )
 
-    def _missing_reason(self, field: str) -> Reason:
+    def _missing_reason(self, source: str) -> Reason:
         spec = self.book.missing_data
         return Reason(spec.code, "D1", spec.message_zh, spec.message_en, spec.advice_zh,
-                      spec.advice_en, {"field": FACT_FIELDS[field].source})
+                      spec.advice_en, {"field": source})

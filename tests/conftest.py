@@ -1,0 +1,126 @@
+"""Shared fixtures: the bundled rules, a fixed clock, and applicants that pass every rule."""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from schemas.request import DecideRequestSchema
+from service import rulebook
+from service.api import create_app
+from service.clock import FixedClock
+from service.decide import DecisionService
+from service.policy import Policy
+from service.userstate import UserState
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_DIR = ROOT / "rules"
+NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)   # 16:00 in Shanghai
+
+# The request of API.md: approved for weilidai.
+EXAMPLE = {
+    "application_id": "app-20261123-0001",
+    "user_id": "u-10086",
+    "product": "weilidai",
+    "amount": 5000,
+    "term_days": 90,
+    "applicant": {
+        "age": 30, "real_name_verified_at": "2024-01-15", "id_card_expiry": "2031-05-01",
+        "pay_score": 680, "sesame_score": None, "credit_score": 720, "monthly_income": 12000,
+        "payments_per_month": 40, "bank_card_bound": True, "credit_card_bound": True,
+        "bureau_authorized": True, "bureau_major_adverse": False, "face_verified": True,
+        "id_card_uploaded": True, "carrier_verified": False, "contacts_authorized": False,
+        "whitelisted": True, "health_score": 82, "risk_education_done": True,
+        "credit_applications_6m": 1, "night_device_switches_30d": 0,
+        "credit_card_utilization": 0.42, "debt_to_income": 0.3, "concurrent_lenders": 1,
+        "lingqiantong_balance": 25000, "groups": ["blue_collar"],
+        "documents": {"chsi_verified": False, "guardian_confirmed": False,
+                      "passport_verified": False, "domestic_guarantor": False,
+                      "business_license": False, "cash_flow_verified": False,
+                      "work_badge_verified": True, "repayment_proof": False},
+    },
+}
+
+# For each product, the changes that make the example an approval.
+PRODUCT_BASE = {
+    "weilidai": {},
+    "we2000": {"amount": 2000},
+    "partner": {"amount": 5000, "applicant": {"sesame_score": 700, "carrier_verified": True,
+                                              "contacts_authorized": True}},
+    "xiaoe": {"amount": 5000},
+    "zhouzhuanjin": {"amount": 80000, "applicant": {"documents": {"business_license": True,
+                                                                  "cash_flow_verified": True}}},
+    "education": {"amount": 20000},
+    "emergency": {"amount": 3000},
+}
+
+
+def merge(base: dict, changes: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def payload(product: str = "weilidai", amount=None, drop: tuple[str, ...] = (), **applicant) -> dict:
+    """An approved applicant for `product`, with applicant fields changed or dropped."""
+    doc = merge(EXAMPLE, {"product": product, **PRODUCT_BASE[product]})
+    documents = applicant.pop("documents", None)
+    doc["applicant"].update(applicant)
+    if documents:
+        doc["applicant"]["documents"].update(documents)
+    if amount is not None:
+        doc["amount"] = amount
+    for name in drop:
+        doc["applicant"].pop(name)
+    return doc
+
+
+@pytest.fixture(scope="session")
+def book():
+    return rulebook.load(RULES_DIR)
+
+
+@pytest.fixture(scope="session")
+def policy(book):
+    return Policy(book)
+
+
+@pytest.fixture(scope="session")
+def client(policy):
+    app = create_app(service=DecisionService(policy, clock=FixedClock(NOW)))
+    return app.test_client()
+
+
+@pytest.fixture(params=["core", "http"])
+def decide(request, policy, client):
+    """Decide a payload through the plain-Python core or through HTTP; both return the response JSON."""
+    schema = DecideRequestSchema(term_ranges=policy.book.term_ranges())
+
+    def through_core(doc: dict, state: UserState | None = None) -> dict:
+        return policy.decide(schema.load(doc), state or UserState(), NOW).to_dict()
+
+    def through_http(doc: dict, state: UserState | None = None) -> dict:
+        if state is not None:
+            pytest.skip("per-user state is not settable through HTTP")
+        response = client.post("/decide", json=doc)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    return through_core if request.param == "core" else through_http
+
+
+def codes(decision: dict) -> list[str]:
+    return [r["code"] for r in decision["reasons"]]
+
+
+def trace_of(decision: dict, rule_id: str, check: str) -> dict | None:
+    for entry in decision["trace"]:
+        if entry["rule_id"] == rule_id and entry["check"] == check:
+            return entry
+    return None
