@@ -81,7 +81,7 @@ class Policy:
             trace.append(TraceEntry(rule.rule_id, rule.check, passed, matched, inputs))
 
         outcome_of = {r.key: r.reason.outcome for r in book.rules if r.reason}
-        outcomes = [book.missing_data.outcome] * len(missing)
+        outcomes = [book.missing_data.reason.outcome] * len(missing)
         outcomes += [outcome_of[c.rule.key] for c in plan.rules if c.rule.key in fired and c.rule.is_check]
         outcome = combine_outcomes(outcomes)
         cooldown = outcome == "rejected" and any(
@@ -105,6 +105,7 @@ class Policy:
         )
 
     def _missing_reason(self, source: str) -> Reason:
-        spec = self.book.missing_data
-        return Reason(spec.code, "D1", spec.message_zh, spec.message_en, spec.advice_zh,
+        template = self.book.missing_data
+        spec = template.reason
+        return Reason(spec.code, template.rule_id, spec.message_zh, spec.message_en, spec.advice_zh,
                       spec.advice_en, {"field": source})

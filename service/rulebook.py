@@ -96,7 +96,7 @@ class RuleBook:
     rate_decimals: int
     reapply_window_days: int
     rules: tuple[Rule, ...]
-    missing_data: ReasonSpec
+    missing_data: Rule              # the MISSING_DATA template (no condition)
     files: Mapping[str, bytes] = field(repr=False, default_factory=dict)
 
     def rules_for(self, product: str) -> tuple[Rule, ...]:
@@ -147,7 +147,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
         version=version_of(files), directory=directory, products=products,
         apr_cap=products_doc["apr_cap"], rate_decimals=products_doc["rate_decimals"],
         reapply_window_days=time_doc["reapply_window_days"], rules=tuple(rules),
-        missing_data=templates[0].reason, files=dict(files),
+        missing_data=templates[0], files=dict(files),
     )
 
 

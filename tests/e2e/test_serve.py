@@ -1,0 +1,40 @@
+"""End to end: `loan-decide serve` under gunicorn with several worker processes."""
+import pytest
+
+from tests.conftest import payload
+from tests.e2e.conftest import http
+
+pytestmark = pytest.mark.e2e
+
+
+def test_serve_answers_decide_with_several_workers(live_server):
+    server = live_server("--workers", "2")
+    assert http("GET", server.url + "/healthz")[0] == 200
+    outcomes = {}
+    for product in ("weilidai", "we2000", "partner", "xiaoe", "zhouzhuanjin", "education", "emergency"):
+        for n in range(4):   # several requests, so both workers answer
+            status, body, _ = http("POST", server.url + "/decide", payload(product))
+            assert status == 200, body
+            outcomes[(product, n)] = body["outcome"]
+    assert set(outcomes.values()) == {"approved"}
+    status, body, _ = http("POST", server.url + "/decide", payload(age=17, whitelisted=False))
+    assert status == 200 and body["outcome"] == "rejected"
+    assert [r["code"] for r in body["reasons"]] == ["AGE_OUT_OF_RANGE", "NOT_WHITELISTED"]
+
+
+def test_serve_rejects_bad_input_with_json_errors(live_server):
+    server = live_server()
+    doc = payload()
+    doc["applicant"]["pay_score"] = "680"
+    status, body, _ = http("POST", server.url + "/decide", doc)
+    assert status == 400 and "applicant.pay_score" in body["error"]["fields"]
+
+
+def test_serve_logs_no_personal_data(live_server):
+    server = live_server()
+    doc = payload()
+    doc["user_id"] = "110101199003071234"         # an ID number used as a user id
+    assert http("POST", server.url + "/decide", doc)[0] == 200
+    output = server.stop()
+    assert '"outcome": "approved"' in output
+    assert "110101199003071234" not in output

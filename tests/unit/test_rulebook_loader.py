@@ -1,0 +1,102 @@
+"""The loader refuses a bad rules directory at start-up, naming file, rule and problem."""
+import shutil
+
+import pytest
+import yaml
+
+from service import rulebook
+from service.api import create_app
+from service.settings import Settings
+from tests.conftest import RULES_DIR
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    target = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, target)
+    return target
+
+
+def edit(directory, name, mutate):
+    path = directory / name
+    doc = yaml.safe_load(path.read_text())
+    mutate(doc)
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+
+def rule(doc, rule_id, check):
+    return next(r for r in doc["rules"] if r["id"] == rule_id and r["check"] == check)
+
+
+def test_bundled_rules_load(book):
+    assert book.version.startswith("sha256:") and len(book.version) == 71
+    ids = {r.rule_id for r in book.rules}
+    assert {f"E{i}" for i in range(1, 12)} | {f"R{i}" for i in range(1, 6)} <= ids
+    assert {"student", "overseas", "sme_owner", "blue_collar", "elderly"} <= ids
+
+
+def test_version_is_a_content_hash(rules_copy, book):
+    assert rulebook.load(rules_copy).version == book.version
+    edit(rules_copy, "eligibility.yaml", lambda d: rule(d, "E2", "age")["params"].update(min_age=21))
+    assert rulebook.load(rules_copy).version != book.version
+
+
+@pytest.mark.parametrize("name, mutate, expected", [
+    ("eligibility.yaml", lambda d: rule(d, "E2", "age").update(when="agee < $min_age"),
+     ["eligibility.yaml", "E2.age", "unknown field 'agee'"]),
+    ("eligibility.yaml", lambda d: rule(d, "E2", "age").update(when="age < $minimum"),
+     ["eligibility.yaml", "E2.age", "$minimum"]),
+    ("eligibility.yaml", lambda d: rule(d, "E2", "age").update(when="age <<< 3"),
+     ["eligibility.yaml", "E2.age", "cannot read"]),
+    ("eligibility.yaml", lambda d: rule(d, "E9", "whitelist").update(when="whitelisted < 1"),
+     ["E9.whitelist", "whitelisted is a bool"]),
+    ("eligibility.yaml", lambda d: rule(d, "E6", "activity")["reason"].update(code="LOW_ACTIVTY"),
+     ["eligibility.yaml", "rule E6.activity", "code"]),
+    ("eligibility.yaml", lambda d: rule(d, "E6", "activity").update(products=["weilidia"]),
+     ["E6.activity", "unknown product"]),
+    ("eligibility.yaml", lambda d: rule(d, "E4", "credit_card")["reason"].update(starts_cooldown=True),
+     ["E4.credit_card", "CARD_NOT_BOUND", "E4.bank_card"]),
+    ("eligibility.yaml", lambda d: rule(d, "E10", "health_score")["params"].update(min_health_score="60"),
+     ["eligibility.yaml", "E10.health_score", "number"]),
+    ("eligibility.yaml", lambda d: rule(d, "E10", "health_score").pop("reason"),
+     ["E10.health_score", "exactly one effect"]),
+    ("eligibility.yaml", lambda d: d["rules"].append(dict(rule(d, "E2", "age"))),
+     ["E2.age", "defined twice"]),
+    ("products.yaml", lambda d: d["products"]["xiaoe"].update(max_apr=0.3),
+     ["products.yaml", "max_apr is above apr_cap"]),
+    ("rejections.yaml", lambda d: rule(d, "R2", "id_card_expiry")["params"].update(
+        earliest_allowed_expiry=3), ["R2.id_card_expiry", "date"]),
+])
+def test_bad_rule_file_is_refused_with_a_clear_error(rules_copy, name, mutate, expected):
+    edit(rules_copy, name, mutate)
+    with pytest.raises(rulebook.RulesError) as error:
+        rulebook.load(rules_copy)
+    for fragment in expected:
+        assert fragment in str(error.value)
+
+
+def test_invalid_yaml_is_refused(rules_copy):
+    (rules_copy / "groups.yaml").write_text("rules: [\n")
+    with pytest.raises(rulebook.RulesError, match="groups.yaml: not valid YAML"):
+        rulebook.load(rules_copy)
+
+
+def test_service_refuses_to_start_on_bad_rules(rules_copy):
+    (rules_copy / "time.yaml").unlink()
+    with pytest.raises(rulebook.RulesError, match="time.yaml: missing"):
+        create_app(Settings(rules_dir=rules_copy))
+
+
+def test_changed_threshold_changes_decisions(rules_copy):
+    """A rule file is the policy: moving E2's minimum age moves the decision."""
+    from service.policy import Policy
+    from service.userstate import UserState
+    from schemas.request import DecideRequestSchema
+    from tests.conftest import NOW, payload
+
+    edit(rules_copy, "eligibility.yaml", lambda d: rule(d, "E2", "age")["params"].update(min_age=21))
+    book = rulebook.load(rules_copy)
+    doc = DecideRequestSchema(term_ranges=book.term_ranges()).load(payload(age=20))
+    decision = Policy(book).decide(doc, UserState(), NOW)
+    assert [r.code for r in decision.reasons] == ["AGE_OUT_OF_RANGE"]
+    assert decision.rules_version == book.version
