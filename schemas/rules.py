@@ -8,6 +8,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.fields import StrictBoolean
+from schemas.request import DOCUMENTS
 from schemas.response import OUTCOMES, REASON_CODES
 
 _NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, _).")
@@ -84,12 +85,13 @@ class RuleSchema(Schema):
     reason = fields.Nested(ReasonSchema)
     flag = fields.String(validate=_NAME)
     pricing = fields.Nested(PricingSchema)
+    cooling_off = StrictBoolean(validate=validate.Equal(True))
 
     @validates_schema
     def _one_effect(self, data, **kwargs):
-        effects = [k for k in ("reason", "flag", "pricing") if k in data]
+        effects = [k for k in ("reason", "flag", "pricing", "cooling_off") if k in data]
         if len(effects) != 1:
-            raise ValidationError("A rule has exactly one effect: reason, flag or pricing.")
+            raise ValidationError("A rule has exactly one effect: reason, flag, pricing or cooling_off.")
         if "limit" in data and "reason" not in data:
             raise ValidationError("'limit' goes with a reason (AMOUNT_OUT_OF_RANGE).", "limit")
         if "when" not in data and data.get("reason", {}).get("code") != "MISSING_DATA":
@@ -144,11 +146,47 @@ class ProductsFileSchema(Schema):
                 raise ValidationError(f"{name}: max_apr is above apr_cap.", "products")
 
 
-class TimeFileSchema(Schema):
+class TemporaryLimitSchema(Schema):
     class Meta:
         unknown = RAISE
 
+    increase = fields.Float(required=True, validate=validate.Range(min=0))
+    days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    max_grants = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    requires_document = fields.String(required=True, validate=validate.OneOf(DOCUMENTS))
+
+
+class GraceSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    max_uses = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    max_days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    period_days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class StateReasonSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    rule_id = fields.String(required=True)
+    message_zh = fields.String(required=True, validate=validate.Length(min=1))
+    message_en = fields.String(required=True, validate=validate.Length(min=1))
+    advice_zh = fields.String(required=True, validate=validate.Length(min=1))
+    advice_en = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class TimeFileSchema(RuleFileSchema):
     reapply_window_days = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    cooling_off_hours = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    application_count_months = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    temporary_limit = fields.Nested(TemporaryLimitSchema, required=True)
+    grace = fields.Nested(GraceSchema, required=True)
+    state_reasons = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(["REAPPLY_COOLDOWN", "COOLING_OFF_PENDING"])),
+        values=fields.Nested(StateReasonSchema), required=True,
+        validate=validate.Length(equal=2, error="Give both REAPPLY_COOLDOWN and COOLING_OFF_PENDING."))
+    rules = fields.List(fields.Nested(RuleSchema), load_default=list)
 
 
 __all__ = ["RuleFileSchema", "ProductsFileSchema", "TimeFileSchema", "OUTCOMES"]

@@ -62,6 +62,11 @@ class CompiledRule:
     limit: float | None
     definition: dict              # durable_rules JSON of the condition
 
+    @property
+    def scales_with_limit(self) -> bool:
+        """A limit the temporary limit (T4) raises: its condition reads `limit_factor`."""
+        return "limit_factor" in self.rule.fields
+
 
 @dataclass(frozen=True)
 class ProductPlan:

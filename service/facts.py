@@ -62,7 +62,7 @@ class Fact:
 
 
 def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
-               ref_dates: Mapping[str, Mapping[str, int]]) -> Fact:
+               ref_dates: Mapping[str, Mapping[str, int]], limit_factor: float = 1.0) -> Fact:
     applicant = request["applicant"]
     values: dict[str, Any] = {}
     display: dict[str, Any] = {}
@@ -91,7 +91,7 @@ def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
     documents = applicant.get("documents") or {}
     for doc in DOCUMENTS:
         put(doc, bool(documents.get(doc, False)), "bool")
-    for name, value in state.fact_fields().items():
+    for name, value in state.fact_fields(limit_factor).items():
         put(name, value, "number")
     for name, offset in ref_dates.items():
         put(name, add_calendar(today, **offset), "date")

@@ -1,32 +1,51 @@
 """The policy: (request, per-user state, clock time, rules) -> Decision. Pure; no Flask, no Redis.
 
 Conditions are evaluated by durable_rules (service.engine); this module only turns the rules
-that fired into reasons, flags and an offer, and derives the passes in the trace from the
-rules that did not fire.
+that fired into reasons, flags and an offer, derives the passes in the trace from the rules
+that did not fire, and says what the decision changes in the user's state. The refusals by
+state (T1 reapply window, T2 pending cooling-off) compare the clock with times the state
+holds, and come before any rule is evaluated.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
 from zoneinfo import ZoneInfo
 
 from service import pricing
 from service.decision import Decision, Offer, Reason, TraceEntry, combine_outcomes, iso_utc
 from service.engine import ProductPlan, RuleEngine
-from service.facts import FACT_FIELDS, Fact, build_fact
+from service.facts import FACT_FIELDS, add_calendar, build_fact
 from service.rulebook import RuleBook
-from service.userstate import UserState
+from service.userstate import StateChange, UserState
 
 # RULEBOOK "Resolved points": date rules use calendar dates in Asia/Shanghai.
 POLICY_TZ = ZoneInfo("Asia/Shanghai")
 LARGEST_ALLOWED = "largest_allowed_amount"
+TEMPORARY_LIMIT_FLAG = "temporary_limit"
 
 
 def decision_id(user_id: str, application_id: str, decided_at: str) -> str:
     """Deterministic, so replaying a decision reproduces its id."""
     digest = hashlib.sha256(f"{user_id}\0{application_id}\0{decided_at}".encode()).hexdigest()
     return "dec_" + digest[:24]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    change: StateChange
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One evaluation of the product's rules on one fact."""
+
+    fired: frozenset[str]
+    fact: Any
+    limit_factor: float
 
 
 class Policy:
@@ -37,25 +56,88 @@ class Policy:
         self.engine = engine or RuleEngine(book)
         self.version = book.version
 
-    def decide(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Decision:
-        now = now.replace(microsecond=0)
-        plan = self.engine.plans[request["product"]]
-        today = now.astimezone(POLICY_TZ).date()
-        fact = build_fact(request, state, today, plan.ref_dates)
-        fired = self.engine.fire(plan.product.name, fact.values)
-        return self._assemble(request, plan, fact, fired, now)
+    # -- windows ------------------------------------------------------------------------
+    def count_window_start(self, now: dt.datetime) -> dt.datetime:
+        """T3: the start of the look-back window for the user's own applications."""
+        local = now.astimezone(POLICY_TZ)
+        start = add_calendar(local.date(), months=-self.book.time.application_count_months)
+        return dt.datetime.combine(start, local.timetz()).astimezone(dt.timezone.utc)
 
-    def _assemble(self, request: Mapping[str, Any], plan: ProductPlan, fact: Fact,
-                  fired: frozenset[str], now: dt.datetime) -> Decision:
-        book = self.book
+    # -- the decision ---------------------------------------------------------------------
+    def decide(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Decision:
+        return self.evaluate(request, state, now).decision
+
+    def evaluate(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Outcome:
+        now = now.replace(microsecond=0)
+        refusal = self._refusal_by_state(request, state, now)
+        if refusal:
+            return Outcome(refusal, StateChange())
+        plan = self.engine.plans[request["product"]]
+        first = self._run(request, plan, state, now, 1.0)
+        chosen, temp_limit_used = first, False
+        raised = self._with_temporary_limit(request, plan, state, now, first)
+        if raised is not None:
+            chosen, temp_limit_used = raised, True
+        decision = self._assemble(request, plan, chosen, now, temp_limit_used)
+        return Outcome(decision, self._change(decision, state, now, temp_limit_used))
+
+    def _run(self, request, plan: ProductPlan, state: UserState, now: dt.datetime,
+             limit_factor: float) -> _Pass:
+        today = now.astimezone(POLICY_TZ).date()
+        fact = build_fact(request, state, today, plan.ref_dates, limit_factor)
+        return _Pass(self.engine.fire(plan.product.name, fact.values), fact, limit_factor)
+
+    def _with_temporary_limit(self, request, plan: ProductPlan, state: UserState,
+                              now: dt.datetime, first: _Pass) -> Optional[_Pass]:
+        """T4: when only raisable limits refused the amount, try again at the raised limit."""
+        t4 = self.book.time.temporary_limit
+        failed = [c for c in plan.rules if c.rule.is_check and c.rule.key in first.fired]
+        if not failed or not all(c.scales_with_limit for c in failed):
+            return None
+        if not request["applicant"].get("documents", {}).get(t4.requires_document):
+            return None
+        if not (state.temp_limit_active(now) or state.temp_limit_grants < t4.max_grants):
+            return None
+        second = self._run(request, plan, state, now, 1.0 + t4.increase)
+        if any(c.rule.is_check and c.rule.key in second.fired for c in plan.rules):
+            return None
+        return second
+
+    def _refusal_by_state(self, request, state: UserState, now: dt.datetime) -> Optional[Decision]:
+        if state.in_cooldown(now):
+            code, until = "REAPPLY_COOLDOWN", state.cooldown_until
+            inputs = {"reapply_after": iso_utc(until)}
+        elif state.cooling_off_pending(now):
+            code, until = "COOLING_OFF_PENDING", state.cooling_off_until
+            inputs = {"application_id": state.cooling_off_application,
+                      "funds_available_at": iso_utc(until)}
+        else:
+            return None
+        rule_id, spec = self.book.time.state_reasons[code]
+        reason = Reason(code, rule_id, spec.message_zh, spec.message_en, spec.advice_zh,
+                        spec.advice_en, inputs)
+        decided_at = iso_utc(now)
+        return Decision(
+            decision_id=decision_id(request["user_id"], request["application_id"], decided_at),
+            application_id=request["application_id"], user_id=request["user_id"],
+            product=request["product"], outcome="rejected", reasons=(reason,), offer=None,
+            funds_available_at=None, cancel_until=None, reapply_after=iso_utc(until), flags=(),
+            rules_version=self.version, decided_at=decided_at,
+            trace=(TraceEntry(rule_id, "state", False, True, inputs),))
+
+    def _assemble(self, request: Mapping[str, Any], plan: ProductPlan, run: _Pass,
+                  now: dt.datetime, temp_limit_used: bool) -> Decision:
+        book, fact, fired = self.book, run.fact, run.fired
         # one MISSING_DATA per request field (a derived fact field names its source)
         missing = list(dict.fromkeys(FACT_FIELDS[f].source for f in plan.needed if f in fact.missing))
         reasons: list[Reason] = [self._missing_reason(source) for source in missing]
         trace: list[TraceEntry] = []
-        flags: list[str] = []
+        flags: list[str] = [TEMPORARY_LIMIT_FLAG] if temp_limit_used else []
         adjustments: list[Mapping] = []
-        broken_limits = [c.limit for c in plan.rules if c.limit is not None and c.rule.key in fired]
-        largest_allowed = min(broken_limits) if broken_limits else None
+        cooling_off = False
+        broken = [c.limit * (run.limit_factor if c.scales_with_limit else 1.0)
+                  for c in plan.rules if c.limit is not None and c.rule.key in fired]
+        largest_allowed = min(broken) if broken else None
         for compiled in plan.rules:
             rule = compiled.rule
             matched = rule.key in fired
@@ -78,11 +160,13 @@ class Policy:
                     flags.append(rule.flag)
                 if matched and rule.pricing:
                     adjustments.append(rule.pricing)
+                cooling_off = cooling_off or (matched and rule.cooling_off)
             trace.append(TraceEntry(rule.rule_id, rule.check, passed, matched, inputs))
 
-        outcome_of = {r.key: r.reason.outcome for r in book.rules if r.reason}
         outcomes = [book.missing_data.reason.outcome] * len(missing)
-        outcomes += [outcome_of[c.rule.key] for c in plan.rules if c.rule.key in fired and c.rule.is_check]
+        outcomes += [c.rule.reason.outcome for c in plan.rules if c.rule.is_check and c.rule.key in fired]
+        if cooling_off:
+            outcomes.append("cooling_off")
         outcome = combine_outcomes(outcomes)
         cooldown = outcome == "rejected" and any(
             c.rule.reason.starts_cooldown for c in plan.rules if c.rule.is_check and c.rule.key in fired)
@@ -93,15 +177,33 @@ class Policy:
             daily, monthly, apr = pricing.rates(product, adjustments, book.apr_cap, book.rate_decimals)
             offer = Offer(request["amount"], daily, monthly, apr, product.term_days_min,
                           product.term_days_max, product.interest_free_days)
+        hold_until = iso_utc(now + dt.timedelta(hours=book.time.cooling_off_hours)) \
+            if outcome == "cooling_off" else None
         decided_at = iso_utc(now)
-        reapply_after = iso_utc(now + dt.timedelta(days=book.reapply_window_days)) if cooldown else None
+        reapply_after = iso_utc(now + dt.timedelta(days=book.time.reapply_window_days)) \
+            if cooldown else None
         return Decision(
             decision_id=decision_id(request["user_id"], request["application_id"], decided_at),
             application_id=request["application_id"], user_id=request["user_id"],
             product=product.name, outcome=outcome, reasons=tuple(reasons), offer=offer,
-            funds_available_at=None, cancel_until=None, reapply_after=reapply_after,
+            funds_available_at=hold_until, cancel_until=hold_until, reapply_after=reapply_after,
             flags=tuple(flags), rules_version=self.version, decided_at=decided_at,
             trace=tuple(trace), starts_cooldown=cooldown,
+        )
+
+    def _change(self, decision: Decision, state: UserState, now: dt.datetime,
+                temp_limit_used: bool) -> StateChange:
+        t4 = self.book.time.temporary_limit
+        granted = None
+        if temp_limit_used and decision.offer is not None and not state.temp_limit_active(now):
+            granted = now + dt.timedelta(days=t4.days)
+        return StateChange(
+            count_application=True,
+            cooldown_until=dt.datetime.fromisoformat(decision.reapply_after.replace("Z", "+00:00"))
+            if decision.starts_cooldown else None,
+            cooling_off_until=now + dt.timedelta(hours=self.book.time.cooling_off_hours)
+            if decision.outcome == "cooling_off" else None,
+            temp_limit_expires_at=granted,
         )
 
     def _missing_reason(self, source: str) -> Reason:

@@ -69,6 +69,7 @@ class Rule:
     limit: Optional[str] = None          # parameter name of the largest allowed amount
     flag: Optional[str] = None
     pricing: Optional[Mapping[str, Any]] = None
+    cooling_off: bool = False
     fields: tuple[str, ...] = ()
 
     @property
@@ -88,13 +89,40 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class TemporaryLimit:
+    increase: float
+    days: int
+    max_grants: int
+    requires_document: str
+
+
+@dataclass(frozen=True)
+class Grace:
+    max_uses: int
+    max_days: int
+    period_days: int
+
+
+@dataclass(frozen=True)
+class TimeRules:
+    """time.yaml: the windows of T1-T5 and the wording of the refusals by state."""
+
+    reapply_window_days: int
+    cooling_off_hours: int
+    application_count_months: int
+    temporary_limit: TemporaryLimit
+    grace: Grace
+    state_reasons: Mapping[str, tuple[str, ReasonSpec]]   # code -> (rule id, wording)
+
+
+@dataclass(frozen=True)
 class RuleBook:
     version: str
     directory: Path
     products: Mapping[str, Product]
     apr_cap: float
     rate_decimals: int
-    reapply_window_days: int
+    time: TimeRules
     rules: tuple[Rule, ...]
     missing_data: Rule              # the MISSING_DATA template (no condition)
     files: Mapping[str, bytes] = field(repr=False, default_factory=dict)
@@ -133,10 +161,21 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
 
     rules: list[Rule] = []
     for name in sorted(documents):
-        if name in (PRODUCTS_FILE, TIME_FILE):
+        if name == PRODUCTS_FILE:
             continue
-        doc = _validate(name, RuleFileSchema(), documents[name])
+        doc = time_doc if name == TIME_FILE else _validate(name, RuleFileSchema(), documents[name])
         rules.extend(_build_rule(name, raw, doc["params"], products) for raw in doc["rules"])
+    time_rules = TimeRules(
+        reapply_window_days=time_doc["reapply_window_days"],
+        cooling_off_hours=time_doc["cooling_off_hours"],
+        application_count_months=time_doc["application_count_months"],
+        temporary_limit=TemporaryLimit(**time_doc["temporary_limit"]),
+        grace=Grace(**time_doc["grace"]),
+        state_reasons={code: (spec["rule_id"], ReasonSpec(
+            code=code, outcome="rejected", starts_cooldown=False,
+            **{k: v for k, v in spec.items() if k != "rule_id"}))
+            for code, spec in time_doc["state_reasons"].items()},
+    )
 
     _check_consistency(rules, products)
     templates = [r for r in rules if r.condition is None]
@@ -146,7 +185,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
     return RuleBook(
         version=version_of(files), directory=directory, products=products,
         apr_cap=products_doc["apr_cap"], rate_decimals=products_doc["rate_decimals"],
-        reapply_window_days=time_doc["reapply_window_days"], rules=tuple(rules),
+        time=time_rules, rules=tuple(rules),
         missing_data=templates[0], files=dict(files),
     )
 
@@ -223,7 +262,8 @@ def _build_rule(source: str, raw: dict, file_params: Mapping[str, Any],
     return Rule(rule_id=raw["id"], check=raw["check"], source=source, products=applies,
                 condition=condition, params=params, product_params=raw["product_params"],
                 reason=reason, limit=raw["limit"][1:] if "limit" in raw else None,
-                flag=raw.get("flag"), pricing=raw.get("pricing"), fields=fields)
+                flag=raw.get("flag"), pricing=raw.get("pricing"),
+                cooling_off=raw.get("cooling_off", False), fields=fields)
 
 
 def _check_param(where: str, name: str, params: Mapping[str, Any]) -> None:

@@ -1,18 +1,46 @@
-"""The per-user state the rules see: the seam between the policy and the state store.
+"""Per-user state: what the rules see of a user's history, and what a decision changes in it.
 
-The policy reads it and never writes it; the state store (Redis, fakeredis) produces it
-and applies the decision's effects to it.
+Pure values. The policy reads a UserState and returns a StateChange with its decision; the
+state store (Redis, fakeredis) produces the one and applies the other atomically.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass(frozen=True)
 class UserState:
-    """What this service remembers of one user, as of the decision's clock time."""
+    """One user's state as of the decision's clock time."""
 
-    applications_6m: int = 0  # T3: this service's own evaluated applications in the 6 months before
+    applications_6m: int = 0                          # T3: own evaluated applications in the window
+    cooldown_until: Optional[dt.datetime] = None      # T1: end of the reapply window
+    cooling_off_application: Optional[str] = None     # T2: the loan whose funds are on hold
+    cooling_off_until: Optional[dt.datetime] = None   # T2: when its funds are released
+    temp_limit_expires_at: Optional[dt.datetime] = None   # T4
+    temp_limit_grants: int = 0                        # T4: grants so far (first + renewals)
+    grace_uses: tuple[dt.datetime, ...] = field(default=())   # T5: start of each use
 
-    def fact_fields(self) -> dict[str, int]:
-        return {"recorded_applications_6m": self.applications_6m}
+    def fact_fields(self, limit_factor: float = 1.0) -> dict[str, float]:
+        """The state as fact fields for the rules (R1's count, T4's limit factor)."""
+        return {"recorded_applications_6m": self.applications_6m, "limit_factor": limit_factor}
+
+    def in_cooldown(self, now: dt.datetime) -> bool:
+        return self.cooldown_until is not None and now < self.cooldown_until
+
+    def cooling_off_pending(self, now: dt.datetime) -> bool:
+        return self.cooling_off_until is not None and now < self.cooling_off_until
+
+    def temp_limit_active(self, now: dt.datetime) -> bool:
+        return self.temp_limit_expires_at is not None and now < self.temp_limit_expires_at
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """What one decision does to its user's state; applied with the decision, atomically."""
+
+    count_application: bool = False                   # T3: an evaluated application
+    cooldown_until: Optional[dt.datetime] = None      # T1: open the window until then
+    cooling_off_until: Optional[dt.datetime] = None   # T2: hold this application's funds
+    temp_limit_expires_at: Optional[dt.datetime] = None   # T4: a new grant until then

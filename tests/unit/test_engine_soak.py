@@ -26,6 +26,7 @@ def varied_requests(book, count):
                             health_score=rng.randint(0, 59), bureau_major_adverse=True))
         docs.append(payload(product, drop=("pay_score",)))
         docs.append(payload(product, groups=["student"], amount=9000))
+        docs.append(payload(product, monthly_income=4000))      # T2 cooling-off
     loaded = [schema.load(d) for d in docs]
     return list(itertools.islice(itertools.cycle(loaded), count))
 
@@ -39,7 +40,7 @@ def test_5000_evaluations_run_without_error_and_with_flat_memory(policy, book):
     for request in requests:
         outcomes.add(policy.decide(request, UserState(), NOW).outcome)
     after = rss_kib()
-    assert outcomes == {"approved", "rejected", "review"}
+    assert outcomes == {"approved", "cooling_off", "rejected", "review"}
     growth = (after - before) / before
     assert growth <= 0.05, f"RSS grew {before} -> {after} KiB ({growth:.1%})"
 
