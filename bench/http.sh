@@ -13,6 +13,9 @@
 #    timeouts, the same wrk run.
 # Prints req/s and latency p50/p99 for both and the ratio decide/bare. Every server started here
 # is stopped on exit. Logs and raw wrk output go to bench/out/http-<time>/ (git-ignored).
+# State store of the real service: REDIS_URL if set; else a throwaway redis-server started here
+# on a free port (no persistence, stopped on exit; installed with apt-get if missing);
+# STORE=embedded runs it on the in-process fakeredis instead (one worker only).
 # The service logs one JSON line per decision at LOG_LEVEL=INFO (its default), into that directory;
 # set LOG_LEVEL=WARNING to measure without it. RULES_DIR (read by the service and bodies.py)
 # picks another rules directory. wrk and the servers share this machine's cores.
@@ -27,6 +30,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 BODIES_COUNT=${BODIES_COUNT:-16}
 SEED=${SEED:-1}
+STORE=${STORE:-redis}
 OUT=$ROOT/bench/out/http-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 cd "$ROOT"
@@ -39,6 +43,7 @@ fi
 PIDS=()
 stop_servers() {
     local pid
+    if [ -n "${WRK_PID:-}" ]; then kill -TERM "$WRK_PID" 2>/dev/null || true; fi
     for pid in "${PIDS[@]}"; do
         # each server runs in its own session (setsid): its process group is its pid
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -72,10 +77,34 @@ start_server() {
     echo "$name did not answer /healthz within 30 s" >&2; exit 1
 }
 
+# start_redis : a throwaway redis-server for the real service, unless REDIS_URL is given
+start_redis() {
+    if [ -n "${REDIS_URL:-}" ] || [ "$STORE" = embedded ]; then return 0; fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        echo "redis-server not found: installing (apt-get)" >&2
+        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    fi
+    local port pid
+    port=$(free_port)
+    setsid redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+        --dir "$OUT" >"$OUT/redis.log" 2>&1 </dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 100); do
+        if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+            export REDIS_URL="redis://127.0.0.1:$port/0"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "redis-server did not start:" >&2; tail -20 "$OUT/redis.log" >&2; exit 1
+}
+
 # check_post NAME URL : one live POST of the first body must answer 200
 check_post() {
     local body code
-    body=$(head -1 "$BODIES" | sed "s/@@ID@@/bench-check-$1-$$/")
+    body=$(head -1 "$BODIES" | sed "s/@@ID@@/bench-check-$1-$$/g")
     code=$(curl -s -o "$OUT/$1.check.json" -w '%{http_code}' -H 'Content-Type: application/json' \
         --data-binary "$body" "$2")
     if [ "$code" != 200 ]; then
@@ -83,14 +112,21 @@ check_post() {
     fi
 }
 
-# run_wrk NAME URL : warm-up, then the measured run; prints the WRK_RESULT line
-run_wrk() {
-    BODIES=$BODIES wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$ROOT/bench/payloads.lua" "$2" \
-        >"$OUT/$1.warmup.txt" 2>&1
-    BODIES=$BODIES wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$ROOT/bench/payloads.lua" "$2" \
-        >"$OUT/$1.wrk.txt" 2>&1
-    grep '^WRK_RESULT' "$OUT/$1.wrk.txt" || { echo "$1: no WRK_RESULT:" >&2; cat "$OUT/$1.wrk.txt" >&2; exit 1; }
+# run_wrk NAME URL : warm-up, then the measured run into $OUT/NAME.wrk.txt. wrk runs in the
+# background and is waited for, so a TERM or Ctrl-C reaches the traps at once.
+WRK_PID=
+wrk_bg() {
+    BODIES=$BODIES wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" -s "$ROOT/bench/payloads.lua" "$2" >"$3" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID"
+    WRK_PID=
 }
+run_wrk() {
+    wrk_bg "$WARMUP" "$2" "$OUT/$1.warmup.txt"
+    wrk_bg "$DURATION" "$2" "$OUT/$1.wrk.txt"
+    grep -q '^WRK_RESULT' "$OUT/$1.wrk.txt" || { echo "$1: no WRK_RESULT:" >&2; cat "$OUT/$1.wrk.txt" >&2; exit 1; }
+}
+result() { grep '^WRK_RESULT' "$OUT/$1.wrk.txt"; }
 
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 
@@ -101,10 +137,14 @@ echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up); gunicor
      "$(nproc) cores; output in ${OUT#$ROOT/}"
 
 # the real service
+start_redis
+STORE_DESC=${REDIS_URL:+redis at $REDIS_URL}
+echo "state store: ${STORE_DESC:-embedded (fakeredis)}"
 PORT=$(free_port)
 start_server decide "$PORT" "$BIN/loan-decide" serve --host 127.0.0.1 --port "$PORT" --workers "$WORKERS"
 check_post decide "http://127.0.0.1:$PORT/decide"
-DECIDE=$(run_wrk decide "http://127.0.0.1:$PORT/decide")
+run_wrk decide "http://127.0.0.1:$PORT/decide"
+DECIDE=$(result decide)
 stop_servers
 
 # the bare Flask app, same gunicorn settings as `loan-decide serve`
@@ -112,7 +152,8 @@ PORT=$(free_port)
 start_server bare "$PORT" "$BIN/gunicorn" --bind "127.0.0.1:$PORT" --workers "$WORKERS" \
     --worker-class sync --preload --timeout 30 --graceful-timeout 20 --chdir "$ROOT/bench" bare_app:app
 check_post bare "http://127.0.0.1:$PORT/decide"
-BARE=$(run_wrk bare "http://127.0.0.1:$PORT/decide")
+run_wrk bare "http://127.0.0.1:$PORT/decide"
+BARE=$(result bare)
 stop_servers
 
 {

@@ -3,20 +3,25 @@
 --   BODIES=bench/out/.../bodies.jsonl wrk -t2 -c16 -d10s -s bench/payloads.lua http://127.0.0.1:P/decide
 --
 -- BODIES holds one JSON body per line (bench/bodies.py, each checked to answer 200) whose
--- application_id is the placeholder @@ID@@; every request gets a fresh id
--- (wrk<start>-t<thread>-<n>), so a store that remembers applications never sees a repeat.
+-- application_id and user_id hold the placeholder @@ID@@; every request gets a fresh id
+-- (wrk<start>-t<thread>-<n>): a new application of a new user, so per-user state (T1 cooldown,
+-- T3 counts) and a store of applications never turn the run into repeats or early refusals.
 -- done() prints one line, WRK_RESULT key=value ..., that http.sh parses.
 
 local path = os.getenv("BODIES") or "bench/out/bodies.jsonl"
+-- each body as the pieces around its placeholders, joined with a fresh id per request
 local parts = {}
 for line in io.lines(path) do
   if #line > 0 then
-    local s, e = string.find(line, "@@ID@@", 1, true)
-    if s then
-      parts[#parts + 1] = { line:sub(1, s - 1), line:sub(e + 1) }
-    else
-      parts[#parts + 1] = { line }
+    local pieces, start = {}, 1
+    while true do
+      local s, e = string.find(line, "@@ID@@", start, true)
+      if not s then break end
+      pieces[#pieces + 1] = line:sub(start, s - 1)
+      start = e + 1
     end
+    pieces[#pieces + 1] = line:sub(start)
+    parts[#parts + 1] = pieces
   end
 end
 assert(#parts > 0, "no bodies in " .. path)
@@ -36,12 +41,9 @@ local counter = 0
 
 function request()
   counter = counter + 1
-  local p = parts[(counter - 1) % #parts + 1]
-  local body = p[1]
-  if p[2] then
-    body = p[1] .. "wrk" .. started .. "-t" .. tostring(tid) .. "-" .. counter .. p[2]
-  end
-  return wrk.format(nil, nil, nil, body)
+  local pieces = parts[(counter - 1) % #parts + 1]
+  local id = "wrk" .. started .. "-t" .. tostring(tid) .. "-" .. counter
+  return wrk.format(nil, nil, nil, table.concat(pieces, id))
 end
 
 function done(summary, latency, requests)

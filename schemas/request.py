@@ -151,5 +151,23 @@ class CancelRequestSchema(Schema):
     user_id = fields.String(required=True, validate=_ID)
 
 
-__all__ = ["DecideRequestSchema", "CancelRequestSchema", "APPLICANT_FIELDS", "NULL_MEANS_NO",
+class GraceRequestSchema(Schema):
+    """POST /users/<id>/grace-uses: one repayment grace use (T5) of `days` days."""
+
+    class Meta:
+        unknown = RAISE
+
+    days = StrictNumber(integer=True, required=True)
+
+    def __init__(self, *args, max_days: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_days = max_days
+
+    @validates_schema
+    def _within_limit(self, data, **kwargs):
+        if not 1 <= data["days"] <= self.max_days:
+            raise ValidationError(f"Must be between 1 and {self.max_days}.", "days")
+
+
+__all__ = ["DecideRequestSchema", "CancelRequestSchema", "GraceRequestSchema", "APPLICANT_FIELDS", "NULL_MEANS_NO",
            "PRODUCTS", "GROUPS", "DOCUMENTS"]

@@ -14,12 +14,13 @@ from flask import Flask, Response, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from schemas.request import DecideRequestSchema
-from service import rulebook
+from schemas.request import CancelRequestSchema, DecideRequestSchema, GraceRequestSchema
+from service import redisconn, rulebook
 from service.clock import Clock
-from service.decide import DecisionService
+from service.decide import Conflict, DecisionService, NotFound
 from service.policy import Policy
 from service.settings import Settings
+from service.statestore import RedisStateStore, StoreBusy, StoreUnavailable
 
 log = logging.getLogger("loan_decide.api")
 
@@ -70,13 +71,25 @@ def json_body() -> dict:
     return payload
 
 
+def build_service(settings: Settings, clock: Clock | None = None) -> DecisionService:
+    """The decision service the settings describe: rules, Redis (or the embedded default), clock."""
+    policy = Policy(rulebook.load(settings.rules_dir))
+    if redisconn.is_embedded(settings.redis_url):
+        log.warning("REDIS_URL is not set: using the embedded in-process store (fakeredis). "
+                    "State lives in this one process and is lost when it stops; "
+                    "set REDIS_URL for production or several workers.")
+    client = redisconn.connect(settings.redis_url, timeout=settings.redis_timeout)
+    store = RedisStateStore(client, prefix=settings.key_prefix, lock_ttl_ms=settings.lock_ttl_ms,
+                            lock_wait_s=settings.lock_wait_s, retention_days=settings.retention_days)
+    return DecisionService(policy, store, clock=clock)
+
+
 def create_app(settings: Settings | None = None, *, service: DecisionService | None = None,
                clock: Clock | None = None) -> Flask:
     """The app factory: build (or take) the decision service and wire the routes to it."""
     settings = settings or Settings.from_env()
     if service is None:
-        policy = Policy(rulebook.load(settings.rules_dir))
-        service = DecisionService(policy, clock=clock)
+        service = build_service(settings, clock)
     app = Flask("loan_decide")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
@@ -92,13 +105,39 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
 
     @app.post("/decide")
     def decide():
-        data = request_schema().load(json_body())
-        decision = service.decide(data)
+        payload = json_body()
+        data = request_schema().load(payload)
+        result = service.decide(payload, data)
+        decision = result.decision
         log.info("decision", extra={"fields": {
-            "decision_id": decision.decision_id, "product": decision.product,
-            "outcome": decision.outcome, "reasons": [r.code for r in decision.reasons],
+            "decision_id": decision["decision_id"], "product": decision["product"],
+            "outcome": decision["outcome"], "reasons": [r["code"] for r in decision["reasons"]],
+            "replayed": result.replayed,
             "latency_ms": round((time.perf_counter() - g.started) * 1000, 2)}})
-        return jsonify(decision.to_dict())
+        return jsonify(decision)
+
+    @app.post("/applications/<application_id>/cancel")
+    def cancel(application_id: str):
+        data = CancelRequestSchema().load(json_body())
+        return jsonify(service.cancel(data["user_id"], application_id))
+
+    @app.get("/applications/<application_id>")
+    def application(application_id: str):
+        user_id = request.args.get("user_id")
+        if not user_id:
+            raise ApiError(400, "invalid_request", "user_id is required.",
+                           {"user_id": ["Missing query parameter."]})
+        return jsonify(service.application(user_id, application_id))
+
+    @app.get("/users/<user_id>/state")
+    def user_state(user_id: str):
+        return jsonify(service.user_state(user_id))
+
+    @app.post("/users/<user_id>/grace-uses")
+    def grace_use(user_id: str):
+        max_days = service.policy.book.time.grace.max_days
+        data = GraceRequestSchema(max_days=max_days).load(json_body())
+        return jsonify(service.use_grace(user_id, data["days"]))
 
     @app.get("/healthz")
     def healthz():
@@ -106,7 +145,29 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
 
     @app.get("/readyz")
     def readyz():
+        if not service.ready():
+            return error_response(503, "not_ready", "Redis is unavailable.", headers={"Retry-After": "1"})
         return jsonify({"status": "ready", "rules_version": service.rules_version})
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_down(exc: StoreUnavailable):
+        log.error("redis unavailable", extra={"fields": {"path": request.path, "error": str(exc)}})
+        return error_response(503, "store_unavailable",
+                              "The state store is unavailable; nothing was written. Try again.",
+                              headers={"Retry-After": "1"})
+
+    @app.errorhandler(StoreBusy)
+    def _store_busy(exc: StoreBusy):
+        log.warning("user busy", extra={"fields": {"path": request.path, "error": str(exc)}})
+        return error_response(503, "busy", str(exc), headers={"Retry-After": "1"})
+
+    @app.errorhandler(NotFound)
+    def _not_found(exc: NotFound):
+        return error_response(404, "not_found", str(exc))
+
+    @app.errorhandler(Conflict)
+    def _conflict(exc: Conflict):
+        return error_response(409, "conflict", str(exc))
 
     @app.errorhandler(ValidationError)
     def _invalid(exc: ValidationError):

@@ -27,9 +27,14 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
 
     from service.api import create_app
 
+    from service import redisconn
+
     settings = Settings.from_env()
     if rules_dir:
         settings = Settings(**{**settings.__dict__, "rules_dir": rules_dir})
+    if redisconn.is_embedded(settings.redis_url) and workers > 1:
+        raise click.UsageError("the embedded store (no REDIS_URL) lives in one process: "
+                               "use --workers 1, or set REDIS_URL to share state between workers")
     logs.configure(settings.log_level)
     # Built before the fork (preload): the durable_rules Host then works in every worker.
     app = create_app(settings)

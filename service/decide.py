@@ -1,25 +1,197 @@
-"""The decide use case: read the user's state, evaluate, return the decision.
+"""The use cases: decide, cancel, read an application or a user's state, record a grace use.
 
-Entry points (HTTP, CLI) call this and only translate; it knows nothing of Flask.
+Each one that writes runs as one unit of work under the user's lock: read the state, decide
+with the policy, commit the record and the state change together, or write nothing.
+Entry points (HTTP, CLI) call these and only translate; nothing here knows Flask.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from service.clock import Clock, SystemClock
-from service.decision import Decision
+from service.decision import iso_utc
 from service.policy import Policy
-from service.userstate import UserState
+from service.statestore import (COOLDOWN_UNTIL, COOLING_APP, COOLING_UNTIL, T4_EXPIRES, T4_GRANTS,
+                                CommitPlan, RedisStateStore, StoreBusy, UserSnapshot, epoch)
+from service.userstate import StateChange
+
+T = TypeVar("T")
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    pass
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """The same application sent again is recognised by this digest of its canonical JSON."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DecideResult:
+    decision: dict
+    replayed: bool   # True: the stored decision of an earlier identical request
 
 
 class DecisionService:
-    def __init__(self, policy: Policy, clock: Clock | None = None):
+    def __init__(self, policy: Policy, store: RedisStateStore, clock: Clock | None = None):
         self.policy = policy
+        self.store = store
         self.clock = clock or SystemClock()
+        self.evaluations = 0   # decisions made by this process (not replays): for tests and metrics
 
     @property
     def rules_version(self) -> str:
         return self.policy.version
 
-    def decide(self, request: Mapping[str, Any]) -> Decision:
-        return self.policy.decide(request, UserState(), self.clock.now())
+    # -- the unit of work ---------------------------------------------------------------------
+    def _locked(self, user_id: str, application_id: Optional[str],
+                step: Callable[[UserSnapshot, dt.datetime], tuple[T, Optional[CommitPlan]]]) -> T:
+        """Take the user's lock (waiting for it), run `step`, commit its plan or write nothing."""
+        deadline = self.store.lock_wait_deadline()
+        pause = 0.001
+        while True:
+            now = self.clock.now().replace(microsecond=0)
+            snapshot = self.store.begin(user_id, application_id, self.policy.count_window_start(now),
+                                        now, now - dt.timedelta(days=self.policy.book.time.grace.period_days))
+            if snapshot is not None:
+                break
+            if time.monotonic() > deadline:
+                raise StoreBusy(f"user {user_id!r} is busy; try again")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        committed = False
+        try:
+            result, plan = step(snapshot, now)
+            if plan is not None:
+                self.store.commit(snapshot, plan)
+                committed = True
+            return result
+        finally:
+            if not committed:
+                self.store.release(snapshot)
+
+    # -- decide ---------------------------------------------------------------------------------
+    def decide(self, payload: Mapping[str, Any], request: Mapping[str, Any]) -> DecideResult:
+        digest = payload_digest(payload)
+
+        def step(snapshot: UserSnapshot, now: dt.datetime):
+            stored = snapshot.application
+            if stored is not None:
+                if stored.payload_sha256 != digest:
+                    raise Conflict(f"application {request['application_id']!r} was already decided "
+                                   "with a different payload")
+                return DecideResult(stored.decision, replayed=True), None
+            outcome = self.policy.evaluate(request, snapshot.state(), now)
+            self.evaluations += outcome.evaluated
+            decision = outcome.decision.to_dict()
+            record = {"application_id": request["application_id"], "user_id": request["user_id"],
+                      "payload_sha256": digest, "decision": decision, "cancelled_at": None}
+            return DecideResult(decision, replayed=False), self._plan(record, outcome.change, now)
+
+        return self._locked(request["user_id"], request["application_id"], step)
+
+    def _plan(self, record: dict, change: StateChange, now: dt.datetime) -> CommitPlan:
+        time_rules = self.policy.book.time
+        plan = CommitPlan(app={"value": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+                               "ttl": self.store.app_ttl})
+        if change.count_application:
+            plan.apps_add = {"score": epoch(now), "member": record["application_id"],
+                             "trim_before": epoch(self.policy.count_window_start(now)),
+                             "ttl": (time_rules.application_count_months * 31 + 1) * 86400}
+        if change.cooldown_until:
+            plan.hset[COOLDOWN_UNTIL] = str(epoch(change.cooldown_until))
+        if change.cooling_off_until:
+            plan.hset[COOLING_APP] = record["application_id"]
+            plan.hset[COOLING_UNTIL] = str(epoch(change.cooling_off_until))
+        if change.temp_limit_expires_at:
+            plan.hset[T4_EXPIRES] = str(epoch(change.temp_limit_expires_at))
+            plan.hincrby[T4_GRANTS] = 1
+        return plan
+
+    # -- cancel (T2) ------------------------------------------------------------------------------
+    def cancel(self, user_id: str, application_id: str) -> dict:
+        def step(snapshot: UserSnapshot, now: dt.datetime):
+            stored = snapshot.application
+            if stored is None or stored.doc["user_id"] != user_id:
+                raise NotFound(f"no application {application_id!r} for user {user_id!r}")
+            status = stored.status_at(now)
+            if status == "cancelled":
+                return stored.view(now), None
+            if status != "cooling_off":
+                raise Conflict(f"application {application_id!r} is {status}: only a loan in its "
+                               "cooling-off window can be cancelled")
+            record = dict(stored.doc, cancelled_at=iso_utc(now))
+            plan = CommitPlan(app={"value": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+                                   "ttl": self.store.app_ttl})
+            if snapshot.fields.get(COOLING_APP) == application_id:
+                plan.hdel = [COOLING_APP, COOLING_UNTIL]
+            return type(stored)(record).view(now), plan
+
+        return self._locked(user_id, application_id, step)
+
+    # -- T5 grace -----------------------------------------------------------------------------------
+    def use_grace(self, user_id: str, days: int) -> dict:
+        grace = self.policy.book.time.grace
+        if not 1 <= days <= grace.max_days:
+            raise ValueError(f"days must be between 1 and {grace.max_days}")
+
+        def step(snapshot: UserSnapshot, now: dt.datetime):
+            if len(snapshot.grace_uses) >= grace.max_uses:
+                raise Conflict(f"{grace.max_uses} grace uses in the last {grace.period_days} days "
+                               "already; no more are allowed yet")
+            plan = CommitPlan(grace_add={
+                "score": epoch(now), "member": f"{epoch(now)}:{days}",
+                "trim_before": epoch(now - dt.timedelta(days=grace.period_days)),
+                "ttl": (grace.period_days + 1) * 86400})
+            return None, plan
+
+        self._locked(user_id, None, step)
+        return self.user_state(user_id)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def application(self, user_id: str, application_id: str) -> dict:
+        stored = self.store.application(user_id, application_id)
+        if stored is None or stored.doc["user_id"] != user_id:
+            raise NotFound(f"no application {application_id!r} for user {user_id!r}")
+        return stored.view(self.clock.now())
+
+    def user_state(self, user_id: str) -> dict:
+        now = self.clock.now().replace(microsecond=0)
+        time_rules = self.policy.book.time
+        snapshot = self.store.snapshot(user_id, self.policy.count_window_start(now), now,
+                                       now - dt.timedelta(days=time_rules.grace.period_days))
+        if snapshot is None:
+            raise NotFound(f"no state for user {user_id!r}")
+        state = snapshot.state()
+        t4 = time_rules.temporary_limit
+        return {
+            "user_id": user_id,
+            "as_of": iso_utc(now),
+            "applications_6m": state.applications_6m,
+            "reapply_after": iso_utc(state.cooldown_until) if state.in_cooldown(now) else None,
+            "cooling_off": {"application_id": state.cooling_off_application,
+                            "funds_available_at": iso_utc(state.cooling_off_until)}
+            if state.cooling_off_pending(now) else None,
+            "temporary_limit": {
+                "active": state.temp_limit_active(now),
+                "expires_at": iso_utc(state.temp_limit_expires_at) if state.temp_limit_expires_at else None,
+                "grants_used": state.temp_limit_grants,
+                "grants_left": max(t4.max_grants - state.temp_limit_grants, 0)},
+            "grace": {"uses_in_period": len(state.grace_uses),
+                      "uses_left": max(time_rules.grace.max_uses - len(state.grace_uses), 0),
+                      "uses": [iso_utc(u) for u in state.grace_uses]},
+        }
+
+    def ready(self) -> bool:
+        return self.store.ping()

@@ -8,6 +8,7 @@ letting a failing rule pass silently.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -39,6 +40,25 @@ def _catalogue() -> dict[str, FactField]:
 
 
 FACT_FIELDS: dict[str, FactField] = _catalogue()
+
+
+def durable_number(value: float) -> float:
+    """A number durable_rules' JSON parser accepts, with the same order against any threshold.
+
+    Measured here: it refuses a float that Python writes with an exponent but no decimal point
+    (`1e-05`, `1e+16`: error 204). Integral floats become ints; others move one ulp, which
+    gains them a decimal point (`1.0000000000000001e-05`); subnormals become 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, float):
+        return value
+    if value.is_integer():
+        return int(value)
+    text = repr(value)
+    if "e" in text and "." not in text.split("e")[0]:
+        if abs(value) < 1e-300:
+            return 0.0
+        return math.nextafter(value, math.inf)
+    return value
 
 
 def day_number(day: dt.date) -> int:
@@ -75,7 +95,7 @@ def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
             display[name] = None
             return
         display[name] = value.isoformat() if kind == "date" else value
-        values[name] = day_number(value) if kind == "date" else value
+        values[name] = day_number(value) if kind == "date" else durable_number(value)
 
     put("amount", request["amount"], "number")
     put("term_days", request.get("term_days"), "number")

@@ -37,6 +37,7 @@ def decision_id(user_id: str, application_id: str, decided_at: str) -> str:
 class Outcome:
     decision: Decision
     change: StateChange
+    evaluated: bool   # False: refused by state (T1/T2) without evaluating the rules
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,16 @@ class Policy:
         now = now.replace(microsecond=0)
         refusal = self._refusal_by_state(request, state, now)
         if refusal:
-            return Outcome(refusal, StateChange())
+            return Outcome(refusal, StateChange(), evaluated=False)
         plan = self.engine.plans[request["product"]]
         first = self._run(request, plan, state, now, 1.0)
         chosen, temp_limit_used = first, False
         raised = self._with_temporary_limit(request, plan, state, now, first)
         if raised is not None:
-            chosen, temp_limit_used = raised, True
+            chosen = raised
+            temp_limit_used = not any(c.rule.is_check and c.rule.key in raised.fired for c in plan.rules)
         decision = self._assemble(request, plan, chosen, now, temp_limit_used)
-        return Outcome(decision, self._change(decision, state, now, temp_limit_used))
+        return Outcome(decision, self._change(decision, state, now, temp_limit_used), evaluated=True)
 
     def _run(self, request, plan: ProductPlan, state: UserState, now: dt.datetime,
              limit_factor: float) -> _Pass:
@@ -89,7 +91,11 @@ class Policy:
 
     def _with_temporary_limit(self, request, plan: ProductPlan, state: UserState,
                               now: dt.datetime, first: _Pass) -> Optional[_Pass]:
-        """T4: when only raisable limits refused the amount, try again at the raised limit."""
+        """T4: when only raisable limits refused the amount, try again at the raised limit.
+
+        The second pass is the answer whether it passes (approved on the temporary limit) or
+        not (refused, with the raised limit as the largest allowed amount).
+        """
         t4 = self.book.time.temporary_limit
         failed = [c for c in plan.rules if c.rule.is_check and c.rule.key in first.fired]
         if not failed or not all(c.scales_with_limit for c in failed):
@@ -98,10 +104,7 @@ class Policy:
             return None
         if not (state.temp_limit_active(now) or state.temp_limit_grants < t4.max_grants):
             return None
-        second = self._run(request, plan, state, now, 1.0 + t4.increase)
-        if any(c.rule.is_check and c.rule.key in second.fired for c in plan.rules):
-            return None
-        return second
+        return self._run(request, plan, state, now, 1.0 + t4.increase)
 
     def _refusal_by_state(self, request, state: UserState, now: dt.datetime) -> Optional[Decision]:
         if state.in_cooldown(now):

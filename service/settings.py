@@ -14,6 +14,11 @@ class Settings:
     redis_url: str | None = None          # None: the embedded default (fakeredis, one process)
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    redis_timeout: float = 0.5            # seconds; past it the request gets a 503
+    key_prefix: str = "ld"
+    lock_ttl_ms: int = 5000               # a dead worker's user lock frees itself after this
+    lock_wait_s: float = 5.0              # how long a request waits for its user's lock
+    retention_days: int = 400             # application records and user state expire after this
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -23,4 +28,9 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             max_body_bytes=int(env.get("MAX_BODY_BYTES") or 64 * 1024),
             log_level=env.get("LOG_LEVEL") or "INFO",
+            redis_timeout=float(env.get("REDIS_TIMEOUT") or 0.5),
+            key_prefix=env.get("REDIS_KEY_PREFIX") or "ld",
+            lock_ttl_ms=int(env.get("USER_LOCK_TTL_MS") or 5000),
+            lock_wait_s=float(env.get("USER_LOCK_WAIT_S") or 5.0),
+            retention_days=int(env.get("RETENTION_DAYS") or 400),
         )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from service.policy import Policy
 from service.userstate import UserState
 
 ROOT = Path(__file__).resolve().parent.parent
+_users = itertools.count(1)
 RULES_DIR = ROOT / "rules"
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)   # 16:00 in Shanghai
 
@@ -96,9 +98,20 @@ def policy(book):
     return Policy(book)
 
 
+def embedded_service(policy, clock) -> DecisionService:
+    """A decision service on a fresh fakeredis: the unit tests' state store."""
+    import fakeredis
+
+    from service.statestore import RedisStateStore
+
+    store = RedisStateStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    return DecisionService(policy, store, clock=clock)
+
+
 @pytest.fixture(scope="session")
 def client(policy):
-    app = create_app(service=DecisionService(policy, clock=FixedClock(NOW)))
+    """Stateless use: every request gets a fresh application id through `decide`."""
+    app = create_app(service=embedded_service(policy, FixedClock(NOW)))
     return app.test_client()
 
 
@@ -113,6 +126,8 @@ def decide(request, policy, client):
     def through_http(doc: dict, state: UserState | None = None) -> dict:
         if state is not None:
             pytest.skip("per-user state is not settable through HTTP")
+        # a user of its own per request: the rule tables test rules, not T1-T3
+        doc = dict(doc, user_id=f"rules-{next(_users)}")
         response = client.post("/decide", json=doc)
         assert response.status_code == 200, response.get_json()
         return response.get_json()

@@ -1,5 +1,6 @@
 """Property: any schema-valid payload gets a 200 with a valid response document."""
 import datetime as dt
+import itertools
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 from schemas.request import APPLICANT_FIELDS, DOCUMENTS, GROUPS, PRODUCTS
 from schemas.response import DecisionSchema
 
+FRESH = itertools.count()
 BOUNDS = {"health_score": (0, 100), "credit_card_utilization": (0, 1), "debt_to_income": (0, 1)}
 INTEGER = {"credit_applications_6m", "night_device_switches_30d", "concurrent_lenders", "age"}
 
@@ -58,6 +60,7 @@ def requests(draw):
           derandomize=True)
 @given(requests())
 def test_any_valid_payload_gets_a_valid_decision(client, doc):
+    doc["user_id"] = f"{doc['user_id']}-{next(FRESH)}"   # a fresh user: no state carried over
     response = client.post("/decide", json=doc)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()

@@ -1,0 +1,280 @@
+"""Per-user state in Redis: read, decide and write one user atomically, on one server or a cluster.
+
+Every key of a user carries the hash tag `{user}`, so all of them live in one cluster slot and
+one Lua script can touch them together. A decision is two round trips:
+
+1. BEGIN (Lua): take the user's lock (SET NX PX with a random token) and, in the same step,
+   read the user's state and the application's stored record.
+2. COMMIT (Lua): if the lock is still ours, write the application record, the state change
+   and release the lock, all at once; if it is not (it expired), write nothing.
+
+The lock serialises one user's requests across processes and machines, so two requests never
+both see the old state, and 50 copies of one application are evaluated once. A worker that dies
+holding it stops blocking others when the lock's TTL runs out, and cannot write afterwards.
+Keys carry TTLs: nothing grows without bound.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+from urllib.parse import quote
+
+import redis
+from redis.exceptions import RedisClusterException
+
+from service.userstate import UserState
+
+UTC = dt.timezone.utc
+
+
+class StoreUnavailable(RuntimeError):
+    """Redis cannot be reached or did not answer in time: the request gets a 503."""
+
+
+class StoreBusy(RuntimeError):
+    """The user's lock could not be had in time: the request gets a 503 with Retry-After."""
+
+
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
+                RedisClusterException, ConnectionError, OSError)
+
+_BEGIN = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+return {1,
+        redis.call('HGETALL', KEYS[2]),
+        redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[3], ARGV[4]),
+        redis.call('GET', KEYS[4]) or false,
+        redis.call('ZRANGEBYSCORE', KEYS[5], '(' .. ARGV[5], '+inf')}
+"""
+
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('LOCK_LOST the user lock expired before the commit')
+end
+local plan = cjson.decode(ARGV[2])
+if plan.app then redis.call('SET', KEYS[4], plan.app.value, 'EX', plan.app.ttl) end
+for k, v in pairs(plan.hset) do redis.call('HSET', KEYS[2], k, v) end
+for _, k in ipairs(plan.hdel) do redis.call('HDEL', KEYS[2], k) end
+for k, v in pairs(plan.hincrby) do redis.call('HINCRBY', KEYS[2], k, v) end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], plan.user_ttl) end
+for i, zkey in ipairs({KEYS[3], KEYS[5]}) do
+  local add = (i == 1) and plan.apps_add or plan.grace_add
+  if add then
+    redis.call('ZADD', zkey, add.score, add.member)
+    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', add.trim_before)
+    redis.call('EXPIRE', zkey, add.ttl)
+  end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# user hash fields
+COOLDOWN_UNTIL = "cooldown_until"
+COOLING_APP = "cooling_off_application"
+COOLING_UNTIL = "cooling_off_until"
+T4_EXPIRES = "temp_limit_expires_at"
+T4_GRANTS = "temp_limit_grants"
+
+
+def epoch(moment: dt.datetime) -> int:
+    return int(moment.timestamp())
+
+
+def from_epoch(value: Any) -> Optional[dt.datetime]:
+    return None if value in (None, b"", "") else dt.datetime.fromtimestamp(int(value), UTC)
+
+
+@dataclass(frozen=True)
+class StoredApplication:
+    """An application's stored record: its decision, the payload that made it, its status."""
+
+    doc: dict
+
+    @property
+    def payload_sha256(self) -> str:
+        return self.doc["payload_sha256"]
+
+    @property
+    def decision(self) -> dict:
+        return self.doc["decision"]
+
+    def status_at(self, now: dt.datetime) -> str:
+        """approved | rejected | review | cooling_off | released | cancelled."""
+        if self.doc.get("cancelled_at"):
+            return "cancelled"
+        decision = self.decision
+        if decision["outcome"] == "cooling_off":
+            release = dt.datetime.fromisoformat(decision["funds_available_at"].replace("Z", "+00:00"))
+            return "cooling_off" if now < release else "released"
+        return decision["outcome"]
+
+    def view(self, now: dt.datetime) -> dict:
+        return {"application_id": self.doc["application_id"], "user_id": self.doc["user_id"],
+                "status": self.status_at(now), "cancelled_at": self.doc.get("cancelled_at"),
+                "decision": self.decision}
+
+
+@dataclass
+class UserSnapshot:
+    """What BEGIN read under the user's lock."""
+
+    user_id: str
+    application_id: Optional[str]
+    token: str
+    fields: dict[str, str]
+    applications_in_window: int
+    grace_uses: tuple[dt.datetime, ...]
+    application: Optional[StoredApplication]
+
+    def state(self) -> UserState:
+        f = self.fields
+        return UserState(
+            applications_6m=self.applications_in_window,
+            cooldown_until=from_epoch(f.get(COOLDOWN_UNTIL)),
+            cooling_off_application=f.get(COOLING_APP) or None,
+            cooling_off_until=from_epoch(f.get(COOLING_UNTIL)),
+            temp_limit_expires_at=from_epoch(f.get(T4_EXPIRES)),
+            temp_limit_grants=int(f.get(T4_GRANTS) or 0),
+            grace_uses=self.grace_uses,
+        )
+
+
+@dataclass
+class CommitPlan:
+    """The writes of one step, applied by COMMIT in one atomic script."""
+
+    app: Optional[dict] = None                 # {"value": json, "ttl": seconds}
+    hset: dict[str, str] = field(default_factory=dict)
+    hdel: list[str] = field(default_factory=list)
+    hincrby: dict[str, int] = field(default_factory=dict)
+    apps_add: Optional[dict] = None            # {"score", "member", "trim_before", "ttl"}
+    grace_add: Optional[dict] = None
+
+    def encode(self, user_ttl: int) -> str:
+        return json.dumps({"app": self.app or False, "hset": self.hset,
+                           "hdel": self.hdel, "hincrby": self.hincrby,
+                           "user_ttl": user_ttl, "apps_add": self.apps_add or False,
+                           "grace_add": self.grace_add or False}, separators=(",", ":"))
+
+
+class RedisStateStore:
+    """The state store on a redis-py client (server, cluster or fakeredis)."""
+
+    def __init__(self, client, *, prefix: str = "ld", lock_ttl_ms: int = 5000,
+                 lock_wait_s: float = 5.0, retention_days: int = 400):
+        self.client = client
+        self.prefix = prefix
+        self.lock_ttl_ms = lock_ttl_ms
+        self.lock_wait_s = lock_wait_s
+        self.user_ttl = retention_days * 86400
+        self.app_ttl = retention_days * 86400
+        self._begin = client.register_script(_BEGIN)
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+        self.round_trips = 0   # counted for the benchmarks' "round trips per decision"
+
+    # -- keys -----------------------------------------------------------------------------
+    def _base(self, user_id: str) -> str:
+        return f"{self.prefix}:{{{quote(user_id, safe='')}}}"
+
+    def keys(self, user_id: str, application_id: Optional[str]) -> list[str]:
+        base = self._base(user_id)
+        app = f"{base}:app:{quote(application_id, safe='')}" if application_id else f"{base}:app:-"
+        return [f"{base}:lock", f"{base}:user", f"{base}:apps", app, f"{base}:grace"]
+
+    # -- the locked step ------------------------------------------------------------------
+    def begin(self, user_id: str, application_id: Optional[str], count_from: dt.datetime,
+              now: dt.datetime, grace_from: dt.datetime) -> Optional[UserSnapshot]:
+        """One attempt to take the user's lock and read; None when the lock is held.
+
+        Windows exclude their start (an event exactly one window ago has left it) and include
+        `now` (an event in the same second as this one came before it).
+        """
+        token = secrets.token_hex(16)
+        keys = self.keys(user_id, application_id)
+        reply = self._call(self._begin, keys, [token, self.lock_ttl_ms, epoch(count_from),
+                                               epoch(now), epoch(grace_from)])
+        if int(reply[0]) != 1:
+            return None
+        raw_fields, count, app_raw, grace = reply[1], reply[2], reply[3], reply[4]
+        fields = {_s(raw_fields[i]): _s(raw_fields[i + 1]) for i in range(0, len(raw_fields), 2)}
+        uses = tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":")[0]), UTC) for m in grace))
+        application = StoredApplication(json.loads(app_raw)) if app_raw else None
+        return UserSnapshot(user_id, application_id, token, fields, int(count), uses, application)
+
+    def commit(self, snapshot: UserSnapshot, plan: CommitPlan) -> None:
+        keys = self.keys(snapshot.user_id, snapshot.application_id)
+        try:
+            self._call(self._commit, keys, [snapshot.token, plan.encode(self.user_ttl)])
+        except redis.ResponseError as exc:
+            if "LOCK_LOST" in str(exc):
+                raise StoreBusy("the user's lock expired before the commit; nothing was written") from exc
+            raise
+
+    def release(self, snapshot: UserSnapshot) -> None:
+        keys = self.keys(snapshot.user_id, snapshot.application_id)
+        try:
+            self._call(self._release, keys[:1], [snapshot.token])
+        except StoreUnavailable:
+            pass   # the lock's TTL frees it
+
+    def lock_wait_deadline(self) -> float:
+        return time.monotonic() + self.lock_wait_s
+
+    # -- reads without the lock -------------------------------------------------------------
+    def application(self, user_id: str, application_id: str) -> Optional[StoredApplication]:
+        raw = self._do(lambda: self.client.get(self.keys(user_id, application_id)[3]))
+        return StoredApplication(json.loads(raw)) if raw else None
+
+    def snapshot(self, user_id: str, count_from: dt.datetime, now: dt.datetime,
+                 grace_from: dt.datetime) -> Optional[UserSnapshot]:
+        _, user, apps, _, grace = self.keys(user_id, None)
+
+        def read():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(user)
+            pipe.zcount(apps, f"({epoch(count_from)}", epoch(now))
+            pipe.zrangebyscore(grace, f"({epoch(grace_from)}", "+inf")
+            pipe.exists(user, apps, grace)
+            return pipe.execute()
+
+        fields, count, grace_members, exists = self._do(read)
+        if not exists:
+            return None
+        uses = tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":")[0]), UTC)
+                            for m in grace_members))
+        return UserSnapshot(user_id, None, "", {_s(k): _s(v) for k, v in fields.items()},
+                            int(count), uses, None)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._do(self.client.ping))
+        except StoreUnavailable:
+            return False
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _call(self, script, keys, args):
+        return self._do(lambda: script(keys=keys, args=args))
+
+    def _do(self, operation):
+        self.round_trips += 1
+        try:
+            return operation()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}") from exc
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,55 @@
+"""Integration fixtures: the real Redis on 127.0.0.1:6379 (logical db 15, flushed per test) and a
+3-master Redis Cluster started on loopback ports for the session."""
+from __future__ import annotations
+
+import pytest
+import redis
+
+from service import redisconn
+from service.clock import FixedClock
+from service.decide import DecisionService
+from service.statestore import RedisStateStore
+from tests.conftest import NOW
+from tests.servers import RedisCluster3
+
+REAL_REDIS = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def real_redis_url():
+    client = redis.Redis.from_url(REAL_REDIS)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("the shared Redis on 127.0.0.1:6379 is not running (.ci/run starts one)")
+    client.flushdb()
+    yield REAL_REDIS
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    nodes = RedisCluster3(tmp_path_factory.mktemp("cluster")).start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(params=["server", "cluster"])
+def store_url(request):
+    if request.param == "server":
+        return request.getfixturevalue("real_redis_url")
+    cluster = request.getfixturevalue("cluster")
+    client = redisconn.connect(cluster.url)
+    client.flushall()
+    return cluster.url
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def service(policy, store_url, clock):
+    store = RedisStateStore(redisconn.connect(store_url, timeout=2.0))
+    return DecisionService(policy, store, clock=clock)
