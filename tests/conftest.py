@@ -144,3 +144,20 @@ def trace_of(decision: dict, rule_id: str, check: str) -> dict | None:
         if entry["rule_id"] == rule_id and entry["check"] == check:
             return entry
     return None
+
+
+REAL_REDIS = "redis://127.0.0.1:6379/15"   # a logical db of the shared server, flushed per test
+
+
+@pytest.fixture
+def real_redis_url():
+    import redis
+
+    client = redis.Redis.from_url(REAL_REDIS)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("the shared Redis on 127.0.0.1:6379 is not running (.ci/run starts one)")
+    client.flushdb()
+    yield REAL_REDIS
+    client.flushdb()

@@ -7,17 +7,19 @@ from tests.e2e.conftest import http
 pytestmark = pytest.mark.e2e
 
 
-def test_serve_answers_decide_with_several_workers(live_server):
-    server = live_server("--workers", "2")
+def test_serve_answers_decide_with_several_workers(live_server, real_redis_url):
+    server = live_server("--workers", "2", env={"REDIS_URL": real_redis_url})
     assert http("GET", server.url + "/healthz")[0] == 200
     outcomes = {}
     for product in ("weilidai", "we2000", "partner", "xiaoe", "zhouzhuanjin", "education", "emergency"):
         for n in range(4):   # several requests, so both workers answer
-            status, body, _ = http("POST", server.url + "/decide", payload(product))
+            doc = dict(payload(product), user_id=f"{product}-{n}")
+            status, body, _ = http("POST", server.url + "/decide", doc)
             assert status == 200, body
             outcomes[(product, n)] = body["outcome"]
     assert set(outcomes.values()) == {"approved"}
-    status, body, _ = http("POST", server.url + "/decide", payload(age=17, whitelisted=False))
+    doc = dict(payload(age=17, whitelisted=False), user_id="minor")
+    status, body, _ = http("POST", server.url + "/decide", doc)
     assert status == 200 and body["outcome"] == "rejected"
     assert [r["code"] for r in body["reasons"]] == ["AGE_OUT_OF_RANGE", "NOT_WHITELISTED"]
 
@@ -38,3 +40,22 @@ def test_serve_logs_no_personal_data(live_server):
     output = server.stop()
     assert '"outcome": "approved"' in output
     assert "110101199003071234" not in output
+
+
+def test_embedded_store_refuses_several_workers():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = str(Path(sys.executable).parent / "loan-decide")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "REDIS_URL"}
+    result = subprocess.run([command, "serve", "--workers", "2", "--port", "1"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "embedded store" in result.stderr and "REDIS_URL" in result.stderr
+
+
+def test_embedded_store_says_so_at_start_up(live_server):
+    server = live_server(env={"REDIS_URL": ""})
+    output = server.stop()
+    assert "REDIS_URL is not set: using the embedded in-process store" in output

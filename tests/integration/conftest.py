@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import redis
 
 from service import redisconn
 from service.clock import FixedClock
@@ -11,20 +10,6 @@ from service.decide import DecisionService
 from service.statestore import RedisStateStore
 from tests.conftest import NOW
 from tests.servers import RedisCluster3
-
-REAL_REDIS = "redis://127.0.0.1:6379/15"
-
-
-@pytest.fixture
-def real_redis_url():
-    client = redis.Redis.from_url(REAL_REDIS)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("the shared Redis on 127.0.0.1:6379 is not running (.ci/run starts one)")
-    client.flushdb()
-    yield REAL_REDIS
-    client.flushdb()
 
 
 @pytest.fixture(scope="session")
