@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
+from service import decisionlog
 from service.clock import Clock, SystemClock
 from service.decision import iso_utc
 from service.policy import Policy
@@ -92,16 +93,22 @@ class DecisionService:
                     raise Conflict(f"application {request['application_id']!r} was already decided "
                                    "with a different payload")
                 return DecideResult(stored.decision, replayed=True), None
-            outcome = self.policy.evaluate(request, snapshot.state(), now)
+            state = snapshot.state()
+            outcome = self.policy.evaluate(request, state, now)
             self.evaluations += outcome.evaluated
             decision = outcome.decision.to_dict()
-            record = {"application_id": request["application_id"], "user_id": request["user_id"],
-                      "payload_sha256": digest, "decision": decision, "cancelled_at": None}
-            return DecideResult(decision, replayed=False), self._plan(record, outcome.change, now)
+            plan = self.plan_decision(payload, decision, outcome.change, now)
+            plan.log = decisionlog.encode(decisionlog.decision_record(
+                payload, state, now, decision, outcome.change, outcome.evaluated))
+            return DecideResult(decision, replayed=False), plan
 
         return self._locked(request["user_id"], request["application_id"], step)
 
-    def _plan(self, record: dict, change: StateChange, now: dt.datetime) -> CommitPlan:
+    def plan_decision(self, payload: Mapping[str, Any], decision: dict, change: StateChange,
+                      now: dt.datetime) -> CommitPlan:
+        """The writes of one decision: its application record and its state change."""
+        record = {"application_id": decision["application_id"], "user_id": decision["user_id"],
+                  "payload_sha256": payload_digest(payload), "decision": decision, "cancelled_at": None}
         time_rules = self.policy.book.time
         plan = CommitPlan(app={"value": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
                                "ttl": self.store.app_ttl})
@@ -131,14 +138,20 @@ class DecisionService:
             if status != "cooling_off":
                 raise Conflict(f"application {application_id!r} is {status}: only a loan in its "
                                "cooling-off window can be cancelled")
-            record = dict(stored.doc, cancelled_at=iso_utc(now))
-            plan = CommitPlan(app={"value": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
-                                   "ttl": self.store.app_ttl})
-            if snapshot.fields.get(COOLING_APP) == application_id:
-                plan.hdel = [COOLING_APP, COOLING_UNTIL]
+            record, plan = self.plan_cancel(snapshot, now)
+            plan.log = decisionlog.encode(decisionlog.cancel_record(
+                user_id, application_id, now, self.rules_version))
             return type(stored)(record).view(now), plan
 
         return self._locked(user_id, application_id, step)
+
+    def plan_cancel(self, snapshot: UserSnapshot, now: dt.datetime) -> tuple[dict, CommitPlan]:
+        record = dict(snapshot.application.doc, cancelled_at=iso_utc(now))
+        plan = CommitPlan(app={"value": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+                               "ttl": self.store.app_ttl})
+        if snapshot.fields.get(COOLING_APP) == snapshot.application_id:
+            plan.hdel = [COOLING_APP, COOLING_UNTIL]
+        return record, plan
 
     # -- T5 grace -----------------------------------------------------------------------------------
     def use_grace(self, user_id: str, days: int) -> dict:
@@ -150,14 +163,19 @@ class DecisionService:
             if len(snapshot.grace_uses) >= grace.max_uses:
                 raise Conflict(f"{grace.max_uses} grace uses in the last {grace.period_days} days "
                                "already; no more are allowed yet")
-            plan = CommitPlan(grace_add={
-                "score": epoch(now), "member": f"{epoch(now)}:{days}",
-                "trim_before": epoch(now - dt.timedelta(days=grace.period_days)),
-                "ttl": (grace.period_days + 1) * 86400})
+            plan = self.plan_grace(days, now)
+            plan.log = decisionlog.encode(decisionlog.grace_record(user_id, days, now, self.rules_version))
             return None, plan
 
         self._locked(user_id, None, step)
         return self.user_state(user_id)
+
+    def plan_grace(self, days: int, now: dt.datetime) -> CommitPlan:
+        grace = self.policy.book.time.grace
+        return CommitPlan(grace_add={
+            "score": epoch(now), "member": f"{epoch(now)}:{days}",
+            "trim_before": epoch(now - dt.timedelta(days=grace.period_days)),
+            "ttl": (grace.period_days + 1) * 86400})
 
     # -- reads ------------------------------------------------------------------------------------
     def application(self, user_id: str, application_id: str) -> dict:

@@ -63,6 +63,11 @@ for k, v in pairs(plan.hset) do redis.call('HSET', KEYS[2], k, v) end
 for _, k in ipairs(plan.hdel) do redis.call('HDEL', KEYS[2], k) end
 for k, v in pairs(plan.hincrby) do redis.call('HINCRBY', KEYS[2], k, v) end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], plan.user_ttl) end
+local log_id = false
+if plan.log then
+  log_id = redis.call('XADD', KEYS[6], 'MINID', '~', plan.log.minid, '*', 'r', plan.log.value)
+  redis.call('EXPIRE', KEYS[6], plan.log.ttl)
+end
 for i, zkey in ipairs({KEYS[3], KEYS[5]}) do
   local add = (i == 1) and plan.apps_add or plan.grace_add
   if add then
@@ -72,7 +77,7 @@ for i, zkey in ipairs({KEYS[3], KEYS[5]}) do
   end
 end
 redis.call('DEL', KEYS[1])
-return 1
+return log_id
 """
 
 _RELEASE = """
@@ -161,12 +166,19 @@ class CommitPlan:
     hincrby: dict[str, int] = field(default_factory=dict)
     apps_add: Optional[dict] = None            # {"score", "member", "trim_before", "ttl"}
     grace_add: Optional[dict] = None
+    log: Optional[str] = None                  # the decision-log record (JSON), appended atomically
 
-    def encode(self, user_ttl: int) -> str:
+    def encode(self, user_ttl: int, log_ttl: int) -> str:
+        log = False
+        if self.log is not None:
+            # stream ids are the server's milliseconds: entries older than the retention go
+            log = {"value": self.log, "ttl": log_ttl,
+                   "minid": str(int((time.time() - log_ttl) * 1000))}
         return json.dumps({"app": self.app or False, "hset": self.hset,
                            "hdel": self.hdel, "hincrby": self.hincrby,
                            "user_ttl": user_ttl, "apps_add": self.apps_add or False,
-                           "grace_add": self.grace_add or False}, separators=(",", ":"))
+                           "grace_add": self.grace_add or False, "log": log},
+                          separators=(",", ":"), ensure_ascii=False)
 
 
 class RedisStateStore:
@@ -180,6 +192,7 @@ class RedisStateStore:
         self.lock_wait_s = lock_wait_s
         self.user_ttl = retention_days * 86400
         self.app_ttl = retention_days * 86400
+        self.log_ttl = retention_days * 86400
         self._begin = client.register_script(_BEGIN)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
@@ -192,7 +205,7 @@ class RedisStateStore:
     def keys(self, user_id: str, application_id: Optional[str]) -> list[str]:
         base = self._base(user_id)
         app = f"{base}:app:{quote(application_id, safe='')}" if application_id else f"{base}:app:-"
-        return [f"{base}:lock", f"{base}:user", f"{base}:apps", app, f"{base}:grace"]
+        return [f"{base}:lock", f"{base}:user", f"{base}:apps", app, f"{base}:grace", f"{base}:log"]
 
     # -- the locked step ------------------------------------------------------------------
     def begin(self, user_id: str, application_id: Optional[str], count_from: dt.datetime,
@@ -214,10 +227,13 @@ class RedisStateStore:
         application = StoredApplication(json.loads(app_raw)) if app_raw else None
         return UserSnapshot(user_id, application_id, token, fields, int(count), uses, application)
 
-    def commit(self, snapshot: UserSnapshot, plan: CommitPlan) -> None:
+    def commit(self, snapshot: UserSnapshot, plan: CommitPlan) -> Optional[str]:
+        """Apply the plan and release the lock in one step; returns the log entry's id."""
         keys = self.keys(snapshot.user_id, snapshot.application_id)
         try:
-            self._call(self._commit, keys, [snapshot.token, plan.encode(self.user_ttl)])
+            log_id = self._call(self._commit, keys, [snapshot.token,
+                                                     plan.encode(self.user_ttl, self.log_ttl)])
+            return _s(log_id) if log_id else None
         except redis.ResponseError as exc:
             if "LOCK_LOST" in str(exc):
                 raise StoreBusy("the user's lock expired before the commit; nothing was written") from exc
@@ -240,7 +256,7 @@ class RedisStateStore:
 
     def snapshot(self, user_id: str, count_from: dt.datetime, now: dt.datetime,
                  grace_from: dt.datetime) -> Optional[UserSnapshot]:
-        _, user, apps, _, grace = self.keys(user_id, None)
+        _, user, apps, _, grace, _ = self.keys(user_id, None)
 
         def read():
             pipe = self.client.pipeline(transaction=False)

@@ -44,3 +44,47 @@ class StateChange:
     cooldown_until: Optional[dt.datetime] = None      # T1: open the window until then
     cooling_off_until: Optional[dt.datetime] = None   # T2: hold this application's funds
     temp_limit_expires_at: Optional[dt.datetime] = None   # T4: a new grant until then
+
+
+def _iso(moment: Optional[dt.datetime]) -> Optional[str]:
+    return None if moment is None else moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: Optional[str]) -> Optional[dt.datetime]:
+    return None if text is None else dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=dt.timezone.utc)
+
+
+def state_to_dict(state: UserState) -> dict:
+    """The state as the decision log records it (and a replay reads it back)."""
+    return {"applications_6m": state.applications_6m,
+            "cooldown_until": _iso(state.cooldown_until),
+            "cooling_off_application": state.cooling_off_application,
+            "cooling_off_until": _iso(state.cooling_off_until),
+            "temp_limit_expires_at": _iso(state.temp_limit_expires_at),
+            "temp_limit_grants": state.temp_limit_grants,
+            "grace_uses": [_iso(u) for u in state.grace_uses]}
+
+
+def state_from_dict(doc: dict) -> UserState:
+    return UserState(applications_6m=doc["applications_6m"],
+                     cooldown_until=_parse(doc["cooldown_until"]),
+                     cooling_off_application=doc["cooling_off_application"],
+                     cooling_off_until=_parse(doc["cooling_off_until"]),
+                     temp_limit_expires_at=_parse(doc["temp_limit_expires_at"]),
+                     temp_limit_grants=doc["temp_limit_grants"],
+                     grace_uses=tuple(_parse(u) for u in doc["grace_uses"]))
+
+
+def change_to_dict(change: StateChange) -> dict:
+    return {"count_application": change.count_application,
+            "cooldown_until": _iso(change.cooldown_until),
+            "cooling_off_until": _iso(change.cooling_off_until),
+            "temp_limit_expires_at": _iso(change.temp_limit_expires_at)}
+
+
+def change_from_dict(doc: dict) -> StateChange:
+    return StateChange(count_application=doc["count_application"],
+                       cooldown_until=_parse(doc["cooldown_until"]),
+                       cooling_off_until=_parse(doc["cooling_off_until"]),
+                       temp_limit_expires_at=_parse(doc["temp_limit_expires_at"]))

@@ -53,7 +53,7 @@ def test_keys_of_a_user_share_one_slot_and_carry_ttls(service):
     keys = store.keys("user:{odd}", "a/1")
     client = store.client
     present = [k for k in keys if client.exists(k)]
-    assert len(present) == 3                     # user hash, apps set, application record
+    assert len(present) == 4                     # user hash, apps set, application record, log
     assert all(client.ttl(k) > 0 for k in present)
     slots = {client.execute_command("CLUSTER KEYSLOT", k) if hasattr(client, "get_nodes")
              else __import__("redis").cluster.key_slot(k.encode()) for k in keys}

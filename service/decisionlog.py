@@ -1,0 +1,136 @@
+"""The decision log: one record per decision, cancel and grace use, and its JSON Lines export.
+
+A record holds everything a replay needs: the request as sent, the per-user state the rules
+saw, the clock time used, the rules version, the full decision (outcome, reasons, offer,
+trace) and the state change it made. It is appended to the user's stream (`ld:{u}:log`) by the
+same Lua script that commits the state change, so state and log never disagree.
+
+Export reads every user's stream, keeps the records in [since, until) and writes them ordered
+by time. It sorts in bounded memory (sorted runs spilled to temporary files, then merged), so
+a log larger than memory exports too.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import json
+import os
+import tempfile
+from typing import IO, Any, Iterable, Iterator, Mapping, Optional
+
+from service.decision import iso_utc
+from service.userstate import StateChange, UserState, change_to_dict, state_to_dict
+
+FORMAT_VERSION = 1
+
+
+def decision_record(payload: Mapping[str, Any], state: UserState, now: dt.datetime,
+                    decision: dict, change: StateChange, evaluated: bool) -> dict:
+    """The log record of one decision; its field order is the export's."""
+    return {
+        "v": FORMAT_VERSION,
+        "kind": "decision",
+        "at": iso_utc(now),
+        "user_id": decision["user_id"],
+        "application_id": decision["application_id"],
+        "rules_version": decision["rules_version"],
+        "evaluated": evaluated,
+        "request": dict(payload),
+        "state": state_to_dict(state),
+        "decision": decision,
+        "change": change_to_dict(change),
+    }
+
+
+def cancel_record(user_id: str, application_id: str, now: dt.datetime, rules_version: str) -> dict:
+    return {"v": FORMAT_VERSION, "kind": "cancel", "at": iso_utc(now), "user_id": user_id,
+            "application_id": application_id, "rules_version": rules_version}
+
+
+def grace_record(user_id: str, days: int, now: dt.datetime, rules_version: str) -> dict:
+    return {"v": FORMAT_VERSION, "kind": "grace", "at": iso_utc(now), "user_id": user_id,
+            "application_id": None, "rules_version": rules_version, "days": days}
+
+
+def encode(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- export ----------------------------------------------------------------------------------------
+def log_keys(client, prefix: str) -> Iterator[str]:
+    """Every user's log stream, on one server or on every master of a cluster."""
+    pattern = f"{prefix}:{{*}}:log"
+    seen = set()
+    for key in client.scan_iter(match=pattern, count=1000, _type="stream"):
+        key = key.decode() if isinstance(key, bytes) else key
+        if key not in seen:   # SCAN may return a key twice
+            seen.add(key)
+            yield key
+
+
+def stream_records(client, key: str, batch: int = 500) -> Iterator[tuple[str, dict]]:
+    start = "-"
+    while True:
+        entries = client.xrange(key, min=start, max="+", count=batch)
+        if not entries:
+            return
+        for entry_id, fields in entries:
+            entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            raw = fields.get(b"r") if b"r" in fields else fields.get("r")
+            yield entry_id, json.loads(raw)
+        if len(entries) < batch:
+            return
+        start = "(" + entry_id
+
+
+def export(client, prefix: str, out: IO[str], since: Optional[str] = None,
+           until: Optional[str] = None, run_size: int = 50_000) -> int:
+    """Write the records with since <= at < until as JSON Lines, ordered by (at, user, id)."""
+    runs: list[str] = []
+    buffer: list[tuple[str, str, str, str]] = []
+
+    def spill() -> None:
+        buffer.sort()
+        handle = tempfile.NamedTemporaryFile("w", delete=False, suffix=".jsonl", encoding="utf-8")
+        with handle:
+            for item in buffer:
+                handle.write("\t".join(item[:3]) + "\t" + item[3] + "\n")
+        runs.append(handle.name)
+        buffer.clear()
+
+    for key in log_keys(client, prefix):
+        for entry_id, record in stream_records(client, key):
+            at = record["at"]
+            if (since and at < since) or (until and at >= until):
+                continue
+            ms, _, seq = entry_id.partition("-")
+            buffer.append((at, record["user_id"], f"{int(ms):015d}-{int(seq or 0):06d}", encode(record)))
+            if len(buffer) >= run_size:
+                spill()
+    try:
+        if not runs:
+            buffer.sort()
+            for item in buffer:
+                out.write(item[3] + "\n")
+            return len(buffer)
+        if buffer:
+            spill()
+        count = 0
+        files = [open(name, encoding="utf-8") for name in runs]
+        try:
+            for line in heapq.merge(*files):
+                out.write(line.split("\t", 3)[3])
+                count += 1
+        finally:
+            for handle in files:
+                handle.close()
+        return count
+    finally:
+        for name in runs:
+            os.unlink(name)
+
+
+def read_lines(handle: IO[str]) -> Iterable[tuple[int, str]]:
+    for number, line in enumerate(handle, 1):
+        if line.strip():
+            yield number, line
