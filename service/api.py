@@ -81,7 +81,9 @@ def build_service(settings: Settings, clock: Clock | None = None) -> DecisionSer
     client = redisconn.connect(settings.redis_url, timeout=settings.redis_timeout)
     store = RedisStateStore(client, prefix=settings.key_prefix, lock_ttl_ms=settings.lock_ttl_ms,
                             lock_wait_s=settings.lock_wait_s, retention_days=settings.retention_days)
-    return DecisionService(policy, store, clock=clock)
+    service = DecisionService(policy, store, clock=clock)
+    service.archive_rules()
+    return service
 
 
 def create_app(settings: Settings | None = None, *, service: DecisionService | None = None,

@@ -55,3 +55,204 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
             return app
 
     _Server().run()
+
+
+# -- the decision log ------------------------------------------------------------------------------
+def _redis_service(require_url: bool = True):
+    from service.api import build_service
+
+    settings = Settings.from_env()
+    if require_url and not settings.redis_url:
+        raise click.UsageError("set REDIS_URL to the service's Redis")
+    return build_service(settings)
+
+
+def _instant(value: str | None, name: str) -> str | None:
+    """A date or a UTC time, as the log's `at` strings compare."""
+    if value is None:
+        return None
+    import datetime as dt
+
+    try:
+        if len(value) == 10:
+            return dt.date.fromisoformat(value).strftime("%Y-%m-%dT00:00:00Z")
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use YYYY-MM-DD or an ISO 8601 time", param_hint=name)
+
+
+@main.group()
+def log() -> None:
+    """The decision log (kept in Redis beside the state it changed)."""
+
+
+@log.command("export")
+@click.option("--since", help="First time included (YYYY-MM-DD or ISO time, UTC).")
+@click.option("--until", help="First time excluded.")
+def log_export(since: str | None, until: str | None) -> None:
+    """Write the log as JSON Lines to stdout, ordered by time (REDIS_URL selects the store)."""
+    import sys
+
+    from service import decisionlog
+
+    service = _redis_service()
+    count = decisionlog.export(service.store.client, service.store.prefix, sys.stdout,
+                               _instant(since, "--since"), _instant(until, "--until"))
+    click.echo(f"exported {count} records", err=True)
+
+
+def _lines(path: str, progress: bool):
+    """(line number, text) of a JSON Lines file, streamed, with a progress bar on stderr."""
+    import os
+    import sys
+
+    from service.decisionlog import read_lines
+
+    handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    size = 0 if path == "-" else os.path.getsize(path)
+    show = progress and size and sys.stderr.isatty()
+    if not show:
+        yield from read_lines(handle)
+        return
+    with click.progressbar(length=size, label="replaying", file=sys.stderr) as bar:
+        for number, line in read_lines(handle):
+            bar.update(len(line.encode()))
+            yield number, line
+
+
+@main.command()
+@click.argument("logfile", type=click.Path(allow_dash=True))
+@click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
+              help="Replay every record under this rules directory.")
+@click.option("--rules-version", help="Replay every record under this archived version (sha256:...).")
+@click.option("--report", type=click.Path(dir_okay=False, writable=True),
+              help="Write every changed decision to this file (.jsonl or .html).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--jobs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Processes (0: all cores).")
+@click.option("--skip-bad", is_flag=True, help="Report malformed lines and go on.")
+def replay(logfile: str, rules_dir: str | None, rules_version: str | None, report: str | None,
+           as_json: bool, jobs: int, skip_bad: bool) -> None:
+    """Re-run each logged decision at its recorded time and state; summarise what changed.
+
+    By default each record runs under its own rules version (the bundled rules, or the Redis
+    archive named by REDIS_URL).
+    """
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from service import replay as replaying
+    from service.settings import DEFAULT_RULES_DIR
+
+    if rules_dir and rules_version:
+        raise click.UsageError("give --rules or --rules-version, not both")
+    settings = Settings.from_env()
+    source = replaying.PolicySource(rules_dir=Path(rules_dir) if rules_dir else None,
+                                    version=rules_version, redis_url=settings.redis_url,
+                                    default_dir=settings.rules_dir or DEFAULT_RULES_DIR,
+                                    prefix=settings.key_prefix)
+    writer = _ReportWriter(report) if report else None
+    try:
+        summary = replaying.replay(
+            _lines(logfile, progress=not as_json), source, jobs=jobs or os.cpu_count() or 1,
+            skip_bad=skip_bad, on_change=writer.add if writer else None,
+            on_bad=lambda bad: click.echo(f"skipped {bad}", err=True))
+    except replaying.BadRecord as bad:
+        raise click.ClickException(f"{logfile}: {bad} (use --skip-bad to go on)")
+    except LookupError as missing:
+        raise click.ClickException(str(missing))
+    finally:
+        if writer:
+            writer.close()
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+        return
+    doc = summary.to_dict()
+    click.echo(f"total {doc['total']}  identical {doc['identical']}  changed {doc['changed']}  "
+               f"(exact {doc['exact']}, other records {doc['other_records']}, "
+               f"bad lines {doc['bad_lines']})")
+    if doc["transitions"]:
+        click.echo("\noutcome transitions")
+        for name, count in doc["transitions"].items():
+            click.echo(f"  {name.replace('->', ' -> '):<28} {count}")
+    if doc["rules"]:
+        click.echo("\nrules whose results changed")
+        for name, count in sorted(doc["rules"].items(), key=lambda kv: (-kv[1], kv[0])):
+            click.echo(f"  {name:<28} {count}")
+    if report:
+        click.echo(f"\nchanged decisions written to {report}")
+
+
+class _ReportWriter:
+    """Changed decisions as JSON Lines, or as one HTML table."""
+
+    def __init__(self, path: str):
+        import html
+        import json
+
+        self.path, self.html, self.json = path, html, json
+        self.is_html = path.endswith((".html", ".htm"))
+        self.handle = open(path, "w", encoding="utf-8")
+        if self.is_html:
+            self.handle.write("<!doctype html><meta charset=utf-8><title>replay: changed decisions</title>"
+                              "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;"
+                              "vertical-align:top}table{border-collapse:collapse}</style>"
+                              "<h1>Changed decisions</h1><table><tr><th>line</th><th>time</th><th>user</th>"
+                              "<th>application</th><th>old</th><th>new</th><th>rules</th></tr>\n")
+
+    def add(self, change: dict) -> None:
+        if not self.is_html:
+            self.handle.write(self.json.dumps(change, ensure_ascii=False) + "\n")
+            return
+        e = self.html.escape
+        cell = lambda side: e(f"{change[side]['outcome']}: {', '.join(change[side]['reasons']) or '-'}")
+        self.handle.write(f"<tr><td>{change['line']}</td><td>{e(change['at'])}</td><td>{e(change['user_id'])}"
+                          f"</td><td>{e(change['application_id'])}</td><td>{cell('old')}</td>"
+                          f"<td>{cell('new')}</td><td>{e(', '.join(change['changed_rules']))}</td></tr>\n")
+
+    def close(self) -> None:
+        if self.is_html:
+            self.handle.write("</table>\n")
+        self.handle.close()
+
+
+# -- state tools ----------------------------------------------------------------------------------
+@main.group()
+def state() -> None:
+    """Per-user state: rebuild it from the decision log, or compare the two."""
+
+
+@state.command("rebuild")
+@click.argument("logfile", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+def state_rebuild(logfile: str) -> None:
+    """Apply every record of LOGFILE, in order, to the Redis that REDIS_URL names."""
+    from service import rebuild as rebuilding
+
+    service = _redis_service()
+    count = rebuilding.rebuild(service, rebuilding.records(_lines(logfile, progress=True)))
+    click.echo(f"applied {count} records", err=True)
+
+
+@state.command("diff")
+@click.argument("logfile", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+def state_diff(logfile: str) -> None:
+    """Compare the state LOGFILE implies with the live Redis; exit 1 on any difference."""
+    import json
+
+    from service import rebuild as rebuilding
+    from service.api import build_service
+
+    live = _redis_service()
+    implied = build_service(Settings(**{**Settings.from_env().__dict__, "redis_url": None}))
+    result = rebuilding.diff(implied, live, rebuilding.records(_lines(logfile, progress=True)))
+    for d in result.differences:
+        click.echo(json.dumps({"user_id": d.user_id, "key": d.key, "log": d.log, "live": d.live},
+                              ensure_ascii=False, default=str))
+    click.echo(f"{result.users} users, {len(result.differences)} differences", err=True)
+    if result.differences:
+        raise SystemExit(1)

@@ -18,7 +18,8 @@ from service.clock import Clock, SystemClock
 from service.decision import iso_utc
 from service.policy import Policy
 from service.statestore import (COOLDOWN_UNTIL, COOLING_APP, COOLING_UNTIL, T4_EXPIRES, T4_GRANTS,
-                                CommitPlan, RedisStateStore, StoreBusy, UserSnapshot, epoch)
+                                CommitPlan, RedisStateStore, StoreBusy, StoreUnavailable,
+                                UserSnapshot, epoch)
 from service.userstate import StateChange
 
 T = TypeVar("T")
@@ -50,6 +51,7 @@ class DecisionService:
         self.store = store
         self.clock = clock or SystemClock()
         self.evaluations = 0   # decisions made by this process (not replays): for tests and metrics
+        self._archived = False
 
     @property
     def rules_version(self) -> str:
@@ -58,11 +60,21 @@ class DecisionService:
     # -- the unit of work ---------------------------------------------------------------------
     def _locked(self, user_id: str, application_id: Optional[str],
                 step: Callable[[UserSnapshot, dt.datetime], tuple[T, Optional[CommitPlan]]]) -> T:
-        """Take the user's lock (waiting for it), run `step`, commit its plan or write nothing."""
+        return self.run_locked(user_id, application_id, step)
+
+    def run_locked(self, user_id: str, application_id: Optional[str],
+                   step: Callable[[UserSnapshot, dt.datetime], tuple[T, Optional[CommitPlan]]],
+                   now: Optional[dt.datetime] = None) -> T:
+        """Take the user's lock (waiting for it), run `step`, commit its plan or write nothing.
+
+        `now` fixes the time (a rebuild applies records at their own times); by default the
+        clock is read at each attempt, so the holder's time is after the previous holder's.
+        """
+        fixed = now
         deadline = self.store.lock_wait_deadline()
         pause = 0.001
         while True:
-            now = self.clock.now().replace(microsecond=0)
+            now = (fixed or self.clock.now()).replace(microsecond=0)
             snapshot = self.store.begin(user_id, application_id, self.policy.count_window_start(now),
                                         now, now - dt.timedelta(days=self.policy.book.time.grace.period_days))
             if snapshot is not None:
@@ -211,5 +223,18 @@ class DecisionService:
                       "uses": [iso_utc(u) for u in state.grace_uses]},
         }
 
+    def archive_rules(self) -> bool:
+        """Store this rules version by its hash, so replays can find it; retried until it works."""
+        if self._archived:
+            return True
+        from service.rulesarchive import RulesArchive
+
+        try:
+            self.store._do(lambda: RulesArchive(self.store.client, self.store.prefix).save(self.policy.book))
+        except StoreUnavailable:
+            return False
+        self._archived = True
+        return True
+
     def ready(self) -> bool:
-        return self.store.ping()
+        return self.store.ping() and self.archive_rules()

@@ -1,0 +1,274 @@
+"""Replay a decision log: re-run each decision at its recorded clock time with its recorded state.
+
+Used to answer "why was this user refused?" (under the rules that made the decision: the same
+answer, exactly) and "what would this rule change have done?" (under other rules: which
+decisions change, how, and which rules' results moved). Streams its input; `jobs` > 1 spreads
+the work over processes (durable_rules is per process), keeping results in input order.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from marshmallow import ValidationError
+
+from schemas.request import DecideRequestSchema
+from service import rulebook
+from service.decision import parse_iso_utc
+from service.policy import Policy
+from service.userstate import state_from_dict
+
+RESULT_FIELDS = ("outcome", "offer", "flags", "funds_available_at", "cancel_until", "reapply_after")
+REQUIRED = ("kind", "at", "user_id", "application_id", "rules_version")
+DECISION_REQUIRED = ("request", "state", "decision")
+
+
+class BadRecord(ValueError):
+    def __init__(self, line: int, problem: str):
+        super().__init__(f"line {line}: {problem}")
+        self.line, self.problem = line, problem
+
+
+class PolicySource:
+    """Which rules replay a record: one directory, one archived version, or each record's own."""
+
+    def __init__(self, rules_dir: Optional[Path] = None, version: Optional[str] = None,
+                 redis_url: Optional[str] = None, default_dir: Optional[Path] = None,
+                 prefix: str = "ld"):
+        self.rules_dir, self.version, self.redis_url = rules_dir, version, redis_url
+        self.default_dir, self.prefix = default_dir, prefix
+        self._policies: dict[str, Policy] = {}
+        self._fixed: Optional[Policy] = None
+        self._archive = None
+
+    def __getstate__(self):   # sent to worker processes: they build their own engines
+        return {k: v for k, v in self.__dict__.items() if k in (
+            "rules_dir", "version", "redis_url", "default_dir", "prefix")}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def for_version(self, version: str) -> Policy:
+        if self.rules_dir is not None:
+            if self._fixed is None:
+                self._fixed = Policy(rulebook.load(self.rules_dir))
+            return self._fixed
+        wanted = self.version or version
+        if wanted not in self._policies:
+            self._policies[wanted] = Policy(self._load(wanted))
+        return self._policies[wanted]
+
+    def _load(self, version: str):
+        if self.default_dir is not None:
+            book = rulebook.load(self.default_dir)
+            if book.version == version:
+                return book
+        if self.redis_url:
+            if self._archive is None:
+                from service import redisconn
+                from service.rulesarchive import RulesArchive
+                self._archive = RulesArchive(redisconn.connect(self.redis_url, timeout=5), self.prefix)
+            book = self._archive.load(version)
+            if book is not None:
+                return book
+        raise LookupError(f"rules version {version} is not available: pass --rules DIR, or set "
+                          "REDIS_URL to the service's Redis (it archives every version it ran)")
+
+
+@dataclass
+class Replayed:
+    line: int
+    kind: str
+    record: dict = field(repr=False)
+    new: Optional[dict] = field(default=None, repr=False)
+    changed: bool = False
+    exact: bool = True
+    changed_rules: tuple[str, ...] = ()
+
+
+def results_of(decision: dict) -> dict:
+    """What a decision decided, without the inputs it showed (thresholds may differ)."""
+    out = {name: decision[name] for name in RESULT_FIELDS}
+    out["reasons"] = [(r["code"], r["rule_id"]) for r in decision["reasons"]]
+    out["rules"] = {f"{e['rule_id']}.{e['check']}": (e["passed"], e["matched"]) for e in decision["trace"]}
+    return out
+
+
+def _without_version(decision: dict) -> dict:
+    return {k: v for k, v in decision.items() if k != "rules_version"}
+
+
+def parse_line(number: int, text: str) -> dict:
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        raise BadRecord(number, f"not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise BadRecord(number, "not a JSON object")
+    missing = [name for name in REQUIRED if name not in record]
+    if record.get("kind") == "decision":
+        missing += [name for name in DECISION_REQUIRED if name not in record]
+    if missing:
+        raise BadRecord(number, f"missing field(s) {', '.join(missing)}")
+    return record
+
+
+def replay_one(source: PolicySource, number: int, text: str) -> Replayed:
+    record = parse_line(number, text)
+    if record["kind"] != "decision":
+        return Replayed(number, record["kind"], record)
+    try:
+        policy = source.for_version(record["rules_version"])
+        request = DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(record["request"])
+        state = state_from_dict(record["state"])
+        now = parse_iso_utc(record["at"])
+    except ValidationError as exc:
+        raise BadRecord(number, f"request is not valid: {exc.messages}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRecord(number, f"malformed record: {exc!r}") from None
+    new = policy.evaluate(request, state, now).decision.to_dict()
+    old = record["decision"]
+    before, after = results_of(old), results_of(new)
+    rules = tuple(sorted(k for k in set(before["rules"]) | set(after["rules"])
+                         if before["rules"].get(k) != after["rules"].get(k)))
+    return Replayed(number, "decision", record, new, changed=before != after,
+                    exact=_without_version(old) == _without_version(new), changed_rules=rules)
+
+
+# -- running many ----------------------------------------------------------------------------------
+_WORKER_SOURCE: Optional[PolicySource] = None
+
+
+def _init_worker(source: PolicySource) -> None:
+    global _WORKER_SOURCE
+    _WORKER_SOURCE = source
+
+
+def _work(batch: list[tuple[int, str]], skip_bad: bool) -> list[Any]:
+    out = []
+    for number, text in batch:
+        try:
+            out.append(replay_one(_WORKER_SOURCE, number, text))
+        except BadRecord as exc:
+            if not skip_bad:
+                return out + [exc]
+            out.append(exc)
+    return out
+
+
+def _batches(lines: Iterable[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    batch = []
+    for item in lines:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run(lines: Iterable[tuple[int, str]], source: PolicySource, jobs: int = 1,
+        skip_bad: bool = False, batch_size: int = 200) -> Iterator[Any]:
+    """Replayed results (or BadRecord) in input order; stops at the first bad line unless skip_bad."""
+    if jobs <= 1:
+        _init_worker(source)
+        for batch in _batches(lines, batch_size):
+            for item in _work(batch, skip_bad):
+                yield item
+                if isinstance(item, BadRecord) and not skip_bad:
+                    return
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(jobs, initializer=_init_worker, initargs=(source,)) as pool:
+        pending: deque = deque()
+        batches = _batches(lines, batch_size)
+        for batch in batches:                 # at most 2 batches a process in flight: bounded memory
+            pending.append(pool.apply_async(_work, (batch, skip_bad)))
+            if len(pending) >= jobs * 2:
+                for item in pending.popleft().get():
+                    yield item
+                    if isinstance(item, BadRecord) and not skip_bad:
+                        pool.terminate()
+                        return
+        while pending:
+            for item in pending.popleft().get():
+                yield item
+                if isinstance(item, BadRecord) and not skip_bad:
+                    pool.terminate()
+                    return
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    identical: int = 0
+    changed: int = 0
+    exact: int = 0
+    other_records: int = 0
+    bad_lines: int = 0
+    transitions: Counter = field(default_factory=Counter)
+    rules: Counter = field(default_factory=Counter)
+
+    def add(self, item: Replayed) -> None:
+        if item.kind != "decision":
+            self.other_records += 1
+            return
+        self.total += 1
+        self.exact += item.exact
+        if item.changed:
+            self.changed += 1
+            old, new = item.record["decision"]["outcome"], item.new["outcome"]
+            if old != new:
+                self.transitions[f"{old}->{new}"] += 1
+            self.rules.update(item.changed_rules)
+        else:
+            self.identical += 1
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "identical": self.identical, "changed": self.changed,
+                "exact": self.exact, "other_records": self.other_records,
+                "bad_lines": self.bad_lines,
+                "transitions": dict(sorted(self.transitions.items())),
+                "rules": dict(sorted(self.rules.items()))}
+
+
+def change_report(item: Replayed) -> dict:
+    """One changed decision: old and new outcome and reasons, and the trace entries that differ."""
+    old, new = item.record["decision"], item.new
+    old_trace = {f"{e['rule_id']}.{e['check']}": e for e in old["trace"]}
+    new_trace = {f"{e['rule_id']}.{e['check']}": e for e in new["trace"]}
+    trace = [{"rule": key, "old": old_trace.get(key), "new": new_trace.get(key)}
+             for key in sorted(set(old_trace) | set(new_trace))
+             if old_trace.get(key) != new_trace.get(key)]
+    return {"line": item.line, "at": item.record["at"], "user_id": item.record["user_id"],
+            "application_id": item.record["application_id"],
+            "old": {"outcome": old["outcome"], "reasons": [r["code"] for r in old["reasons"]],
+                    "rules_version": old["rules_version"]},
+            "new": {"outcome": new["outcome"], "reasons": [r["code"] for r in new["reasons"]],
+                    "rules_version": new["rules_version"]},
+            "changed_rules": list(item.changed_rules), "trace": trace}
+
+
+def replay(lines: Iterable[tuple[int, str]], source: PolicySource, *, jobs: int = 1,
+           skip_bad: bool = False, on_change: Optional[Callable[[dict], None]] = None,
+           on_bad: Optional[Callable[[BadRecord], None]] = None,
+           on_item: Optional[Callable[[Any], None]] = None) -> Summary:
+    summary = Summary()
+    for item in run(lines, source, jobs=jobs, skip_bad=skip_bad):
+        if on_item:
+            on_item(item)
+        if isinstance(item, BadRecord):
+            summary.bad_lines += 1
+            if on_bad:
+                on_bad(item)
+            if not skip_bad:
+                raise item
+            continue
+        summary.add(item)
+        if item.changed and on_change:
+            on_change(change_report(item))
+    return summary

@@ -1,0 +1,38 @@
+"""Every rules version that made a logged decision stays retrievable, stored by its hash.
+
+The service stores its rule files under `ld:rules:<version>` when it starts (and until that
+succeeds, whenever it checks readiness), so `loan-decide replay` can re-run an old decision
+under the rules that made it. A few kilobytes a version; versions are few.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from service import rulebook
+from service.rulebook import RuleBook
+
+
+class RulesArchive:
+    def __init__(self, client, prefix: str = "ld"):
+        self.client = client
+        self.prefix = prefix
+
+    def key(self, version: str) -> str:
+        return f"{self.prefix}:rules:{version}"
+
+    def save(self, book: RuleBook) -> None:
+        key = self.key(book.version)
+        if not self.client.exists(key):
+            self.client.hset(key, mapping=dict(book.files))
+
+    def load(self, version: str) -> Optional[RuleBook]:
+        files = self.client.hgetall(self.key(version))
+        if not files:
+            return None
+        files = {(k.decode() if isinstance(k, bytes) else k): v if isinstance(v, bytes) else v.encode()
+                 for k, v in files.items()}
+        book = rulebook.load_files(files, Path(f"<archive {version[:15]}>"))
+        if book.version != version:
+            raise rulebook.RulesError(f"archived rules {version} hash to {book.version}")
+        return book
