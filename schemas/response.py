@@ -75,3 +75,60 @@ class ErrorBodySchema(_Strict):
 
 class ErrorSchema(_Strict):
     error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class ApplicationViewSchema(_Strict):
+    application_id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(
+        ["approved", "rejected", "review", "cooling_off", "released", "cancelled"]))
+    cancelled_at = fields.String(required=True, allow_none=True)
+    decision = fields.Nested(DecisionSchema, required=True)
+
+
+class CoolingOffSchema(_Strict):
+    application_id = fields.String(required=True)
+    funds_available_at = fields.String(required=True)
+
+
+class TemporaryLimitSchema(_Strict):
+    active = fields.Boolean(required=True)
+    expires_at = fields.String(required=True, allow_none=True)
+    grants_used = fields.Integer(required=True)
+    grants_left = fields.Integer(required=True)
+
+
+class GraceSchema(_Strict):
+    uses_in_period = fields.Integer(required=True)
+    uses_left = fields.Integer(required=True)
+    uses = fields.List(fields.String(), required=True)
+
+
+class UserStateSchema(_Strict):
+    user_id = fields.String(required=True)
+    as_of = fields.String(required=True)
+    applications_6m = fields.Integer(required=True)
+    reapply_after = fields.String(required=True, allow_none=True)
+    cooling_off = fields.Nested(CoolingOffSchema, required=True, allow_none=True)
+    temporary_limit = fields.Nested(TemporaryLimitSchema, required=True)
+    grace = fields.Nested(GraceSchema, required=True)
+
+
+class ReloadSampleSchema(_Strict):
+    total = fields.Integer(required=True)
+    changed = fields.Integer(required=True)
+    transitions = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    rules = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class ReloadResultSchema(_Strict):
+    rules_version = fields.String(required=True)
+    previous_version = fields.String(required=True)
+    dry_run = fields.Boolean(required=True)
+    changed_version = fields.Boolean(required=True)
+    sample = fields.Nested(ReloadSampleSchema, required=True)
+
+
+class HealthSchema(_Strict):
+    status = fields.String(required=True)
+    rules_version = fields.String()

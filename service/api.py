@@ -1,13 +1,17 @@
-"""HTTP entry point: translate requests to the decide use case and decisions to JSON.
+"""HTTP entry point: translate requests to the use cases and their results to JSON.
 
 Every error leaves as `{"error": {"code", "message", "fields"}}`; nothing reaches the client
-as a traceback or an HTML page.
+as a traceback or an HTML page. Each request gets an id (X-Request-ID, accepted or made),
+returned in the response and carried by every log line, and one JSON log line when it ends.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -15,14 +19,18 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from schemas.request import CancelRequestSchema, DecideRequestSchema, GraceRequestSchema
-from service import redisconn, rulebook
+from service import logs, metrics, redisconn, rulebook
 from service.clock import Clock
 from service.decide import Conflict, DecisionService, NotFound
+from service.openapi import build_spec
 from service.policy import Policy
+from service.security import KeyRing
 from service.settings import Settings
 from service.statestore import RedisStateStore, StoreBusy, StoreUnavailable
 
 log = logging.getLogger("loan_decide.api")
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class ApiError(Exception):
@@ -82,7 +90,11 @@ def build_service(settings: Settings, clock: Clock | None = None) -> DecisionSer
     store = RedisStateStore(client, prefix=settings.key_prefix, lock_ttl_ms=settings.lock_ttl_ms,
                             lock_wait_s=settings.lock_wait_s, retention_days=settings.retention_days)
     service = DecisionService(policy, store, clock=clock)
-    service.archive_rules()
+    if service.archive_rules():
+        try:   # the rules this process starts with are the ones every worker runs
+            service.publish_active(policy.version)
+        except StoreUnavailable:
+            pass
     return service
 
 
@@ -92,18 +104,50 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     settings = settings or Settings.from_env()
     if service is None:
         service = build_service(settings, clock)
+    client_keys, admin_keys = KeyRing(settings.api_keys), KeyRing(settings.admin_keys)
+    if client_keys.overlaps(admin_keys):
+        raise ValueError("ADMIN_API_KEY must differ from every client key in API_KEYS")
     app = Flask("loan_decide")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     app.extensions["decision_service"] = service
+    spec_cache: dict[str, dict] = {}
 
     def request_schema() -> DecideRequestSchema:
         return DecideRequestSchema(term_ranges=service.policy.book.term_ranges())
 
     @app.before_request
-    def _start_timer() -> None:
+    def _begin() -> Response | None:
         g.started = time.perf_counter()
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.log_token = logs.request_id.set(g.request_id)
+        g.fields = {}
+        if request.path in OPEN_PATHS or request.path.startswith("/admin/"):
+            return None
+        if client_keys and not client_keys.accepts(request.headers.get("X-API-Key")):
+            return error_response(401, "unauthorized", "A valid X-API-Key header is required.")
+        service.sync_rules()
+        return None
+
+    @app.after_request
+    def _end(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
+        if request.path not in ("/healthz", "/metrics"):
+            log.info("request", extra={"fields": {
+                "method": request.method, "route": route, "status": response.status_code,
+                "latency_ms": round(elapsed * 1000, 2), **g.get("fields", {})}})
+        return response
+
+    @app.teardown_request
+    def _teardown(_exc) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            logs.request_id.reset(token)
 
     @app.post("/decide")
     def decide():
@@ -111,17 +155,21 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
         data = request_schema().load(payload)
         result = service.decide(payload, data)
         decision = result.decision
-        log.info("decision", extra={"fields": {
-            "decision_id": decision["decision_id"], "product": decision["product"],
-            "outcome": decision["outcome"], "reasons": [r["code"] for r in decision["reasons"]],
-            "replayed": result.replayed,
-            "latency_ms": round((time.perf_counter() - g.started) * 1000, 2)}})
+        g.fields = {"decision_id": decision["decision_id"], "product": decision["product"],
+                    "outcome": decision["outcome"], "replayed": result.replayed,
+                    "rules_version": decision["rules_version"]}
+        if not result.replayed:
+            metrics.DECISIONS.labels(decision["product"], decision["outcome"]).inc()
+            for reason in decision["reasons"]:
+                metrics.REASONS.labels(reason["code"]).inc()
         return jsonify(decision)
 
     @app.post("/applications/<application_id>/cancel")
     def cancel(application_id: str):
         data = CancelRequestSchema().load(json_body())
-        return jsonify(service.cancel(data["user_id"], application_id))
+        view = service.cancel(data["user_id"], application_id)
+        g.fields = {"decision_id": view["decision"]["decision_id"], "status": view["status"]}
+        return jsonify(view)
 
     @app.get("/applications/<application_id>")
     def application(application_id: str):
@@ -141,6 +189,27 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
         data = GraceRequestSchema(max_days=max_days).load(json_body())
         return jsonify(service.use_grace(user_id, data["days"]))
 
+    @app.post("/admin/rules/reload")
+    def reload_rules():
+        from service.reload import reload_rules as reload
+
+        if not admin_keys:
+            return error_response(403, "forbidden", "Admin endpoints are off: set ADMIN_API_KEY.")
+        if not admin_keys.accepts(request.headers.get("X-Admin-Key")):
+            return error_response(403, "forbidden", "A valid X-Admin-Key header is required.")
+        dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
+        try:
+            result = reload(service, Path(settings.rules_dir), settings.reload_sample, dry_run)
+        except rulebook.RulesError as exc:
+            metrics.RULES_RELOADS.labels("refused").inc()
+            log.error("rules reload refused", extra={"fields": {"error": str(exc)}})
+            return error_response(422, "rules_refused",
+                                  f"The rules directory was refused; the old rules stay live: {exc}")
+        metrics.RULES_RELOADS.labels("dry_run" if dry_run else "applied").inc()
+        log.warning("rules reload", extra={"fields": {k: v for k, v in result.items() if k != "sample"}
+                                           | {"sample_changed": result["sample"]["changed"]}})
+        return jsonify(result)
+
     @app.get("/healthz")
     def healthz():
         return jsonify({"status": "ok"})
@@ -151,25 +220,16 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
             return error_response(503, "not_ready", "Redis is unavailable.", headers={"Retry-After": "1"})
         return jsonify({"status": "ready", "rules_version": service.rules_version})
 
-    @app.errorhandler(StoreUnavailable)
-    def _store_down(exc: StoreUnavailable):
-        log.error("redis unavailable", extra={"fields": {"path": request.path, "error": str(exc)}})
-        return error_response(503, "store_unavailable",
-                              "The state store is unavailable; nothing was written. Try again.",
-                              headers={"Retry-After": "1"})
+    @app.get("/metrics")
+    def prometheus():
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
 
-    @app.errorhandler(StoreBusy)
-    def _store_busy(exc: StoreBusy):
-        log.warning("user busy", extra={"fields": {"path": request.path, "error": str(exc)}})
-        return error_response(503, "busy", str(exc), headers={"Retry-After": "1"})
-
-    @app.errorhandler(NotFound)
-    def _not_found(exc: NotFound):
-        return error_response(404, "not_found", str(exc))
-
-    @app.errorhandler(Conflict)
-    def _conflict(exc: Conflict):
-        return error_response(409, "conflict", str(exc))
+    @app.get("/openapi.json")
+    def openapi():
+        if "doc" not in spec_cache:
+            spec_cache["doc"] = build_spec("1.0.0")
+        return jsonify(spec_cache["doc"])
 
     @app.errorhandler(ValidationError)
     def _invalid(exc: ValidationError):
@@ -179,6 +239,28 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_down(exc: StoreUnavailable):
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REDIS_ERRORS.labels(route).inc()
+        log.error("redis unavailable", extra={"fields": {"route": route, "error": str(exc)}})
+        return error_response(503, "store_unavailable",
+                              "The state store is unavailable; nothing was written. Try again.",
+                              headers={"Retry-After": "1"})
+
+    @app.errorhandler(StoreBusy)
+    def _store_busy(exc: StoreBusy):
+        log.warning("user busy", extra={"fields": {"error": str(exc)}})
+        return error_response(503, "busy", str(exc), headers={"Retry-After": "1"})
+
+    @app.errorhandler(NotFound)
+    def _not_found(exc: NotFound):
+        return error_response(404, "not_found", str(exc))
+
+    @app.errorhandler(Conflict)
+    def _conflict(exc: Conflict):
+        return error_response(409, "conflict", str(exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

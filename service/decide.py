@@ -52,6 +52,8 @@ class DecisionService:
         self.clock = clock or SystemClock()
         self.evaluations = 0   # decisions made by this process (not replays): for tests and metrics
         self._archived = False
+        self.rules_sync_interval = 1.0
+        self._next_sync = 0.0
 
     @property
     def rules_version(self) -> str:
@@ -234,6 +236,39 @@ class DecisionService:
         except StoreUnavailable:
             return False
         self._archived = True
+        return True
+
+    # -- rules versions ---------------------------------------------------------------------------
+    def _active_key(self) -> str:
+        return f"{self.store.prefix}:rules:active"
+
+    def publish_active(self, version: str) -> None:
+        """Make `version` the one every worker runs (it must be archived first)."""
+        self.store._do(lambda: self.store.client.set(self._active_key(), version))
+
+    def use_policy(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def sync_rules(self, force: bool = False) -> bool:
+        """Switch to the active version if another worker published a new one. At most one
+        Redis read a second; if Redis cannot say, the current rules stay."""
+        from service.rulesarchive import RulesArchive
+
+        now = time.monotonic()
+        if not force and now < self._next_sync:
+            return False
+        self._next_sync = now + self.rules_sync_interval
+        try:
+            active = self.store._do(lambda: self.store.client.get(self._active_key()))
+            active = active.decode() if isinstance(active, bytes) else active
+            if not active or active == self.rules_version:
+                return False
+            book = self.store._do(lambda: RulesArchive(self.store.client, self.store.prefix).load(active))
+        except StoreUnavailable:
+            return False
+        if book is None:
+            return False
+        self.use_policy(Policy(book))
         return True
 
     def ready(self) -> bool:

@@ -5,12 +5,16 @@ for any value that might carry an ID number, a phone number or a name.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
 import sys
 import time
 from typing import Any
+
+# The request being served: every log line written while it runs carries its id.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _ID_NUMBER = re.compile(r"\b(\d{6})\d{8}(\d{3}[\dXx])\b")          # 18-digit PRC ID
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")         # mainland mobile
@@ -34,6 +38,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
                "level": record.levelname, "logger": record.name, "msg": mask(record.getMessage())}
+        if request_id.get():
+            doc["request_id"] = request_id.get()
         for key, value in getattr(record, "fields", {}).items():
             doc[key] = _mask_value(key, value)
         if record.exc_info:

@@ -5,10 +5,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.security import read_keys
+
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     rules_dir: Path = DEFAULT_RULES_DIR
     redis_url: str | None = None          # None: the embedded default (fakeredis, one process)
@@ -19,6 +21,12 @@ class Settings:
     lock_ttl_ms: int = 5000               # a dead worker's user lock frees itself after this
     lock_wait_s: float = 5.0              # how long a request waits for its user's lock
     retention_days: int = 400             # application records and user state expire after this
+    api_keys: tuple[str, ...] = ()        # client keys (X-API-Key); none: no key needed
+    admin_keys: tuple[str, ...] = ()      # admin keys (X-Admin-Key); none: admin endpoints off
+    reload_sample: int = 200              # recent decisions replayed before a rules reload
+
+    def __repr__(self) -> str:   # keys never appear in a log or a traceback
+        return f"Settings(rules_dir={self.rules_dir!s}, redis_url={'set' if self.redis_url else None})"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -33,4 +41,7 @@ class Settings:
             lock_ttl_ms=int(env.get("USER_LOCK_TTL_MS") or 5000),
             lock_wait_s=float(env.get("USER_LOCK_WAIT_S") or 5.0),
             retention_days=int(env.get("RETENTION_DAYS") or 400),
+            api_keys=tuple(read_keys(env.get("API_KEYS"), env.get("API_KEYS_FILE"))),
+            admin_keys=tuple(read_keys(env.get("ADMIN_API_KEY"), env.get("ADMIN_API_KEY_FILE"))),
+            reload_sample=int(env.get("RELOAD_SAMPLE") or 200),
         )

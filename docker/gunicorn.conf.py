@@ -1,0 +1,55 @@
+"""gunicorn settings for the service, from environment variables with production defaults.
+
+Sync worker processes, never threads: durable_rules keeps one process-global engine that is
+not thread-safe. The app is built before the fork (preload), so every worker shares the
+compiled rules, and a worker that dies is replaced by a fork of the same master.
+"""
+import os
+import tempfile
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WORKERS", "2"))
+worker_class = "sync"
+threads = 1
+preload_app = True
+timeout = int(os.environ.get("TIMEOUT", "30"))                  # a stuck worker is killed after this
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))  # SIGTERM: finish in-flight requests
+keepalive = int(os.environ.get("KEEPALIVE", "5"))
+max_requests = int(os.environ.get("MAX_REQUESTS", "10000"))      # recycle workers: bounded memory
+max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "1000"))
+worker_tmp_dir = os.environ.get("WORKER_TMP_DIR") or None
+
+# The app writes one JSON line per request (request id, decision id, outcome, latency);
+# gunicorn's own access log, in JSON too, only when asked for.
+accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
+access_log_format = ('{"ts":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s",'
+                     '"status":%(s)s,"bytes":%(B)s,"duration_ms":%(M)s,'
+                     '"request_id":"%({x-request-id}o)s"}')
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# prometheus-client in multiprocess mode: every worker writes its samples to this directory and
+# /metrics adds them up. It must be set before the app (and prometheus_client) is imported.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="loan-decide-metrics-")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def on_starting(server):
+    # samples of an earlier run would be added to this one's
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):
+    from service import wsgi
+
+    wsgi.after_fork()

@@ -1,0 +1,26 @@
+"""Prometheus metrics. Multi-worker safe: under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (see
+docker/gunicorn.conf.py) and /metrics adds up every worker's samples."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram,
+                               generate_latest, multiprocess, REGISTRY)
+
+DECISIONS = Counter("decisions_total", "Decisions made (replays of a stored decision excluded)",
+                    ["product", "outcome"])
+REASONS = Counter("decision_reasons_total", "Reasons returned on decisions", ["code"])
+LATENCY = Histogram("http_request_duration_seconds", "Request latency", ["method", "route", "status"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+REDIS_ERRORS = Counter("redis_errors_total", "Requests that failed because Redis was unavailable",
+                       ["route"])
+RULES_RELOADS = Counter("rules_reloads_total", "Rules reload attempts", ["result"])
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,84 @@
+"""The OpenAPI 3.1 document, generated from the marshmallow schemas (apispec)."""
+from __future__ import annotations
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from schemas import request as rq
+from schemas import response as rs
+from schemas.fields import StrictBoolean, StrictDate, StrictNumber
+
+
+def _json(schema: str) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*codes: int) -> dict:
+    described = {400: "Invalid request: every bad field is named", 401: "Missing or invalid API key",
+                 404: "Unknown application or user", 409: "Conflict", 413: "Body too large",
+                 415: "Body is not application/json", 422: "Rules directory refused",
+                 503: "Redis unavailable or busy (Retry-After)"}
+    return {str(c): {"description": described[c], "content": _json("Error")} for c in codes}
+
+
+def build_spec(version: str) -> dict:
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="Loan-decision rule engine", version=version, openapi_version="3.1.0",
+                   plugins=[plugin], info={"description": "POST /decide and its companions; "
+                                                          "see API.md for the contract."})
+    plugin.map_to_openapi_type(StrictBoolean, "boolean")
+    plugin.map_to_openapi_type(StrictNumber, "number")
+    plugin.map_to_openapi_type(StrictDate, "string", "date")
+    for name, schema in [("DecideRequest", rq.DecideRequestSchema), ("CancelRequest", rq.CancelRequestSchema),
+                         ("GraceRequest", rq.GraceRequestSchema), ("Decision", rs.DecisionSchema),
+                         ("Error", rs.ErrorSchema), ("ApplicationView", rs.ApplicationViewSchema),
+                         ("UserState", rs.UserStateSchema), ("ReloadResult", rs.ReloadResultSchema),
+                         ("Health", rs.HealthSchema)]:
+        spec.components.schema(name, schema=schema)
+    spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    spec.components.security_scheme("AdminKey", {"type": "apiKey", "in": "header", "name": "X-Admin-Key"})
+    client = [{"ApiKey": []}]
+    app_id = {"name": "application_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    user_path = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    spec.path("/decide", operations={"post": {
+        "summary": "Decide an application", "security": client,
+        "requestBody": {"required": True, "content": _json("DecideRequest")},
+        "responses": {"200": {"description": "The decision (approve or reject alike)",
+                              "content": _json("Decision")}, **_errors(400, 401, 409, 413, 415, 503)}}})
+    spec.path("/applications/{application_id}/cancel", operations={"post": {
+        "summary": "Cancel a loan inside its cooling-off window", "security": client,
+        "parameters": [app_id], "requestBody": {"required": True, "content": _json("CancelRequest")},
+        "responses": {"200": {"description": "The application's status", "content": _json("ApplicationView")},
+                      **_errors(400, 401, 404, 409, 415, 503)}}})
+    spec.path("/applications/{application_id}", operations={"get": {
+        "summary": "The stored decision and its status", "security": client,
+        "parameters": [app_id, {"name": "user_id", "in": "query", "required": True,
+                                "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "The application", "content": _json("ApplicationView")},
+                      **_errors(400, 401, 404, 503)}}})
+    spec.path("/users/{user_id}/state", operations={"get": {
+        "summary": "The per-user state the rules see", "security": client, "parameters": [user_path],
+        "responses": {"200": {"description": "The state", "content": _json("UserState")},
+                      **_errors(401, 404, 503)}}})
+    spec.path("/users/{user_id}/grace-uses", operations={"post": {
+        "summary": "Record a repayment grace use (T5)", "security": client, "parameters": [user_path],
+        "requestBody": {"required": True, "content": _json("GraceRequest")},
+        "responses": {"200": {"description": "The state after it", "content": _json("UserState")},
+                      **_errors(400, 401, 409, 415, 503)}}})
+    spec.path("/admin/rules/reload", operations={"post": {
+        "summary": "Load the rules directory again and switch every worker to it",
+        "security": [{"AdminKey": []}],
+        "parameters": [{"name": "dry_run", "in": "query", "required": False, "schema": {"type": "boolean"}}],
+        "responses": {"200": {"description": "The new version and the sample replay",
+                              "content": _json("ReloadResult")},
+                      "403": {"description": "Admin endpoints are off or the key is wrong",
+                              "content": _json("Error")}, **_errors(422, 503)}}})
+    for path, summary in [("/healthz", "Process up"), ("/readyz", "Redis reachable, rules loaded")]:
+        spec.path(path, operations={"get": {"summary": summary, "security": [], "responses": {
+            "200": {"description": "OK", "content": _json("Health")}, **_errors(503)}}})
+    spec.path("/metrics", operations={"get": {"summary": "Prometheus metrics", "security": [],
+                                              "responses": {"200": {"description": "Prometheus text",
+                                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+    doc = spec.to_dict()
+    doc["security"] = client
+    return doc
