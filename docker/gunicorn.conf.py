@@ -49,7 +49,9 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
-def post_fork(server, worker):
-    from service import wsgi
-
-    wsgi.after_fork()
+def post_worker_init(worker):
+    # A worker forked after a rules reload starts from the master's (older) rules: switch it to
+    # the version every worker runs before it serves anything.
+    service = getattr(worker.wsgi, "extensions", {}).get("decision_service")
+    if service is not None:
+        service.sync_rules(force=True)

@@ -22,12 +22,17 @@ def main() -> None:
 @click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
               help="Rules directory (default: RULES_DIR or the bundled rules/).")
 def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
-    """Serve the API under gunicorn; GET /healthz answers once ready."""
+    """Serve the API under gunicorn (docker/gunicorn.conf.py); GET /healthz answers once ready."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    # before prometheus_client is imported: every worker's samples go to one directory
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="loan-decide-metrics-"))
     from gunicorn.app.base import BaseApplication
 
-    from service.api import create_app
-
     from service import redisconn
+    from service.api import create_app
 
     settings = Settings.from_env()
     if rules_dir:
@@ -42,14 +47,21 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
         "bind": f"{host}:{port}", "workers": workers,
         "rules_version": app.extensions["decision_service"].rules_version}})
 
+    config_file = Path(__file__).resolve().parent.parent / "docker" / "gunicorn.conf.py"
+
     class _Server(BaseApplication):
         def load_config(self) -> None:
+            if config_file.exists():       # the same settings and hooks as the container
+                import runpy
+
+                for key, value in runpy.run_path(str(config_file)).items():
+                    if key in self.cfg.settings and value is not None:
+                        self.cfg.set(key, value)
+            else:
+                self.cfg.set("worker_class", "sync")
+                self.cfg.set("preload_app", True)
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "sync")
-            self.cfg.set("preload_app", True)
-            self.cfg.set("timeout", 30)
-            self.cfg.set("graceful_timeout", 20)
 
         def load(self):
             return app

@@ -15,6 +15,17 @@ from typing import Any
 
 # The request being served: every log line written while it runs carries its id.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+_make_record = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args, **kwargs) -> logging.LogRecord:
+    """Stamp each record with the request being served when it is made, not when formatted."""
+    record = _make_record(*args, **kwargs)
+    record.request_id = request_id.get()
+    return record
+
+
+logging.setLogRecordFactory(_record_with_request_id)
 
 _ID_NUMBER = re.compile(r"\b(\d{6})\d{8}(\d{3}[\dXx])\b")          # 18-digit PRC ID
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")         # mainland mobile
@@ -38,8 +49,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
                "level": record.levelname, "logger": record.name, "msg": mask(record.getMessage())}
-        if request_id.get():
-            doc["request_id"] = request_id.get()
+        rid = getattr(record, "request_id", None)
+        if rid:
+            doc["request_id"] = rid
         for key, value in getattr(record, "fields", {}).items():
             doc[key] = _mask_value(key, value)
         if record.exc_info:

@@ -26,8 +26,8 @@ def build_spec(version: str) -> dict:
     spec = APISpec(title="Loan-decision rule engine", version=version, openapi_version="3.1.0",
                    plugins=[plugin], info={"description": "POST /decide and its companions; "
                                                           "see API.md for the contract."})
-    plugin.map_to_openapi_type(StrictBoolean, "boolean")
-    plugin.map_to_openapi_type(StrictNumber, "number")
+    plugin.map_to_openapi_type(StrictBoolean, "boolean", None)
+    plugin.map_to_openapi_type(StrictNumber, "number", None)
     plugin.map_to_openapi_type(StrictDate, "string", "date")
     for name, schema in [("DecideRequest", rq.DecideRequestSchema), ("CancelRequest", rq.CancelRequestSchema),
                          ("GraceRequest", rq.GraceRequestSchema), ("Decision", rs.DecisionSchema),

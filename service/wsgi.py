@@ -11,9 +11,3 @@ _settings = Settings.from_env()
 logs.configure(_settings.log_level)
 app = create_app(_settings)
 
-
-def after_fork() -> None:
-    """In each new worker: pick up the rules version every worker should run (a reload may
-    have happened since the master loaded its rules)."""
-    service = app.extensions["decision_service"]
-    service.sync_rules(force=True)
