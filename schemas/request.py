@@ -105,7 +105,7 @@ class ApplicantSchema(Schema):
     # Absent means "no group" / "no document": groups and documents are claims the user makes,
     # and an unclaimed one is simply not there.
     groups = fields.List(fields.String(validate=validate.OneOf(GROUPS)), load_default=list,
-                         validate=validate.Length(max=len(GROUPS)))
+                         validate=validate.Length(max=len(GROUPS)), metadata={"uniqueItems": True})
     documents = fields.Nested(DocumentsSchema, load_default=dict)
 
     @validates_schema

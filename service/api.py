@@ -228,7 +228,7 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     @app.get("/openapi.json")
     def openapi():
         if "doc" not in spec_cache:
-            spec_cache["doc"] = build_spec("1.0.0")
+            spec_cache["doc"] = build_spec("1.0.0", service.policy.book)
         return jsonify(spec_cache["doc"])
 
     @app.errorhandler(ValidationError)

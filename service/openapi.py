@@ -6,7 +6,23 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 
 from schemas import request as rq
 from schemas import response as rs
+from marshmallow import validate
+
 from schemas.fields import StrictBoolean, StrictDate, StrictNumber
+
+
+def _strict_number(self, field, **kwargs) -> dict:
+    """Type and bounds of the contract's strict numbers (apispec only reads core fields')."""
+    if not isinstance(field, StrictNumber):
+        return {}
+    out = {"type": "integer"} if field.integer else {}
+    for validator in field.validators:
+        if isinstance(validator, validate.Range):
+            if validator.min is not None:
+                out["minimum" if validator.min_inclusive else "exclusiveMinimum"] = validator.min
+            if validator.max is not None:
+                out["maximum" if validator.max_inclusive else "exclusiveMaximum"] = validator.max
+    return out
 
 
 def _json(schema: str) -> dict:
@@ -21,7 +37,8 @@ def _errors(*codes: int) -> dict:
     return {str(c): {"description": described[c], "content": _json("Error")} for c in codes}
 
 
-def build_spec(version: str) -> dict:
+def build_spec(version: str, book=None) -> dict:
+    """The document; with the loaded rules, the bounds the rules set (term range, grace days)."""
     plugin = MarshmallowPlugin()
     spec = APISpec(title="Loan-decision rule engine", version=version, openapi_version="3.1.0",
                    plugins=[plugin], info={"description": "POST /decide and its companions; "
@@ -29,6 +46,7 @@ def build_spec(version: str) -> dict:
     plugin.map_to_openapi_type(StrictBoolean, "boolean", None)
     plugin.map_to_openapi_type(StrictNumber, "number", None)
     plugin.map_to_openapi_type(StrictDate, "string", "date")
+    plugin.converter.add_attribute_function(_strict_number)
     for name, schema in [("DecideRequest", rq.DecideRequestSchema), ("CancelRequest", rq.CancelRequestSchema),
                          ("GraceRequest", rq.GraceRequestSchema), ("Decision", rs.DecisionSchema),
                          ("Error", rs.ErrorSchema), ("ApplicationView", rs.ApplicationViewSchema),
@@ -38,8 +56,9 @@ def build_spec(version: str) -> dict:
     spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     spec.components.security_scheme("AdminKey", {"type": "apiKey", "in": "header", "name": "X-Admin-Key"})
     client = [{"ApiKey": []}]
-    app_id = {"name": "application_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    user_path = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    text = {"type": "string", "minLength": 1, "maxLength": 128}
+    app_id = {"name": "application_id", "in": "path", "required": True, "schema": text}
+    user_path = {"name": "user_id", "in": "path", "required": True, "schema": text}
     spec.path("/decide", operations={"post": {
         "summary": "Decide an application", "security": client,
         "requestBody": {"required": True, "content": _json("DecideRequest")},
@@ -52,8 +71,7 @@ def build_spec(version: str) -> dict:
                       **_errors(400, 401, 404, 409, 415, 503)}}})
     spec.path("/applications/{application_id}", operations={"get": {
         "summary": "The stored decision and its status", "security": client,
-        "parameters": [app_id, {"name": "user_id", "in": "query", "required": True,
-                                "schema": {"type": "string"}}],
+        "parameters": [app_id, {"name": "user_id", "in": "query", "required": True, "schema": text}],
         "responses": {"200": {"description": "The application", "content": _json("ApplicationView")},
                       **_errors(400, 401, 404, 503)}}})
     spec.path("/users/{user_id}/state", operations={"get": {
@@ -81,4 +99,11 @@ def build_spec(version: str) -> dict:
                                                                     "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
     doc = spec.to_dict()
     doc["security"] = client
+    if book is not None:
+        schemas = doc["components"]["schemas"]
+        low = min(p.term_days_min for p in book.products.values())
+        high = max(p.term_days_max for p in book.products.values())
+        schemas["DecideRequest"]["properties"]["term_days"].update(
+            minimum=low, maximum=high, description="Within the product's term range (rules/products.yaml).")
+        schemas["GraceRequest"]["properties"]["days"].update(minimum=1, maximum=book.time.grace.max_days)
     return doc
