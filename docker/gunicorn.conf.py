@@ -36,6 +36,11 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
 def on_starting(server):
+    # The embedded store (no REDIS_URL) is one process's memory: several workers would each
+    # keep a different state. Refuse, as `loan-decide serve` does.
+    if not os.environ.get("REDIS_URL") and server.cfg.workers > 1:
+        raise RuntimeError("REDIS_URL is not set: the embedded store lives in one process; "
+                           "set REDIS_URL or WORKERS=1")
     # samples of an earlier run would be added to this one's
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for name in os.listdir(directory):

@@ -114,8 +114,15 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     app.extensions["decision_service"] = service
     spec_cache: dict[str, dict] = {}
 
+    schemas: dict[str, DecideRequestSchema] = {}
+
     def request_schema() -> DecideRequestSchema:
-        return DecideRequestSchema(term_ranges=service.policy.book.term_ranges())
+        """One schema per rules version (the term ranges come from the rules)."""
+        book = service.policy.book
+        if book.version not in schemas:
+            schemas.clear()
+            schemas[book.version] = DecideRequestSchema(term_ranges=book.term_ranges())
+        return schemas[book.version]
 
     @app.before_request
     def _begin() -> Response | None:
