@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -40,9 +41,11 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = shutil.which("loan-decide", path=str(Path(sys.executable).parent)) or "loan-decide"
+        # the log goes to a file: a pipe nobody reads fills up and blocks the workers
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [command, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
-            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
     def wait_ready(self, timeout: float = 20) -> None:
@@ -58,7 +61,8 @@ class LiveServer:
         raise RuntimeError("server did not become ready")
 
     def output(self) -> str:
-        return self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def stop(self) -> str:
         if self.process.poll() is None:
