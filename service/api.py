@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
             metrics.DECISIONS.labels(decision["product"], decision["outcome"]).inc()
             for reason in decision["reasons"]:
                 metrics.REASONS.labels(reason["code"]).inc()
-        return jsonify(decision)
+        return Response(result.json(), mimetype="application/json")
 
     @app.post("/applications/<application_id>/cancel")
     def cancel(application_id: str):

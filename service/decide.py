@@ -43,6 +43,14 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
 class DecideResult:
     decision: dict
     replayed: bool   # True: the stored decision of an earlier identical request
+    body: str = ""   # the decision as JSON, encoded once for the record, the log and the response
+
+    def json(self) -> str:
+        return self.body or _dumps(self.decision)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class DecisionService:
@@ -111,29 +119,31 @@ class DecisionService:
             outcome = self.policy.evaluate(request, state, now)
             self.evaluations += outcome.evaluated
             decision = outcome.decision.to_dict()
-            plan = self.plan_decision(payload, decision, outcome.change, now)
-            plan.log = decisionlog.encode(decisionlog.decision_record(
-                payload, state, now, decision, outcome.change, outcome.evaluated))
-            return DecideResult(decision, replayed=False), plan
+            body = _dumps(decision)
+            plan = self.plan_decision(payload, decision, outcome.change, now, body)
+            plan.log = decisionlog.encode_decision_record(payload, state, now, decision, body,
+                                                          outcome.change, outcome.evaluated)
+            return DecideResult(decision, replayed=False, body=body), plan
 
         return self._locked(request["user_id"], request["application_id"], step)
 
     def plan_decision(self, payload: Mapping[str, Any], decision: dict, change: StateChange,
-                      now: dt.datetime) -> CommitPlan:
+                      now: dt.datetime, decision_json: Optional[str] = None) -> CommitPlan:
         """The writes of one decision: its application record and its state change."""
         record = {"application_id": decision["application_id"], "user_id": decision["user_id"],
-                  "payload_sha256": payload_digest(payload), "decision": decision, "cancelled_at": None}
+                  "payload_sha256": payload_digest(payload)}
+        value = (_dumps(record)[:-1] + ',"decision":' + (decision_json or _dumps(decision))
+                 + ',"cancelled_at":null}')
         time_rules = self.policy.book.time
-        plan = CommitPlan(app={"value": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
-                               "ttl": self.store.app_ttl})
+        plan = CommitPlan(app={"value": value, "ttl": self.store.app_ttl})
         if change.count_application:
-            plan.apps_add = {"score": epoch(now), "member": record["application_id"],
+            plan.apps_add = {"score": epoch(now), "member": decision["application_id"],
                              "trim_before": epoch(self.policy.count_window_start(now)),
                              "ttl": (time_rules.application_count_months * 31 + 1) * 86400}
         if change.cooldown_until:
             plan.hset[COOLDOWN_UNTIL] = str(epoch(change.cooldown_until))
         if change.cooling_off_until:
-            plan.hset[COOLING_APP] = record["application_id"]
+            plan.hset[COOLING_APP] = decision["application_id"]
             plan.hset[COOLING_UNTIL] = str(epoch(change.cooling_off_until))
         if change.temp_limit_expires_at:
             plan.hset[T4_EXPIRES] = str(epoch(change.temp_limit_expires_at))

@@ -42,6 +42,17 @@ def decision_record(payload: Mapping[str, Any], state: UserState, now: dt.dateti
     }
 
 
+def encode_decision_record(payload: Mapping[str, Any], state: UserState, now: dt.datetime,
+                           decision: dict, decision_json: str, change: StateChange,
+                           evaluated: bool) -> str:
+    """encode(decision_record(...)), reusing the decision's JSON (encoded once per request)."""
+    head = encode({"v": FORMAT_VERSION, "kind": "decision", "at": iso_utc(now),
+                   "user_id": decision["user_id"], "application_id": decision["application_id"],
+                   "rules_version": decision["rules_version"], "evaluated": evaluated,
+                   "request": dict(payload), "state": state_to_dict(state)})
+    return head[:-1] + ',"decision":' + decision_json + ',"change":' + encode(change_to_dict(change)) + "}"
+
+
 def cancel_record(user_id: str, application_id: str, now: dt.datetime, rules_version: str) -> dict:
     return {"v": FORMAT_VERSION, "kind": "cancel", "at": iso_utc(now), "user_id": user_id,
             "application_id": application_id, "rules_version": rules_version}

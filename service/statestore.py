@@ -58,15 +58,17 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LOCK_LOST the user lock expired before the commit')
 end
 local plan = cjson.decode(ARGV[2])
-if plan.app then redis.call('SET', KEYS[4], plan.app.value, 'EX', plan.app.ttl) end
+-- the application record and the log record come as raw arguments, not inside the plan's
+-- JSON: no second escaping in Python, no decoding of kilobytes in Lua
+if ARGV[3] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'EX', plan.app_ttl) end
 for k, v in pairs(plan.hset) do redis.call('HSET', KEYS[2], k, v) end
 for _, k in ipairs(plan.hdel) do redis.call('HDEL', KEYS[2], k) end
 for k, v in pairs(plan.hincrby) do redis.call('HINCRBY', KEYS[2], k, v) end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], plan.user_ttl) end
 local log_id = false
-if plan.log then
-  log_id = redis.call('XADD', KEYS[6], 'MINID', '~', plan.log.minid, '*', 'r', plan.log.value)
-  redis.call('EXPIRE', KEYS[6], plan.log.ttl)
+if ARGV[4] ~= '' then
+  log_id = redis.call('XADD', KEYS[6], 'MINID', '~', plan.log_minid, '*', 'r', ARGV[4])
+  redis.call('EXPIRE', KEYS[6], plan.log_ttl)
 end
 for i, zkey in ipairs({KEYS[3], KEYS[5]}) do
   local add = (i == 1) and plan.apps_add or plan.grace_add
@@ -168,17 +170,15 @@ class CommitPlan:
     grace_add: Optional[dict] = None
     log: Optional[str] = None                  # the decision-log record (JSON), appended atomically
 
-    def encode(self, user_ttl: int, log_ttl: int) -> str:
-        log = False
-        if self.log is not None:
-            # stream ids are the server's milliseconds: entries older than the retention go
-            log = {"value": self.log, "ttl": log_ttl,
-                   "minid": str(int((time.time() - log_ttl) * 1000))}
-        return json.dumps({"app": self.app or False, "hset": self.hset,
-                           "hdel": self.hdel, "hincrby": self.hincrby,
-                           "user_ttl": user_ttl, "apps_add": self.apps_add or False,
-                           "grace_add": self.grace_add or False, "log": log},
-                          separators=(",", ":"), ensure_ascii=False)
+    def encode(self, user_ttl: int, log_ttl: int) -> list[str]:
+        """The COMMIT script's arguments after the token: the small plan, then the raw records."""
+        plan = json.dumps({"app_ttl": self.app["ttl"] if self.app else 0, "hset": self.hset,
+                           "hdel": self.hdel, "hincrby": self.hincrby, "user_ttl": user_ttl,
+                           "apps_add": self.apps_add or False, "grace_add": self.grace_add or False,
+                           # stream ids are the server's milliseconds: older entries are trimmed
+                           "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000))},
+                          separators=(",", ":"))
+        return [plan, self.app["value"] if self.app else "", self.log or ""]
 
 
 class RedisStateStore:
@@ -232,7 +232,7 @@ class RedisStateStore:
         keys = self.keys(snapshot.user_id, snapshot.application_id)
         try:
             log_id = self._call(self._commit, keys, [snapshot.token,
-                                                     plan.encode(self.user_ttl, self.log_ttl)])
+                                                     *plan.encode(self.user_ttl, self.log_ttl)])
             return _s(log_id) if log_id else None
         except redis.ResponseError as exc:
             if "LOCK_LOST" in str(exc):
