@@ -155,7 +155,6 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
     """
     import json
     import os
-    import sys
     from pathlib import Path
 
     from service import replay as replaying

@@ -121,39 +121,25 @@ def _parse_factor(text: str, whole: str) -> Union[Literal, Param]:
     return operand
 
 
+def _comparisons(cond: Condition):
+    """The comparisons of a condition tree, in order."""
+    if isinstance(cond, Group):
+        for item in cond.items:
+            yield from _comparisons(item)
+    else:
+        yield cond
+
+
 def fields_read(cond: Condition) -> list[str]:
     """Every fact field the condition reads, in order of appearance, without repeats."""
-    out: list[str] = []
-
-    def visit(node: Condition) -> None:
-        if isinstance(node, Group):
-            for item in node.items:
-                visit(item)
-            return
-        for name in [node.field] + _operand_fields(node.rhs):
-            if name not in out:
-                out.append(name)
-
-    visit(cond)
-    return out
+    names = (name for c in _comparisons(cond) for name in [c.field] + _operand_fields(c.rhs))
+    return list(dict.fromkeys(names))
 
 
 def params_used(cond: Condition) -> list[str]:
     """Every `$parameter` name the condition uses (including `product.x`)."""
-    out: list[str] = []
-
-    def visit(node: Condition) -> None:
-        if isinstance(node, Group):
-            for item in node.items:
-                visit(item)
-            return
-        rhs = node.rhs
-        for operand in (rhs, getattr(rhs, "factor", None)):
-            if isinstance(operand, Param) and operand.name not in out:
-                out.append(operand.name)
-
-    visit(cond)
-    return out
+    operands = (o for c in _comparisons(cond) for o in (c.rhs, getattr(c.rhs, "factor", None)))
+    return list(dict.fromkeys(o.name for o in operands if isinstance(o, Param)))
 
 
 def _operand_fields(operand: Operand) -> list[str]:

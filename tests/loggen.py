@@ -1,7 +1,6 @@
 """Generate a realistic decision log by running the service itself with a moving clock."""
 from __future__ import annotations
 
-import datetime as dt
 import random
 
 from schemas.request import DecideRequestSchema

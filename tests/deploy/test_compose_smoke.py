@@ -10,16 +10,12 @@ answer, and SIGTERM (what `docker stop` sends PID 1) stops gunicorn cleanly in t
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -27,6 +23,8 @@ import pytest
 import redis
 
 from tests.conftest import RULES_DIR, payload
+from tests.e2e.conftest import http
+from tests.servers import free_port
 from tests.deploy.conftest import (COMPOSE, DOCKERFILE, ROOT, command_argv, healthcheck_command,
                                    load_compose, parse_dockerfile, resolved_environment, stages)
 
@@ -35,23 +33,6 @@ pytestmark = pytest.mark.e2e
 CLIENT_KEY = "deploy-smoke-client-key"
 SHELL_ENV = {"API_KEYS": f"{CLIENT_KEY},another-client-key", "ADMIN_API_KEY": "deploy-smoke-admin-key"}
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), error.headers
 
 
 class Stack:
@@ -182,7 +163,7 @@ def test_decide_with_the_client_key(stack):
     status, body, headers = http("POST", stack.url + "/decide", doc,
                                  {"X-API-Key": CLIENT_KEY, "X-Request-ID": request_id})
     assert status == 200, body
-    decision = json.loads(body)
+    decision = body
     assert decision["outcome"] == "approved"
     assert (decision["user_id"], decision["application_id"]) == (doc["user_id"], doc["application_id"])
     assert headers["X-Request-ID"] == request_id          # what nginx passes through is kept
@@ -193,14 +174,14 @@ def test_decide_with_the_client_key(stack):
 def test_readyz(stack):
     status, body, _ = http("GET", stack.url + "/readyz")
     assert status == 200, body
-    assert json.loads(body)["status"] == "ready"
+    assert body["status"] == "ready"
 
 
 def test_metrics(stack):
     status, body, headers = http("GET", stack.url + "/metrics")
     assert status == 200, body[:500]
     assert headers["Content-Type"].startswith("text/plain")
-    assert b"decisions_total" in body
+    assert "decisions_total" in body
 
 
 def test_sigterm_stops_gunicorn_cleanly_within_graceful_timeout(stack):

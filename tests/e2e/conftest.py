@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,24 +15,27 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _body(raw: bytes, headers) -> object:
+    if (headers.get("Content-Type") or "").startswith("application/json"):
+        return json.loads(raw or b"null")
+    return raw.decode(errors="replace")
 
 
 def http(method: str, url: str, body: dict | None = None, headers: dict | None = None):
+    """(status, body: parsed JSON or text, headers) of one request to a live server."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null"), dict(response.headers)
+            return response.status, _body(response.read(), response.headers), dict(response.headers)
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null"), dict(error.headers)
+        return error.code, _body(error.read(), error.headers), dict(error.headers)
 
 
 class LiveServer:

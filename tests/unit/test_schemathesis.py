@@ -4,7 +4,6 @@ Fixed seed (derandomized) and a bounded number of examples in CI; bench/fuzz.sh 
 """
 import os
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
