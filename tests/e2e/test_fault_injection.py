@@ -73,3 +73,25 @@ def test_worker_killed_mid_request(live_server, own_redis, policy):
     load.retry_unanswered()
     figures = check_log_and_state(load, own_redis.url, policy)
     assert figures["answered"] == figures["sent"]
+
+
+def test_bad_rules_reload_under_load(live_server, own_redis, policy, tmp_path):
+    import shutil
+
+    from tests.conftest import RULES_DIR
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    server = live_server("--workers", "2", env={"REDIS_URL": own_redis.url, "RULES_DIR": str(rules),
+                                                "ADMIN_API_KEY": "ops"})
+    version = http("GET", server.url + "/readyz")[1]["rules_version"]
+    (rules / "pricing.yaml").write_text("params: {}\nrules:\n  - id: TIER\n    check: high\n")
+    with Load(server.url) as load:
+        time.sleep(0.5)
+        for _ in range(3):
+            status, body, _ = http("POST", server.url + "/admin/rules/reload", {}, {"X-Admin-Key": "ops"})
+            assert status == 422 and "pricing.yaml" in body["error"]["message"]
+            time.sleep(0.3)
+    assert {s.status for s in load.results} == {200}
+    assert {s.body["rules_version"] for s in load.results} == {version}
+    check_log_and_state(load, own_redis.url, policy)
