@@ -20,6 +20,7 @@ run: setup
 	$(BIN)/loan-decide serve --host 127.0.0.1 --port $(PORT)
 
 test: setup
+	@bash scripts/ensure-redis.sh >/dev/null
 	$(BIN)/python -m pytest -q
 
 clean:
