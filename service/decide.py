@@ -120,7 +120,7 @@ class DecisionService:
             self.evaluations += outcome.evaluated
             decision = outcome.decision.to_dict()
             body = _dumps(decision)
-            plan = self.plan_decision(payload, decision, outcome.change, now, body)
+            plan = self.plan_decision(payload, decision, outcome.change, now, body, digest)
             plan.log = decisionlog.encode_decision_record(payload, state, now, decision, body,
                                                           outcome.change, outcome.evaluated)
             return DecideResult(decision, replayed=False, body=body), plan
@@ -128,10 +128,11 @@ class DecisionService:
         return self._locked(request["user_id"], request["application_id"], step)
 
     def plan_decision(self, payload: Mapping[str, Any], decision: dict, change: StateChange,
-                      now: dt.datetime, decision_json: Optional[str] = None) -> CommitPlan:
+                      now: dt.datetime, decision_json: Optional[str] = None,
+                      digest: Optional[str] = None) -> CommitPlan:
         """The writes of one decision: its application record and its state change."""
         record = {"application_id": decision["application_id"], "user_id": decision["user_id"],
-                  "payload_sha256": payload_digest(payload)}
+                  "payload_sha256": digest or payload_digest(payload)}
         value = (_dumps(record)[:-1] + ',"decision":' + (decision_json or _dumps(decision))
                  + ',"cancelled_at":null}')
         time_rules = self.policy.book.time
