@@ -1,14 +1,32 @@
 #!/usr/bin/env python3
-"""Write the JSON bodies bench/http.sh sends with wrk, after checking each one answers 200.
+"""Write the pools of JSON bodies bench/http.sh sends with wrk (bench/payloads.lua), after
+checking each one gets the outcome its pool stands for.
 
-    .venv/bin/python bench/bodies.py OUT.jsonl [--count 16] [--seed 1]
+    .venv/bin/python bench/bodies.py OUT.tsv [--per-pool 8] [--seed 1] [--mix approved:28,...]
 
-One body per line, from bench/applicants.py: the scenarios (approved, rejected, missing
-data, special groups, 60+) in the generator's proportions, every product at least once. Each body is first POSTed
-through the real app's Flask test client (service.api.create_app()) and must get 200 with a
-decision; then application_id and user_id get the placeholder @@ID@@ (user_id "u-@@ID@@"),
-which bench/payloads.lua fills with a fresh id per request: every request is a new
-application of a new user.
+Pools (bench/applicants.py generators, products in turn so all 7 appear in each pool):
+
+  approved       passes every rule, amount <= 60% of monthly income (no cooling-off)   -> approved
+  rejected       1-3 failing checks (E1-E11, R1-R5, amount out of range)                 -> rejected
+  cooling_off    an approval whose amount is 65%-150% of monthly income (T2)            -> cooling_off
+  group          student / overseas / sme_owner / blue_collar, documents complete or not -> any
+  missing        1-3 needed fields absent or null (MISSING_DATA)                        -> review mostly
+  elderly        age 60+ (60: approved with elderly_care; above: rejected)              -> any
+  cooldown_first bureau_major_adverse: true (R-adverse, starts the 90-day window, T1)    -> rejected
+                 with reapply_after set
+
+The "cooldown" share of the mix is the repeat-user share: payloads.lua keeps a small set of
+user ids per wrk thread; a user's first request is a cooldown_first body, every later one an
+approved-pool body, which the service refuses by state (rejected, REAPPLY_COOLDOWN, no rule
+evaluated). Every other share is a new application of a new user.
+
+Each body is POSTed through the real app's Flask test client (service.api.create_app(),
+embedded store) with a user of its own and must answer 200 with its pool's outcome; the
+cooldown path (first body, then a repeat of the same user) is checked once too. Then
+application_id becomes @@APP@@ and user_id @@USER@@, which payloads.lua fills per request.
+
+Output: line 1 `#mix name:weight,...` (the shares payloads.lua schedules), then one
+`pool<TAB>json` line per body.
 """
 from __future__ import annotations
 
@@ -16,70 +34,130 @@ import argparse
 import collections
 import datetime as dt
 import json
+import math
+import random
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))  # after PYTHONPATH and the installed package
+sys.path.append(str(ROOT / "bench"))
 
 import applicants  # noqa: E402
 from service.api import create_app  # noqa: E402
 
-PLACEHOLDER = "@@ID@@"
+DEFAULT_MIX = "approved:28,rejected:22,cooldown:15,cooling_off:10,group:15,missing:5,elderly:5"
+POOLS = ("approved", "rejected", "cooling_off", "group", "missing", "elderly", "cooldown_first")
+EXPECT = {"approved": {"approved"}, "rejected": {"rejected"}, "cooling_off": {"cooling_off"},
+          "cooldown_first": {"rejected"}}
 
 
-def pick(count: int, seed: int, now: dt.datetime) -> list[tuple[str, dict]]:
-    """`count` payloads: scenario quotas by weight (largest remainder), all 7 products covered."""
-    total = sum(w for _, w in applicants.SCENARIOS)
-    exact = {name: count * w / total for name, w in applicants.SCENARIOS}
-    quota = {name: int(x) for name, x in exact.items()}
-    for name in sorted(exact, key=lambda k: exact[k] - quota[k], reverse=True)[:count - sum(quota.values())]:
-        quota[name] += 1
-    chosen: list[tuple[str, dict]] = []
-    uncovered = set(applicants.PRODUCTS)
-    for scenario, payload in applicants.generate(count * 50, seed, now):
-        if len(chosen) == count:
-            break
-        if quota[scenario] == 0:
-            continue
-        if payload["product"] not in uncovered and count - len(chosen) <= len(uncovered):
-            continue
-        quota[scenario] -= 1
-        uncovered.discard(payload["product"])
-        chosen.append((scenario, payload))
-    return chosen
+def _income_for_share(rng: random.Random, amount: int, low: float, high: float) -> int:
+    """A monthly income (multiple of 100) making amount/income fall in (low, high]."""
+    share = rng.uniform(low, high)
+    income = int(amount / share) // 100 * 100
+    return max(100, income)
+
+
+def make(pool: str, rng: random.Random, product: str, now: dt.datetime) -> dict:
+    if pool == "approved":
+        p = applicants.approved(rng, product, now)
+        a = p["applicant"]
+        if p["amount"] > 0.6 * a["monthly_income"] or (a["monthly_income"] < 5000 and p["amount"] > 3000):
+            a["monthly_income"] = max(5000, math.ceil(p["amount"] / 0.6 * rng.uniform(1.05, 2.5) / 100) * 100)
+        return p
+    if pool == "cooling_off":
+        p = applicants.approved(rng, product, now)
+        p["applicant"]["monthly_income"] = _income_for_share(rng, p["amount"], 0.65, 1.5)
+        return p
+    if pool == "cooldown_first":
+        p = make("approved", rng, product, now)
+        p["applicant"]["bureau_major_adverse"] = True
+        return p
+    return applicants.GENERATORS[pool](rng, product, now)
+
+
+def parse_mix(text: str) -> list[tuple[str, int]]:
+    mix = []
+    for part in text.split(","):
+        name, _, weight = part.partition(":")
+        if name not in set(POOLS) - {"cooldown_first"} | {"cooldown"} or not weight.isdigit():
+            raise SystemExit(f"bodies.py: bad --mix entry {part!r} (pools: approved, rejected, "
+                             "cooldown, cooling_off, group, missing, elderly)")
+        mix.append((name, int(weight)))
+    return mix
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--count", type=int, default=16)
+    parser.add_argument("--per-pool", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mix", default=DEFAULT_MIX)
     args = parser.parse_args(argv)
+    mix = parse_mix(args.mix)
 
     client = create_app().test_client()
     now = dt.datetime.now(dt.timezone.utc)          # the live service decides on the system clock
-    lines, outcomes, sizes, scenarios = [], collections.Counter(), [], collections.Counter()
-    for i, (scenario, payload) in enumerate(pick(args.count, args.seed, now)):
-        payload["user_id"] = f"u-bench-check-{args.seed}-{i}"     # one application per user, as in the run
+    rng = random.Random(args.seed)
+    lines = [f"#mix {','.join(f'{n}:{w}' for n, w in mix)}"]
+    outcomes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    sizes = []
+    n = 0
+
+    def post(payload: dict) -> dict:
         response = client.post("/decide", json=payload)
-        if response.status_code != 200 or "outcome" not in (response.get_json() or {}):
-            print(f"bodies.py: {scenario} {payload['product']} got {response.status_code}: "
-                  f"{response.get_data(as_text=True)[:500]}", file=sys.stderr)
-            return 1
-        decision = response.get_json()
-        outcomes[f"{payload['product']}:{decision['outcome']}"] += 1
-        scenarios[scenario] += 1
-        sizes.append(len(response.get_data()))
-        payload["application_id"] = PLACEHOLDER
-        payload["user_id"] = "u-" + PLACEHOLDER
-        lines.append(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+        body = response.get_json(silent=True) or {}
+        if response.status_code != 200 or "outcome" not in body:
+            raise SystemExit(f"bodies.py: {payload['product']} got {response.status_code}: "
+                             f"{response.get_data(as_text=True)[:500]}")
+        return body
+
+    for pool in POOLS:
+        made, attempts = 0, 0
+        while made < args.per_pool:
+            attempts += 1
+            if attempts > args.per_pool * 200:
+                print(f"bodies.py: could not make {args.per_pool} {pool} bodies", file=sys.stderr)
+                return 1
+            product = applicants.PRODUCTS[made % len(applicants.PRODUCTS)]
+            payload = make(pool, rng, product, now)
+            n += 1
+            payload["application_id"] = f"bench-check-{args.seed}-{n}"
+            payload["user_id"] = f"u-bench-check-{args.seed}-{n}"
+            decision = post(payload)
+            if pool in EXPECT and decision["outcome"] not in EXPECT[pool]:
+                continue                               # e.g. a random draw that trips another rule
+            if pool == "cooldown_first" and not decision.get("reapply_after"):
+                continue
+            made += 1
+            outcomes[pool][decision["outcome"]] += 1
+            sizes.append(len(json.dumps(decision)))
+            payload["application_id"] = "@@APP@@"
+            payload["user_id"] = "@@USER@@"
+            lines.append(pool + "\t" + json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+
+    # the cooldown path once: a cooldown_first body, then an approved body of the same user
+    first = json.loads(next(l for l in lines if l.startswith("cooldown_first\t")).split("\t", 1)[1])
+    repeat = json.loads(next(l for l in lines if l.startswith("approved\t")).split("\t", 1)[1])
+    first.update(application_id="bench-check-cd-1", user_id=f"u-bench-check-cd-{args.seed}")
+    repeat.update(application_id="bench-check-cd-2", user_id=f"u-bench-check-cd-{args.seed}")
+    post(first)
+    again = post(repeat)
+    codes = [r["code"] for r in again["reasons"]]
+    if again["outcome"] != "rejected" or codes != ["REAPPLY_COOLDOWN"]:
+        print(f"bodies.py: a repeat after a cooldown rejection got {again['outcome']} {codes}", file=sys.stderr)
+        return 1
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"bodies: {len(lines)} checked (200) -> {args.out}; mean request {sum(map(len, lines)) // len(lines)} B, "
-          f"mean response {sum(sizes) // len(sizes)} B")
-    print("bodies: " + ", ".join(f"{k} {v}" for k, v in sorted(scenarios.items())))
-    print("bodies: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    bodies = [l.split("\t", 1)[1] for l in lines[1:]]
+    print(f"bodies: {len(bodies)} checked (200, pool outcome) -> {args.out}; mean request "
+          f"{sum(map(len, bodies)) // len(bodies)} B, mean response {sum(sizes) // len(sizes)} B")
+    for pool in POOLS:
+        print(f"bodies:   {pool:<15} " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes[pool].items())))
+    print("bodies: repeat of a cooldown user -> rejected REAPPLY_COOLDOWN (checked)")
+    print(f"bodies: mix {args.mix}")
     return 0
 
 

@@ -1,46 +1,51 @@
 #!/usr/bin/env bash
-# HTTP throughput of POST /decide on real Redis and on the embedded store, next to a bare Flask
-# endpoint: same wrk settings, same gunicorn settings, one run.
+# HTTP throughput and latency of POST /decide (real Redis, a realistic mix of applicants) next to
+# a bare Flask endpoint under the same gunicorn settings, at several connection counts, one run.
 #
 #   bench/http.sh
-#   WORKERS=2 THREADS=2 CONNECTIONS=16 DURATION=10s WARMUP=2s BODIES_COUNT=16 SEED=1 bench/http.sh
+#   WORKERS=2 THREADS=2 CONNS="16 64" DURATION=10s WARMUP=2s PER_POOL=8 SEED=1 bench/http.sh
+#   MIX=approved:28,rejected:22,cooldown:15,cooling_off:10,group:15,missing:5,elderly:5 bench/http.sh
 #
-# Targets, in this order (every one: WARMUP unmeasured, then DURATION measured, same wrk flags):
-#   workers=1        decide-redis     `loan-decide serve --workers 1`, REDIS_URL = real Redis
-#                    decide-embedded  `loan-decide serve --workers 1`, no REDIS_URL (fakeredis,
-#                                     in-process; the service allows only one worker with it)
-#                    bare             bench/bare_app.py under gunicorn, same settings
-#   workers=WORKERS  decide-redis, bare  (skipped when WORKERS=1)
-# The embedded store cannot run with several workers, so the workers=1 rows are the
-# like-for-like comparison of the three; the WORKERS rows show what real Redis allows.
+# Both servers are `gunicorn -c docker/gunicorn.conf.py` (the container's command: sync workers,
+# preload, WORKERS workers, max-requests recycling, same timeouts), bound to a free loopback port:
+#   decide  service.wsgi:app, REDIS_URL = real Redis, LOG_LEVEL as given (default INFO: the
+#           service's one JSON log line per request, written to the output directory)
+#   bare    bench/bare_app.py: POST /decide reads the body, returns a constant JSON
+# For each server, for each connection count in CONNS: wrk WARMUP unmeasured, then DURATION
+# measured (wrk -t THREADS -c CONNS, bench/payloads.lua for both, so the bare app gets the same
+# bodies). Goal checked at 16 connections: decide >= 75% of bare req/s and decide p99 <= 15 ms.
 #
-# 1. bench/bodies.py writes BODIES_COUNT applicant bodies (all 7 products; approvals, rejections,
-#    missing data, special groups, 60+), each checked to answer 200 through the Flask test client.
-# 2. Each server is waited for on GET /healthz, one live POST is checked for 200, then wrk runs
-#    bench/payloads.lua (a fresh application_id / user_id per request: no replays, no cooldowns).
-# Prints a table: target, workers, req/s, p50/p90/p99 ms, req/s as a fraction of the bare app's
-# at the same worker count, measured requests, non-2xx; for the real-Redis rows also the Redis
-# commands the server counted per measured request (INFO commandstats: EVALSHA/EVAL calls, and
-# all commands including those run inside the Lua scripts).
-# Real Redis: REDIS_URL if set (it is not flushed; keys are namespaced by fresh ids); else a
-# throwaway redis-server started here on a free loopback port (no persistence; installed with
-# apt-get if missing) and stopped on exit. Every server started here is stopped on exit. Logs,
-# raw wrk output and summary.txt go to bench/out/http-<time>/ (git-ignored).
-# The service logs one JSON line per decision at LOG_LEVEL=INFO (its default), into that
-# directory; set LOG_LEVEL=WARNING to measure without it. RULES_DIR (read by the service and
-# bodies.py) picks another rules directory. wrk and the servers share this machine's cores.
-# Default duration: 5 targets x (DURATION 10 s + WARMUP 2 s + ~2 s start-up) ~ 75 s.
+# The mix (bench/bodies.py writes the pools, each body checked through the Flask test client to
+# get its pool's outcome; bench/payloads.lua schedules them by MIX weights): approvals,
+# rejections, cooling-off (amount > 60% of monthly income), special groups, missing data, 60+,
+# and repeat users refused by state (REAPPLY_COOLDOWN: a user's first request is rejected with a
+# reason that opens the 90-day window, the later ones are refused without evaluating any rule).
+# Every request has a fresh application_id. The outcome mix the server actually produced during
+# each measured decide run is read from its /metrics (decisions_total by outcome,
+# decision_reasons_total for REAPPLY_COOLDOWN) before and after, and printed.
+#
+# Real Redis: a throwaway redis-server started here on a free loopback port (no persistence;
+# installed with apt-get if missing) and stopped on exit, unless REDIS_URL is given (not flushed;
+# ids are fresh). redis/req: EVALSHA+EVAL calls / all commands (including those run inside the
+# Lua scripts) the Redis server counted during the measured run, per request wrk completed.
+# machine CPU: how busy all cores were during the measured run, and the steal time (a VM's
+# vCPUs given to others by the hypervisor), from /proc/stat: context for run-to-run variation.
+# Logs, raw wrk output, metrics and summary.txt go to bench/out/http-<time>/ (git-ignored).
+# wrk and the servers share this machine's cores.
+# Default duration: 2 servers x 2 connection counts x (10 s + 2 s) + start-up ~ 1 min.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=$ROOT/.venv/bin
 WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-2}
-CONNECTIONS=${CONNECTIONS:-16}
+CONNS=${CONNS:-16 64}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
-BODIES_COUNT=${BODIES_COUNT:-16}
+PER_POOL=${PER_POOL:-8}
 SEED=${SEED:-1}
+MIX=${MIX:-approved:28,rejected:22,cooldown:15,cooling_off:10,group:15,missing:5,elderly:5}
+LOG_LEVEL=${LOG_LEVEL:-INFO}
 OUT=$ROOT/bench/out/http-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 cd "$ROOT"
@@ -129,10 +134,10 @@ redis_calls() {
         END { if (NR == 0) print "- -"; else printf "%d %d\n", ev, all }' || echo "- -"
 }
 
-# check_post NAME URL : one live POST of the first body must answer 200
+# check_post NAME URL : one live POST of the first approved body must answer 200
 check_post() {
     local body code
-    body=$(head -1 "$BODIES" | sed "s/@@ID@@/bench-check-$1-$$/g")
+    body=$(grep -m1 '^approved	' "$BODIES" | cut -f2- | sed "s/@@APP@@/bench-check-$1-$$/; s/@@USER@@/u-bench-check-$1-$$/")
     code=$(curl -s -o "$OUT/$1.check.json" -w '%{http_code}' -H 'Content-Type: application/json' \
         --data-binary "$body" "$2")
     if [ "$code" != 200 ]; then
@@ -141,86 +146,148 @@ check_post() {
 }
 
 # wrk runs in the background and is waited for, so a TERM or Ctrl-C reaches the traps at once.
+# wrk_bg DURATION CONNECTIONS URL OUTFILE TAG
 wrk_bg() {
-    BODIES=$BODIES wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" -s "$ROOT/bench/payloads.lua" "$2" >"$3" 2>&1 &
+    BODIES=$BODIES RUN_TAG=$5 wrk -t"$THREADS" -c"$2" -d"$1" -s "$ROOT/bench/payloads.lua" "$3" >"$4" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID"
     WRK_PID=
 }
 
-field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
-
-declare -A RESULT REDIS_PER_REQ
-ORDER=()
-
-# run_target KIND WORKERS : start the server, check one POST, warm up, measure, stop it
-run_target() {
-    local kind=$1 workers=$2 name port url before after
-    name=$kind-w$workers
-    port=$(free_port)
-    url="http://127.0.0.1:$port/decide"
-    echo "== $kind, --workers $workers" >&2
-    case $kind in
-        decide-redis)
-            start_server "$name" "$port" env REDIS_URL="$REAL_REDIS_URL" \
-                "$BIN/loan-decide" serve --host 127.0.0.1 --port "$port" --workers "$workers" ;;
-        decide-embedded)
-            start_server "$name" "$port" env -u REDIS_URL \
-                "$BIN/loan-decide" serve --host 127.0.0.1 --port "$port" --workers "$workers" ;;
-        bare)
-            start_server "$name" "$port" "$BIN/gunicorn" --bind "127.0.0.1:$port" --workers "$workers" \
-                --worker-class sync --preload --timeout 30 --graceful-timeout 20 \
-                --chdir "$ROOT/bench" bare_app:app ;;
-    esac
-    check_post "$name" "$url"
-    wrk_bg "$WARMUP" "$url" "$OUT/$name.warmup.txt"
-    [ "$kind" = decide-redis ] && before=$(redis_calls)
-    wrk_bg "$DURATION" "$url" "$OUT/$name.wrk.txt"
-    [ "$kind" = decide-redis ] && after=$(redis_calls)
-    stop_servers
-    grep -q '^WRK_RESULT' "$OUT/$name.wrk.txt" || { echo "$name: no WRK_RESULT:" >&2; cat "$OUT/$name.wrk.txt" >&2; exit 1; }
-    RESULT[$name]=$(grep '^WRK_RESULT' "$OUT/$name.wrk.txt")
-    if [ "$kind" = decide-redis ]; then
-        # the requests in flight when wrk stops are counted by Redis, not by wrk: +-CONNECTIONS
-        REDIS_PER_REQ[$name]=$(awk -v b="$before" -v a="$after" -v n="$(field "${RESULT[$name]}" requests)" '
-            BEGIN { split(b, x, " "); split(a, y, " ")
-                    if (x[1] == "-" || y[1] == "-" || n == 0) print "-"
-                    else printf "%.2f/%.2f", (y[1] - x[1]) / n, (y[2] - x[2]) / n }')
-    fi
-    ORDER+=("$name")
+# cpu_stat : the machine's aggregate CPU jiffies "user nice system idle iowait irq softirq steal"
+cpu_stat() { awk '/^cpu / { print $2, $3, $4, $5, $6, $7, $8, $9 }' /proc/stat; }
+# cpu_use BEFORE AFTER : "busy X% steal Y%" of all cores between two cpu_stat readings
+cpu_use() {
+    awk -v b="$1" -v a="$2" 'BEGIN { n = split(b, x, " "); split(a, y, " ")
+        for (i = 1; i <= n; i++) { d[i] = y[i] - x[i]; t += d[i] }
+        if (t <= 0) { print "-"; exit }
+        printf "busy %.0f%% steal %.0f%%", 100 * (d[1] + d[2] + d[3] + d[6] + d[7]) / t, 100 * d[8] / t }'
 }
 
-BODIES=$OUT/bodies.jsonl
-"$BIN/python" "$ROOT/bench/bodies.py" "$BODIES" --count "$BODIES_COUNT" --seed "$SEED"
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
+
+# outcome_mix BEFORE AFTER : the decisions made between two /metrics scrapes, by outcome, and
+# the refusals by state among them
+outcome_mix() {
+    "$BIN/python" - "$1" "$2" <<'EOF'
+import re, sys
+def read(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'(decisions_total|decision_reasons_total)\{(.*)\} ([0-9.e+]+)$', line.strip())
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            key = ("outcome", labels["outcome"]) if m.group(1) == "decisions_total" else ("code", labels["code"])
+            out[key] = out.get(key, 0) + float(m.group(3))
+    return out
+before, after = read(sys.argv[1]), read(sys.argv[2])
+diff = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+total = sum(v for (kind, _), v in diff.items() if kind == "outcome")
+if not total:
+    print("no decisions counted"); sys.exit(0)
+parts = [f"{name} {diff[('outcome', name)] / total:.1%}"
+         for name in ("approved", "cooling_off", "rejected", "review")
+         if diff.get(("outcome", name))]
+cd = diff.get(("code", "REAPPLY_COOLDOWN"), 0)
+pend = diff.get(("code", "COOLING_OFF_PENDING"), 0)
+print(f"{int(total)} decisions: " + ", ".join(parts)
+      + f"; of which REAPPLY_COOLDOWN {cd / total:.1%}, COOLING_OFF_PENDING {pend / total:.1%}")
+EOF
+}
+
+declare -A RESULT REDIS_PER_REQ MIXLINE CPU
+ORDER=()
+
+# measure KIND PORT : for each connection count, warm up, measure (and for decide: Redis calls
+# and the outcome mix)
+measure() {
+    local kind=$1 port=$2 url c name before after
+    url="http://127.0.0.1:$port/decide"
+    for c in $CONNS; do
+        name=$kind-c$c
+        echo "== $kind, $c connections" >&2
+        wrk_bg "$WARMUP" "$c" "$url" "$OUT/$name.warmup.txt" "w$c$kind$(date +%s)"
+        if [ "$kind" = decide ]; then
+            before=$(redis_calls)
+            curl -s "http://127.0.0.1:$port/metrics" >"$OUT/$name.metrics.before"
+        fi
+        cpu0=$(cpu_stat)
+        wrk_bg "$DURATION" "$c" "$url" "$OUT/$name.wrk.txt" "m$c$kind$(date +%s)"
+        CPU[$name]=$(cpu_use "$cpu0" "$(cpu_stat)")
+        grep -q '^WRK_RESULT' "$OUT/$name.wrk.txt" || { echo "$name: no WRK_RESULT:" >&2; cat "$OUT/$name.wrk.txt" >&2; exit 1; }
+        RESULT[$name]=$(grep '^WRK_RESULT' "$OUT/$name.wrk.txt")
+        if [ "$kind" = decide ]; then
+            after=$(redis_calls)
+            curl -s "http://127.0.0.1:$port/metrics" >"$OUT/$name.metrics.after"
+            MIXLINE[$name]=$(outcome_mix "$OUT/$name.metrics.before" "$OUT/$name.metrics.after")
+            # the requests in flight when wrk stops are counted by Redis, not by wrk: +-connections
+            REDIS_PER_REQ[$name]=$(awk -v b="$before" -v a="$after" -v n="$(field "${RESULT[$name]}" requests)" '
+                BEGIN { split(b, x, " "); split(a, y, " ")
+                        if (x[1] == "-" || y[1] == "-" || n == 0) print "-"
+                        else printf "%.2f/%.2f", (y[1] - x[1]) / n, (y[2] - x[2]) / n }')
+        fi
+        ORDER+=("$name")
+    done
+}
+
+BODIES=$OUT/bodies.tsv
+"$BIN/python" "$ROOT/bench/bodies.py" "$BODIES" --per-pool "$PER_POOL" --seed "$SEED" --mix "$MIX" \
+    2>"$OUT/bodies.err" || { cat "$OUT/bodies.err" >&2; exit 1; }
 
 start_redis
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up) per target; gunicorn sync --preload;" \
-     "workers 1 and $WORKERS; $(nproc) cores; real Redis at $REAL_REDIS_URL; output in ${OUT#$ROOT/}"
+echo "wrk -t$THREADS -c{${CONNS// /,}} -d$DURATION (after $WARMUP warm-up) per run; gunicorn -c docker/gunicorn.conf.py," \
+     "WORKERS=$WORKERS; $(nproc) cores; real Redis at $REAL_REDIS_URL; output in ${OUT#$ROOT/}"
 
-run_target decide-redis 1
-run_target decide-embedded 1
-run_target bare 1
-if [ "$WORKERS" -gt 1 ]; then
-    run_target decide-redis "$WORKERS"
-    run_target bare "$WORKERS"
-fi
+# decide: the container's command
+port=$(free_port)
+mkdir -p "$OUT/prom-decide" "$OUT/prom-bare"
+echo "== decide: gunicorn -c docker/gunicorn.conf.py service.wsgi:app" >&2
+start_server decide "$port" env REDIS_URL="$REAL_REDIS_URL" BIND="127.0.0.1:$port" WORKERS="$WORKERS" \
+    LOG_LEVEL="$LOG_LEVEL" PROMETHEUS_MULTIPROC_DIR="$OUT/prom-decide" \
+    "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" service.wsgi:app
+check_post decide "http://127.0.0.1:$port/decide"
+measure decide "$port"
+stop_servers
+
+# bare: the same settings file (REDIS_URL only satisfies its several-workers check; unused)
+port=$(free_port)
+echo "== bare: gunicorn -c docker/gunicorn.conf.py --pythonpath bench bare_app:app" >&2
+start_server bare "$port" env REDIS_URL="$REAL_REDIS_URL" BIND="127.0.0.1:$port" WORKERS="$WORKERS" \
+    LOG_LEVEL="$LOG_LEVEL" PROMETHEUS_MULTIPROC_DIR="$OUT/prom-bare" \
+    "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" --pythonpath "$ROOT/bench" bare_app:app
+check_post bare "http://127.0.0.1:$port/decide"
+measure bare "$port"
+stop_servers
 
 {
-    echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up) per target; $(nproc) cores; real Redis at $REAL_REDIS_URL"
-    printf '\n%-16s %7s %9s %8s %8s %8s %8s %9s %7s %12s\n' target workers 'req/s' 'p50 ms' 'p90 ms' 'p99 ms' \
-        'vs bare' requests non-2xx 'redis/req'
-    for name in "${ORDER[@]}"; do
-        line=${RESULT[$name]}
-        target=${name%-w*}; workers=${name##*-w}
-        bare=${RESULT[bare-w$workers]:-}
-        ratio=$(awk -v d="$(field "$line" rps)" -v b="$(field "$bare" rps)" \
-            'BEGIN { if (b > 0) printf "%.3f", d / b; else print "-" }')
-        printf '%-16s %7s %9s %8s %8s %8s %8s %9s %7s %12s\n' "$target" "$workers" "$(field "$line" rps)" \
-            "$(field "$line" p50_ms)" "$(field "$line" p90_ms)" "$(field "$line" p99_ms)" "$ratio" \
-            "$(field "$line" requests)" "$(field "$line" non2xx)" "${REDIS_PER_REQ[$name]:-}"
+    echo "wrk -t$THREADS -d$DURATION (after $WARMUP warm-up) per run; gunicorn -c docker/gunicorn.conf.py, WORKERS=$WORKERS;" \
+         "$(nproc) cores; real Redis at $REAL_REDIS_URL"
+    echo "mix: $MIX"
+    printf '\n%5s %-7s %9s %8s %8s %8s %9s %8s %7s %11s  %s\n' conns target 'req/s' 'p50 ms' 'p90 ms' 'p99 ms' \
+        'decide/bare' requests non-2xx 'redis/req' 'machine CPU'
+    for c in $CONNS; do
+        for kind in decide bare; do
+            line=${RESULT[$kind-c$c]}
+            ratio=$(awk -v d="$(field "${RESULT[decide-c$c]}" rps)" -v b="$(field "${RESULT[bare-c$c]}" rps)" \
+                'BEGIN { if (b > 0) printf "%.3f", d / b; else print "-" }')
+            [ "$kind" = bare ] && ratio=""
+            printf '%5s %-7s %9s %8s %8s %8s %11s %8s %7s %11s  %s\n' "$c" "$kind" "$(field "$line" rps)" \
+                "$(field "$line" p50_ms)" "$(field "$line" p90_ms)" "$(field "$line" p99_ms)" "$ratio" \
+                "$(field "$line" requests)" "$(field "$line" non2xx)" "${REDIS_PER_REQ[$kind-c$c]:-}" "${CPU[$kind-c$c]}"
+        done
     done
     echo
-    echo "vs bare: req/s divided by the bare app's req/s at the same worker count."
+    for c in $CONNS; do echo "outcome mix, decide at $c connections (server /metrics): ${MIXLINE[decide-c$c]}"; done
+    echo
+    if [[ " $CONNS " == *" 16 "* ]]; then
+        awk -v d="$(field "${RESULT[decide-c16]}" rps)" -v b="$(field "${RESULT[bare-c16]}" rps)" \
+            -v p="$(field "${RESULT[decide-c16]}" p99_ms)" 'BEGIN {
+            r = d / b
+            printf "goal at 16 connections: decide/bare %.3f (>= 0.75: %s), decide p99 %.1f ms (<= 15 ms: %s)\n",
+                   r, (r >= 0.75 ? "met" : "NOT met"), p, (p <= 15 ? "met" : "NOT met") }'
+    fi
+    echo "machine CPU: all cores over the measured run (/proc/stat): busy = user+nice+system+irq+softirq;"
+    echo "           steal = time the hypervisor gave this VM's vCPUs to others."
     echo "redis/req: EVALSHA+EVAL calls / all commands (including those inside the Lua scripts)"
     echo "           the Redis server counted during the measured run, per request wrk completed."
 } | tee "$OUT/summary.txt"

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Summarise py-spy raw (collapsed) stacks of the /decide workers: share of samples per part.
+
+    .venv/bin/python bench/profile_summary.py bench/out/profile-.../cpu.txt [--exclude-pid MASTER] [--top 25]
+
+Input: `py-spy record --format raw` output, one `frame;frame;...;frame COUNT` line per distinct
+stack, root first (with --subprocesses the first frame names the process). Each sample is given
+to ONE part: the first of the parts below, in this order, that has a frame in its stack (so JSON
+encoding done by the log formatter counts as logging, the engine called by the policy as engine):
+
+  logging        logging/ (stdlib), service/logs.py
+  metrics        prometheus_client/, service/metrics.py
+  engine         durable/ (durable_rules and its C extension), service/engine.py
+  schema         marshmallow/, schemas/ (request validation)
+  redis          redis/ (client, connection, Lua EVALSHA), service/statestore.py, redisconn.py
+  json           json/ (stdlib encode/decode: request body, response/record/log-record JSON)
+  policy         service/policy.py, facts.py, decision.py, pricing.py, conditions.py,
+                 userstate.py, rulebook.py (facts, trace, decision assembly)
+  decide         service/decide.py, decisionlog.py (the use case: digest, plan, log record)
+  flask          flask/, werkzeug/, service/api.py, security.py (routing, request/response, hooks)
+  gunicorn       gunicorn/ (HTTP parsing, socket I/O, worker loop)
+  other          anything else (e.g. the interpreter's own frames)
+
+Prints the parts' shares, then the top functions by self samples (the leaf frame) and by
+inclusive samples among service/ and schemas/ functions.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import sys
+
+PARTS = [
+    ("logging", ("/logging/", "/service/logs.py")),
+    ("metrics", ("/prometheus_client/", "/service/metrics.py")),
+    ("engine", ("/durable/", "/service/engine.py")),
+    ("schema", ("/marshmallow/", "/schemas/")),
+    ("redis", ("/redis/", "/service/statestore.py", "/service/redisconn.py")),
+    ("json", ("/json/",)),
+    ("policy", ("/service/policy.py", "/service/facts.py", "/service/decision.py", "/service/pricing.py",
+                "/service/conditions.py", "/service/userstate.py", "/service/rulebook.py")),
+    ("decide", ("/service/decide.py", "/service/decisionlog.py")),
+    ("flask", ("/flask/", "/werkzeug/", "/service/api.py", "/service/security.py")),
+    ("gunicorn", ("/gunicorn/",)),
+]
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+
+
+def parse(path: str, exclude: set[str]):
+    """(frames, count) per stack; with --subprocesses a worker's stack starts with its parents'
+    `process PID:"cmd"` frames, so the last such frame names the sampled process."""
+    for raw in open(path, encoding="utf-8", errors="replace"):
+        raw = raw.rstrip("\n")
+        if not raw:
+            continue
+        stack, _, count = raw.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        processes = [f for f in frames if f.startswith("process ")]
+        if processes and processes[-1].split(":", 1)[0].split()[-1] in exclude:
+            continue
+        yield frames, int(count)
+
+
+def file_of(frame: str) -> str:
+    """The frame's file with a leading slash: py-spy writes `func (json/encoder.py:12)`."""
+    m = FRAME.match(frame)
+    return "/" + m.group("file") if m else ""
+
+
+def part_of(frames: list[str]) -> str:
+    files = [file_of(f) for f in frames]
+    for name, needles in PARTS:
+        if any(n in f for f in files for n in needles):
+            return name
+    return "other"
+
+
+def short(frame: str) -> str:
+    m = FRAME.match(frame)
+    if not m:
+        return frame
+    path = m.group("file")
+    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{m.group('func')} ({path})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("raw")
+    parser.add_argument("--exclude-pid", action="append", default=[])
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+
+    parts, leaf, inclusive = collections.Counter(), collections.Counter(), collections.Counter()
+    total = 0
+    for frames, count in parse(args.raw, set(args.exclude_pid)):
+        frames = [f for f in frames if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        parts[part_of(frames)] += count
+        leaf[short(frames[-1])] += count
+        for f in {short(f) for f in frames if file_of(f).startswith(("/service/", "/schemas/"))}:
+            inclusive[f] += count
+    if not total:
+        print("no samples", file=sys.stderr)
+        return 1
+    print(f"{total} samples")
+    print("\npart        share")
+    for name, _ in PARTS + [("other", ())]:
+        print(f"{name:<10} {parts[name] / total:6.1%}")
+    print(f"\ntop {args.top} functions by self samples (leaf frame)")
+    for name, n in leaf.most_common(args.top):
+        print(f"  {n / total:6.1%}  {name}")
+    print(f"\ntop {args.top} service/ and schemas/ functions by inclusive samples")
+    for name, n in inclusive.most_common(args.top):
+        print(f"  {n / total:6.1%}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
