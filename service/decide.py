@@ -68,10 +68,6 @@ class DecisionService:
         return self.policy.version
 
     # -- the unit of work ---------------------------------------------------------------------
-    def _locked(self, user_id: str, application_id: Optional[str],
-                step: Callable[[UserSnapshot, dt.datetime], tuple[T, Optional[CommitPlan]]]) -> T:
-        return self.run_locked(user_id, application_id, step)
-
     def run_locked(self, user_id: str, application_id: Optional[str],
                    step: Callable[[UserSnapshot, dt.datetime], tuple[T, Optional[CommitPlan]]],
                    now: Optional[dt.datetime] = None) -> T:
@@ -125,7 +121,7 @@ class DecisionService:
                                                           outcome.change, outcome.evaluated)
             return DecideResult(decision, replayed=False, body=body), plan
 
-        return self._locked(request["user_id"], request["application_id"], step)
+        return self.run_locked(request["user_id"], request["application_id"], step)
 
     def plan_decision(self, payload: Mapping[str, Any], decision: dict, change: StateChange,
                       now: dt.datetime, decision_json: Optional[str] = None,
@@ -168,7 +164,7 @@ class DecisionService:
                 user_id, application_id, now, self.rules_version))
             return type(stored)(record).view(now), plan
 
-        return self._locked(user_id, application_id, step)
+        return self.run_locked(user_id, application_id, step)
 
     def plan_cancel(self, snapshot: UserSnapshot, now: dt.datetime) -> tuple[dict, CommitPlan]:
         record = dict(snapshot.application.doc, cancelled_at=iso_utc(now))
@@ -192,7 +188,7 @@ class DecisionService:
             plan.log = decisionlog.encode(decisionlog.grace_record(user_id, days, now, self.rules_version))
             return None, plan
 
-        self._locked(user_id, None, step)
+        self.run_locked(user_id, None, step)
         return self.user_state(user_id)
 
     def plan_grace(self, days: int, now: dt.datetime) -> CommitPlan:

@@ -15,7 +15,8 @@ from typing import Any, Mapping, Optional
 from zoneinfo import ZoneInfo
 
 from service import pricing
-from service.decision import Decision, Offer, Reason, TraceEntry, combine_outcomes, iso_utc
+from service.decision import (Decision, Offer, Reason, TraceEntry, combine_outcomes, iso_utc,
+                              parse_iso_utc)
 from service.engine import ProductPlan, RuleEngine
 from service.facts import FACT_FIELDS, add_calendar, build_fact
 from service.rulebook import RuleBook
@@ -202,8 +203,7 @@ class Policy:
             granted = now + dt.timedelta(days=t4.days)
         return StateChange(
             count_application=True,
-            cooldown_until=dt.datetime.fromisoformat(decision.reapply_after.replace("Z", "+00:00"))
-            if decision.starts_cooldown else None,
+            cooldown_until=parse_iso_utc(decision.reapply_after) if decision.starts_cooldown else None,
             cooling_off_until=now + dt.timedelta(hours=self.book.time.cooling_off_hours)
             if decision.outcome == "cooling_off" else None,
             temp_limit_expires_at=granted,
