@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from schemas.fields import StrictBoolean
 from schemas.request import DOCUMENTS
-from schemas.response import OUTCOMES, REASON_CODES
+from schemas.response import REASON_CODES
 
 _NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, _).")
 
@@ -189,4 +189,4 @@ class TimeFileSchema(RuleFileSchema):
     rules = fields.List(fields.Nested(RuleSchema), load_default=list)
 
 
-__all__ = ["RuleFileSchema", "ProductsFileSchema", "TimeFileSchema", "OUTCOMES"]
+__all__ = ["RuleFileSchema", "ProductsFileSchema", "TimeFileSchema"]

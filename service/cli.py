@@ -158,14 +158,13 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
     from pathlib import Path
 
     from service import replay as replaying
-    from service.settings import DEFAULT_RULES_DIR
 
     if rules_dir and rules_version:
         raise click.UsageError("give --rules or --rules-version, not both")
     settings = Settings.from_env()
     source = replaying.PolicySource(rules_dir=Path(rules_dir) if rules_dir else None,
                                     version=rules_version, redis_url=settings.redis_url,
-                                    default_dir=settings.rules_dir or DEFAULT_RULES_DIR,
+                                    default_dir=settings.rules_dir,
                                     prefix=settings.key_prefix)
     writer = _ReportWriter(report) if report else None
     try:

@@ -24,28 +24,14 @@ from service.userstate import StateChange, UserState, change_to_dict, state_to_d
 FORMAT_VERSION = 1
 
 
-def decision_record(payload: Mapping[str, Any], state: UserState, now: dt.datetime,
-                    decision: dict, change: StateChange, evaluated: bool) -> dict:
-    """The log record of one decision; its field order is the export's."""
-    return {
-        "v": FORMAT_VERSION,
-        "kind": "decision",
-        "at": iso_utc(now),
-        "user_id": decision["user_id"],
-        "application_id": decision["application_id"],
-        "rules_version": decision["rules_version"],
-        "evaluated": evaluated,
-        "request": dict(payload),
-        "state": state_to_dict(state),
-        "decision": decision,
-        "change": change_to_dict(change),
-    }
-
-
 def encode_decision_record(payload: Mapping[str, Any], state: UserState, now: dt.datetime,
                            decision: dict, decision_json: str, change: StateChange,
                            evaluated: bool) -> str:
-    """encode(decision_record(...)), reusing the decision's JSON (encoded once per request)."""
+    """The log record of one decision, as the JSON line it is stored and exported as.
+
+    Its field order is the export's. The decision's JSON is spliced in as given: it is encoded
+    once per request and shared with the response and the application record.
+    """
     head = encode({"v": FORMAT_VERSION, "kind": "decision", "at": iso_utc(now),
                    "user_id": decision["user_id"], "application_id": decision["application_id"],
                    "rules_version": decision["rules_version"], "evaluated": evaluated,
