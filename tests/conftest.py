@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,8 @@ def trace_of(decision: dict, rule_id: str, check: str) -> dict | None:
     return None
 
 
-REAL_REDIS = "redis://127.0.0.1:6379/15"   # a logical db of the shared server, flushed per test
+# a logical db of the shared server, flushed per test; TEST_REDIS_DB lets parallel runs use another
+REAL_REDIS = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '15')}"
 
 
 @pytest.fixture
