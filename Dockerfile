@@ -82,4 +82,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
 
 # gunicorn is PID 1 (exec form, no shell): SIGTERM from `docker stop` reaches it directly and
 # starts its graceful shutdown (GRACEFUL_TIMEOUT).
-CMD ["gunicorn", "-c", "docker/gunicorn.conf.py", "service.wsgi:app"]
+CMD ["gunicorn", "-c", "docker/gunicorn.conf.py", "service.entrypoints.wsgi:app"]

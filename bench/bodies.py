@@ -20,7 +20,7 @@ user ids per wrk thread; a user's first request is a cooldown_first body, every 
 approved-pool body, which the service refuses by state (rejected, REAPPLY_COOLDOWN, no rule
 evaluated). Every other share is a new application of a new user.
 
-Each body is POSTed through the real app's Flask test client (service.api.create_app(),
+Each body is POSTed through the real app's Flask test client (service.entrypoints.http.app.create_app(),
 embedded store) with a user of its own and must answer 200 with its pool's outcome; the
 cooldown path (first body, then a repeat of the same user) is checked once too. Then
 application_id becomes @@APP@@ and user_id @@USER@@, which payloads.lua fills per request.
@@ -44,7 +44,7 @@ sys.path.append(str(ROOT))  # after PYTHONPATH and the installed package
 sys.path.append(str(ROOT / "bench"))
 
 import applicants  # noqa: E402
-from service.api import create_app  # noqa: E402
+from service.entrypoints.http.app import create_app  # noqa: E402
 
 DEFAULT_MIX = "approved:28,rejected:22,cooldown:15,cooling_off:10,group:15,missing:5,elderly:5"
 POOLS = ("approved", "rejected", "cooling_off", "group", "missing", "elderly", "cooldown_first")

@@ -30,10 +30,10 @@ sys.path.append(str(ROOT))  # after PYTHONPATH and the installed package
 
 import applicants  # noqa: E402  (bench/applicants.py, next to this file)
 from schemas.request import DecideRequestSchema  # noqa: E402
-from service import rulebook  # noqa: E402
-from service.facts import build_fact  # noqa: E402
-from service.policy import POLICY_TZ, Policy  # noqa: E402
-from service.userstate import UserState  # noqa: E402
+from service.domain import rulebook  # noqa: E402
+from service.domain.facts import build_fact  # noqa: E402
+from service.domain.policy import POLICY_TZ, Policy  # noqa: E402
+from service.domain.userstate import UserState  # noqa: E402
 
 # A fixed decision time (16:00 in Shanghai), so a seed always gives the same decisions.
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)

@@ -11,8 +11,8 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 
-from service import rulebook
-from service.policy import Policy
+from service.domain import rulebook
+from service.domain.policy import Policy
 from tests.conftest import RULES_DIR
 from tests.unit.test_fuzz_core import _decide_or_reject, json_values, mutated
 

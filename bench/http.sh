@@ -8,7 +8,7 @@
 #
 # Both servers are `gunicorn -c docker/gunicorn.conf.py` (the container's command: sync workers,
 # preload, WORKERS workers, max-requests recycling, same timeouts), bound to a free loopback port:
-#   decide  service.wsgi:app, REDIS_URL = real Redis, LOG_LEVEL as given (default INFO: the
+#   decide  service.entrypoints.wsgi:app, REDIS_URL = real Redis, LOG_LEVEL as given (default INFO: the
 #           service's one JSON log line per request, written to the output directory)
 #   bare    bench/bare_app.py: POST /decide reads the body, returns a constant JSON
 # For each server, for each connection count in CONNS: wrk WARMUP unmeasured, then DURATION
@@ -241,10 +241,10 @@ echo "wrk -t$THREADS -c{${CONNS// /,}} -d$DURATION (after $WARMUP warm-up) per r
 # decide: the container's command
 port=$(free_port)
 mkdir -p "$OUT/prom-decide" "$OUT/prom-bare"
-echo "== decide: gunicorn -c docker/gunicorn.conf.py service.wsgi:app" >&2
+echo "== decide: gunicorn -c docker/gunicorn.conf.py service.entrypoints.wsgi:app" >&2
 start_server decide "$port" env REDIS_URL="$REAL_REDIS_URL" BIND="127.0.0.1:$port" WORKERS="$WORKERS" \
     LOG_LEVEL="$LOG_LEVEL" PROMETHEUS_MULTIPROC_DIR="$OUT/prom-decide" \
-    "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" service.wsgi:app
+    "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" service.entrypoints.wsgi:app
 check_post decide "http://127.0.0.1:$port/decide"
 measure decide "$port"
 stop_servers

@@ -5,7 +5,7 @@
 #   WORKERS=2 CONNECTIONS=16 PROFILE_S=10 RATE=100 bench/profile.sh
 #
 # 1. A throwaway redis-server on a free loopback port, the service as the container runs it
-#    (`gunicorn -c docker/gunicorn.conf.py service.wsgi:app`, WORKERS sync workers, REDIS_URL =
+#    (`gunicorn -c docker/gunicorn.conf.py service.entrypoints.wsgi:app`, WORKERS sync workers, REDIS_URL =
 #    that server, LOG_LEVEL default INFO; MAX_REQUESTS default 0 here, i.e. no recycling, so the
 #    profiled worker pids live throughout), bodies from bench/bodies.py (the mix of http.sh).
 #    Also prints the CPU (cores) the workers, redis-server and wrk used during the first
@@ -70,7 +70,7 @@ for _ in $(seq 100); do redis-cli -p "$rport" ping 2>/dev/null | grep -q PONG &&
 port=$(free_port)
 setsid env REDIS_URL="redis://127.0.0.1:$rport/0" BIND="127.0.0.1:$port" WORKERS="$WORKERS" \
     LOG_LEVEL="$LOG_LEVEL" PROMETHEUS_MULTIPROC_DIR="$OUT/prom" MAX_REQUESTS="$MAX_REQUESTS" \
-    "$BIN/gunicorn" -c docker/gunicorn.conf.py service.wsgi:app >"$OUT/server.log" 2>&1 </dev/null &
+    "$BIN/gunicorn" -c docker/gunicorn.conf.py service.entrypoints.wsgi:app >"$OUT/server.log" 2>&1 </dev/null &
 MASTER=$!
 PIDS+=("$MASTER")
 for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done

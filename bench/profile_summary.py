@@ -8,16 +8,16 @@ stack, root first (with --subprocesses the first frame names the process). Each 
 to ONE part: the first of the parts below, in this order, that has a frame in its stack (so JSON
 encoding done by the log formatter counts as logging, the engine called by the policy as engine):
 
-  logging        logging/ (stdlib), service/logs.py
-  metrics        prometheus_client/, service/metrics.py
-  engine         durable/ (durable_rules and its C extension), service/engine.py
+  logging        logging/ (stdlib), service/entrypoints/logs.py
+  metrics        prometheus_client/, service/entrypoints/http/metrics.py
+  engine         durable/ (durable_rules and its C extension), service/adapters/rule_engine.py
   schema         marshmallow/, schemas/ (request validation)
-  redis          redis/ (client, connection, Lua EVALSHA), service/statestore.py, redisconn.py
+  redis          redis/ (client, connection, Lua EVALSHA), service/adapters/state_store.py, redisconn.py
   json           json/ (stdlib encode/decode: request body, response/record/log-record JSON)
-  policy         service/policy.py, facts.py, decision.py, pricing.py, conditions.py,
+  policy         service/domain/policy.py, facts.py, decision.py, pricing.py, conditions.py,
                  userstate.py, rulebook.py (facts, trace, decision assembly)
-  decide         service/decide.py, decisionlog.py (the use case: digest, plan, log record)
-  flask          flask/, werkzeug/, service/api.py, security.py (routing, request/response, hooks)
+  decide         service/usecases/decide.py, decisionlog.py (the use case: digest, plan, log record)
+  flask          flask/, werkzeug/, service/entrypoints/http/app.py, security.py (routing, request/response, hooks)
   gunicorn       gunicorn/ (HTTP parsing, socket I/O, worker loop)
   other          anything else (e.g. the interpreter's own frames)
 
@@ -32,16 +32,16 @@ import re
 import sys
 
 PARTS = [
-    ("logging", ("/logging/", "/service/logs.py")),
-    ("metrics", ("/prometheus_client/", "/service/metrics.py")),
-    ("engine", ("/durable/", "/service/engine.py")),
+    ("logging", ("/logging/", "/service/entrypoints/logs.py")),
+    ("metrics", ("/prometheus_client/", "/service/entrypoints/http/metrics.py")),
+    ("engine", ("/durable/", "/service/adapters/rule_engine.py")),
     ("schema", ("/marshmallow/", "/schemas/")),
-    ("redis", ("/redis/", "/service/statestore.py", "/service/redisconn.py")),
+    ("redis", ("/redis/", "/service/adapters/state_store.py", "/service/adapters/redis_connection.py")),
     ("json", ("/json/",)),
-    ("policy", ("/service/policy.py", "/service/facts.py", "/service/decision.py", "/service/pricing.py",
-                "/service/conditions.py", "/service/userstate.py", "/service/rulebook.py")),
-    ("decide", ("/service/decide.py", "/service/decisionlog.py")),
-    ("flask", ("/flask/", "/werkzeug/", "/service/api.py", "/service/security.py")),
+    ("policy", ("/service/domain/policy.py", "/service/domain/facts.py", "/service/domain/decision.py", "/service/domain/pricing.py",
+                "/service/domain/conditions.py", "/service/domain/userstate.py", "/service/domain/rulebook.py")),
+    ("decide", ("/service/usecases/decide.py", "/service/adapters/decision_log.py")),
+    ("flask", ("/flask/", "/werkzeug/", "/service/entrypoints/http/app.py", "/service/entrypoints/security.py")),
     ("gunicorn", ("/gunicorn/",)),
 ]
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")

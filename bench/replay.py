@@ -7,7 +7,7 @@
 1. The log. tests/loggen.generate drives a DecisionService (tests.conftest.embedded_service:
    fakeredis, the bundled rules, a moving FixedClock) through `--records` decisions plus the
    cancels and grace uses it makes on the way (2-3% more log records), and
-   decisionlog.export writes it as JSON Lines. That takes ~2 ms a decision (minutes at
+   decision_log.export writes it as JSON Lines. That takes ~2 ms a decision (minutes at
    100,000), so the file is cached as bench/out/replay-log-n<N>-seed<S>.jsonl (git-ignored)
    with a .meta.json next to it, and reused unless --regenerate is given or the bundled rules
    changed since (the log must be replayable under them). Generation runs in a child process,
@@ -287,16 +287,17 @@ def log_paths(records: int, seed: int) -> tuple[Path, Path]:
 
 
 def rules_version(rules_dir: Path) -> str:
-    from service import rulebook
+    from service.domain import rulebook
     return rulebook.load(rules_dir).version
 
 
 def child_generate(records: int, seed: int, out_path: str, meta_path: str) -> None:
     """In a child process: generate the log, export it (atomically) and write its metadata."""
     sys.path.insert(0, str(ROOT))
-    from service import decisionlog, rulebook
-    from service.clock import FixedClock
-    from service.policy import Policy
+    from service.adapters import decision_log
+    from service.domain import rulebook
+    from service.domain.clock import FixedClock
+    from service.domain.policy import Policy
     from tests.conftest import NOW, embedded_service
     from tests.loggen import generate
 
@@ -318,7 +319,7 @@ def child_generate(records: int, seed: int, out_path: str, meta_path: str) -> No
     started = time.perf_counter()
     tmp = Path(out_path + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
-        exported = decisionlog.export(service.store.client, "ld", out)
+        exported = decision_log.export(service.store.client, "ld", out)
     exported_s = time.perf_counter() - started
     assert exported == written, (exported, written)
     kinds = {"decision": 0, "cancel": 0, "grace": 0}
@@ -390,7 +391,8 @@ def expected_age_changes(path: Path) -> int:
 def child_inprocess(path: str, jobs: int) -> None:
     """In a fresh child interpreter: time service.replay.replay alone; print one JSON object."""
     sys.path.insert(0, str(ROOT))
-    from service import decisionlog, replay
+    from service.adapters import decision_log
+    from service.usecases import replay
 
     started = time.perf_counter()
     source = replay.PolicySource(default_dir=RULES)
@@ -398,7 +400,7 @@ def child_inprocess(path: str, jobs: int) -> None:
     build_s = time.perf_counter() - started
     with open(path, encoding="utf-8") as handle:
         started = time.perf_counter()
-        summary = replay.replay(decisionlog.read_lines(handle), source, jobs=jobs)
+        summary = replay.replay(decision_log.read_lines(handle), source, jobs=jobs)
         seconds = time.perf_counter() - started
     print(json.dumps({"summary": summary.to_dict(), "seconds": seconds, "build_s": build_s}))
 

@@ -4,7 +4,7 @@
     .venv/bin/python bench/roundtrips.py [--n 3000] [--seed 1] [--redis-url URL]
                                          [--replay-share 0.25] [--cooldown-share 0.25] [--json]
 
-The service is built in this process (service.api.build_service) and each request goes through
+The service is built in this process (service.entrypoints.http.app.build_service) and each request goes through
 `svc.decide(payload, DecideRequestSchema(term_ranges=...).load(payload))`, the path POST /decide
 takes without Flask and JSON. N decisions, in three measured phases:
 
@@ -64,14 +64,14 @@ import redis  # noqa: E402
 import applicants  # noqa: E402  (bench/applicants.py, next to this file)
 from marshmallow import ValidationError  # noqa: E402
 from schemas.request import DecideRequestSchema  # noqa: E402
-from service import statestore  # noqa: E402
-from service.api import build_service  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from service.adapters import state_store  # noqa: E402
+from service.entrypoints.http.app import build_service  # noqa: E402
+from service.entrypoints.settings import Settings  # noqa: E402
 
 PHASES = ("fresh", "replay", "cooldown")
 ENTRY = re.compile(r"^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro|script\|.*)$")
 # the commands the state store's Lua scripts run: counted by the server, but not sent by a client
-IN_SCRIPT = {m.lower() for src in (statestore._BEGIN, statestore._COMMIT, statestore._RELEASE)
+IN_SCRIPT = {m.lower() for src in (state_store._BEGIN, state_store._COMMIT, state_store._RELEASE)
              for m in re.findall(r"redis\.call\('([A-Za-z]+)'", src)}
 
 

@@ -18,9 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.applicants import generate as generate_applicants  # noqa: E402
 from schemas.request import DecideRequestSchema  # noqa: E402
-from service import rulebook  # noqa: E402
-from service.policy import Policy  # noqa: E402
-from service.userstate import UserState  # noqa: E402
+from service.domain import rulebook  # noqa: E402
+from service.domain.policy import Policy  # noqa: E402
+from service.domain.userstate import UserState  # noqa: E402
 from tests.conftest import NOW  # noqa: E402
 
 

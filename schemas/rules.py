@@ -1,6 +1,6 @@
 """The format of the files in `rules/`: validated at load time so a bad file is refused at start-up.
 
-These schemas check shape and types; `service.rulebook` then checks meaning (fields exist,
+These schemas check shape and types; `service.domain.rulebook` then checks meaning (fields exist,
 parameters are defined, one reason code means one thing).
 """
 from __future__ import annotations

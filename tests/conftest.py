@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from schemas.request import DecideRequestSchema
-from service import rulebook
-from service.api import create_app
-from service.clock import FixedClock
-from service.decide import DecisionService
-from service.policy import Policy
-from service.userstate import UserState
+from service.domain import rulebook
+from service.entrypoints.http.app import create_app
+from service.domain.clock import FixedClock
+from service.usecases.decide import DecisionService
+from service.domain.policy import Policy
+from service.domain.userstate import UserState
 
 ROOT = Path(__file__).resolve().parent.parent
 _users = itertools.count(1)
@@ -103,7 +103,7 @@ def embedded_service(policy, clock) -> DecisionService:
     """A decision service on a fresh fakeredis: the unit tests' state store."""
     import fakeredis
 
-    from service.statestore import RedisStateStore
+    from service.adapters.state_store import RedisStateStore
 
     store = RedisStateStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
     return DecisionService(policy, store, clock=clock)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 from schemas.request import DecideRequestSchema
-from service.decide import Conflict, DecisionService
+from service.usecases.decide import Conflict, DecisionService
 from tests.conftest import NOW, PRODUCT_BASE, payload
 
 PRODUCTS = list(PRODUCT_BASE)

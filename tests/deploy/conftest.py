@@ -21,7 +21,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_REPLICAS = ROOT / "docker-compose.replicas.yml"
 NGINX_CONF = ROOT / "docker" / "nginx.conf"
 GUNICORN_CONF = ROOT / "docker" / "gunicorn.conf.py"
-GUNICORN_CMD = ["gunicorn", "-c", "docker/gunicorn.conf.py", "service.wsgi:app"]
+GUNICORN_CMD = ["gunicorn", "-c", "docker/gunicorn.conf.py", "service.entrypoints.wsgi:app"]
 
 
 # ---------------------------------------------------------------- Dockerfile

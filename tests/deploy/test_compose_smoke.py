@@ -213,7 +213,7 @@ def test_gunicorn_refuses_the_embedded_store_with_several_workers(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(WORKERS="2", BIND="127.0.0.1:0", PROMETHEUS_MULTIPROC_DIR=str(tmp_path), HOME=str(tmp_path))
     result = subprocess.run([str(Path(sys.executable).parent / "gunicorn"), "-c", "docker/gunicorn.conf.py",
-                             "service.wsgi:app"], cwd=root, env=env, capture_output=True, text=True,
+                             "service.entrypoints.wsgi:app"], cwd=root, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode != 0
     assert "REDIS_URL is not set" in result.stderr

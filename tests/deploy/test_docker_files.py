@@ -251,7 +251,7 @@ def test_every_copied_file_exists_and_is_in_the_build_context(dockerfile):
         path = source.rstrip("/") or "."
         assert (ROOT / path).exists(), f"COPY {source}: no such file in the repo"
         assert not ignored(path), f"COPY {source}: excluded by .dockerignore"
-    for needed in ("service/api.py", "schemas/request.py", "rules/products.yaml",
+    for needed in ("service/entrypoints/http/app.py", "schemas/request.py", "rules/products.yaml",
                    "docker/gunicorn.conf.py", "pyproject.toml", "README.md"):
         assert not ignored(needed), f"{needed} is excluded by .dockerignore"
 

@@ -70,17 +70,19 @@ class Load:
 
 def check_log_and_state(load: Load, redis_url: str, policy) -> dict:
     """No 5xx but 503; every answered decision logged exactly once; state diff = 0."""
-    from service import decisionlog, rebuild, redisconn
-    from service.clock import SystemClock
-    from service.decide import DecisionService
-    from service.statestore import RedisStateStore
+    from service.adapters import decision_log
+    from service.usecases import rebuild
+    from service.adapters import redis_connection
+    from service.domain.clock import SystemClock
+    from service.usecases.decide import DecisionService
+    from service.adapters.state_store import RedisStateStore
     from tests.conftest import embedded_service
 
     statuses = {s.status for s in load.results}
     assert statuses <= {200, 503, 0}, statuses
-    client = redisconn.connect(redis_url, timeout=5)
+    client = redis_connection.connect(redis_url, timeout=5)
     out = io.StringIO()
-    decisionlog.export(client, "ld", out)
+    decision_log.export(client, "ld", out)
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     logged = [(r["user_id"], r["application_id"]) for r in records if r["kind"] == "decision"]
     assert len(logged) == len(set(logged)), "a decision was logged twice"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from service import redisconn
-from service.clock import FixedClock
-from service.decide import DecisionService
-from service.statestore import RedisStateStore
+from service.adapters import redis_connection
+from service.domain.clock import FixedClock
+from service.usecases.decide import DecisionService
+from service.adapters.state_store import RedisStateStore
 from tests.conftest import NOW
 from tests.servers import RedisCluster3
 
@@ -24,7 +24,7 @@ def store_url(request):
     if request.param == "server":
         return request.getfixturevalue("real_redis_url")
     cluster = request.getfixturevalue("cluster")
-    client = redisconn.connect(cluster.url)
+    client = redis_connection.connect(cluster.url)
     client.flushall()
     return cluster.url
 
@@ -36,5 +36,5 @@ def clock():
 
 @pytest.fixture
 def service(policy, store_url, clock):
-    store = RedisStateStore(redisconn.connect(store_url, timeout=2.0))
+    store = RedisStateStore(redis_connection.connect(store_url, timeout=2.0))
     return DecisionService(policy, store, clock=clock)

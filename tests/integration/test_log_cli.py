@@ -4,8 +4,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from service import redisconn
-from service.cli import main
+from service.adapters import redis_connection
+from service.entrypoints.cli import main
 from tests.loggen import generate
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_export_replay_rebuild_diff(service, store_url, tmp_path, monkeypatch):
     assert json.loads(by_hash.stdout)["identical"] == 300
 
     assert runner.invoke(main, ["state", "diff", str(log)]).exit_code == 0
-    client = redisconn.connect(store_url)
+    client = redis_connection.connect(store_url)
     for key in list(client.scan_iter(match="ld:{*}:*")):
         if not key.decode().endswith(":log"):
             client.delete(key)                      # lose the state, keep the log

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from schemas.request import DecideRequestSchema
-from service.decide import Conflict
+from service.usecases.decide import Conflict
 from tests.conftest import NOW, payload
 
 pytestmark = pytest.mark.integration

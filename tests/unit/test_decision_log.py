@@ -7,9 +7,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from service import decisionlog, rebuild, replay
-from service.clock import FixedClock
-from service.statestore import StoreBusy
+from service.adapters import decision_log
+
+from service.usecases import rebuild
+
+from service.usecases import replay
+from service.domain.clock import FixedClock
+from service.adapters.state_store import StoreBusy
 from tests.conftest import NOW, RULES_DIR, embedded_service, payload
 from tests.loggen import generate
 
@@ -23,12 +27,12 @@ def big_log(policy, tmp_path_factory):
     records = generate(service, N_DECISIONS)
     path = tmp_path_factory.mktemp("log") / "decisions.jsonl"
     with open(path, "w", encoding="utf-8") as out:
-        assert decisionlog.export(service.store.client, "ld", out) == records
+        assert decision_log.export(service.store.client, "ld", out) == records
     return service, path, records
 
 
 def lines_of(path):
-    return list(decisionlog.read_lines(open(path, encoding="utf-8")))
+    return list(decision_log.read_lines(open(path, encoding="utf-8")))
 
 
 def test_every_decision_cancel_and_grace_use_is_recorded(big_log):
@@ -54,7 +58,7 @@ def test_export_window_and_spilled_sort_agree(big_log):
     records = [json.loads(text) for _, text in lines_of(path)]
     since, until = records[1000]["at"], records[3000]["at"]
     small_runs = io.StringIO()
-    count = decisionlog.export(service.store.client, "ld", small_runs, since, until, run_size=250)
+    count = decision_log.export(service.store.client, "ld", small_runs, since, until, run_size=250)
     expected = [r for r in records if since <= r["at"] < until]
     got = [json.loads(line) for line in small_runs.getvalue().splitlines()]
     assert count == len(expected) and [r["at"] for r in got] == [r["at"] for r in expected]
@@ -63,7 +67,7 @@ def test_export_window_and_spilled_sort_agree(big_log):
 def test_replay_under_its_own_rules_reproduces_every_decision(big_log, tmp_path):
     _, path, _ = big_log
     source = replay.PolicySource(default_dir=RULES_DIR)
-    summary = replay.replay(decisionlog.read_lines(open(path, encoding="utf-8")), source)
+    summary = replay.replay(decision_log.read_lines(open(path, encoding="utf-8")), source)
     assert summary.total == N_DECISIONS
     assert summary.identical == summary.exact == N_DECISIONS
     assert summary.changed == 0 and not summary.transitions and not summary.rules
@@ -88,7 +92,7 @@ def test_one_threshold_changes_exactly_the_decisions_it_should(big_log, tmp_path
     assert expected > 100
 
     changes = []
-    summary = replay.replay(decisionlog.read_lines(open(path, encoding="utf-8")),
+    summary = replay.replay(decision_log.read_lines(open(path, encoding="utf-8")),
                             replay.PolicySource(rules_dir=rules), on_change=changes.append)
     assert summary.changed == expected
     assert summary.rules == {"E2.age": expected}
@@ -109,13 +113,13 @@ def test_replay_with_several_processes_agrees(big_log):
 def test_rebuild_then_diff_is_clean(big_log, policy):
     live, path, _ = big_log
     rebuilt = embedded_service(policy, FixedClock(NOW))
-    rebuild.rebuild(rebuilt, rebuild.records(decisionlog.read_lines(open(path, encoding="utf-8"))))
+    rebuild.rebuild(rebuilt, rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
     implied = embedded_service(policy, FixedClock(NOW))
-    result = rebuild.diff(implied, rebuilt, rebuild.records(decisionlog.read_lines(open(path, encoding="utf-8"))))
+    result = rebuild.diff(implied, rebuilt, rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
     assert result.users > 1000 and result.differences == []
     # the store the service wrote agrees with its own log too
     implied = embedded_service(policy, FixedClock(NOW))
-    result = rebuild.diff(implied, live, rebuild.records(decisionlog.read_lines(open(path, encoding="utf-8"))))
+    result = rebuild.diff(implied, live, rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
     assert result.differences == []
 
 
@@ -123,7 +127,7 @@ def test_diff_finds_a_tampered_state(policy):
     service = embedded_service(policy, FixedClock(NOW))
     generate(service, 50, users=10)
     out = io.StringIO()
-    decisionlog.export(service.store.client, "ld", out)
+    decision_log.export(service.store.client, "ld", out)
     lines = list(enumerate(out.getvalue().splitlines(), 1))
     user = json.loads(lines[0][1])["user_id"]
     service.store.client.hset(service.store.keys(user, None)[1], "cooldown_until", "1")
@@ -154,7 +158,7 @@ def test_a_failed_commit_logs_nothing(policy, monkeypatch):
 
 # -- the CLI -----------------------------------------------------------------------------------------
 def test_cli_replay_summary_and_reports(big_log, tmp_path):
-    from service.cli import main
+    from service.entrypoints.cli import main
 
     _, path, _ = big_log
     small = tmp_path / "small.jsonl"
@@ -182,7 +186,7 @@ def test_cli_replay_summary_and_reports(big_log, tmp_path):
 
 
 def test_cli_replay_names_a_bad_line(big_log, tmp_path):
-    from service.cli import main
+    from service.entrypoints.cli import main
 
     _, path, _ = big_log
     lines = [text for _, text in lines_of(path)[:20]]

@@ -7,7 +7,7 @@ import itertools
 import random
 
 from schemas.request import DecideRequestSchema
-from service.userstate import UserState
+from service.domain.userstate import UserState
 from tests.conftest import NOW, PRODUCT_BASE, payload
 
 
@@ -56,8 +56,8 @@ def test_sessions_are_deleted(policy, book):
 def test_without_deleting_sessions_the_engine_fails(book, monkeypatch):
     """The trap the `finally: delete_state` guards against is real."""
     import pytest
-    from service.engine import EngineError
-    from service.policy import Policy
+    from service.adapters.rule_engine import EngineError
+    from service.domain.policy import Policy
 
     leaky = Policy(book)
     monkeypatch.setattr(leaky.engine._host, "delete_state", lambda *args: None)
@@ -69,7 +69,7 @@ def test_without_deleting_sessions_the_engine_fails(book, monkeypatch):
 
 def test_two_rule_engines_coexist(book):
     """A reload builds a second engine on the same process-global durable_rules."""
-    from service.policy import Policy
+    from service.domain.policy import Policy
 
     first, second = Policy(book), Policy(book)
     (request,) = varied_requests(book, 1)

@@ -1,7 +1,7 @@
 """Facts as durable_rules reads them."""
 import pytest
 
-from service.facts import add_calendar, durable_number
+from service.domain.facts import add_calendar, durable_number
 import datetime as dt
 
 

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from schemas.request import APPLICANT_FIELDS, DecideRequestSchema
-from service.userstate import UserState
+from service.domain.userstate import UserState
 from tests.conftest import NOW, payload
 
 json_values = st.recursive(

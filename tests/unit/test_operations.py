@@ -7,10 +7,10 @@ import jsonschema
 import pytest
 import yaml
 
-from service import logs
-from service.api import create_app
-from service.clock import FixedClock
-from service.settings import Settings
+from service.entrypoints import logs
+from service.entrypoints.http.app import create_app
+from service.domain.clock import FixedClock
+from service.entrypoints.settings import Settings
 from tests.conftest import NOW, RULES_DIR, embedded_service, payload
 
 CLIENT_KEY, ADMIN_KEY = "client-key-123", "admin-key-456"
@@ -129,8 +129,8 @@ def test_metrics_count_decisions_reasons_and_latency(client):
 def test_redis_errors_are_counted_and_answered_with_503(policy):
     import redis
 
-    from service.statestore import RedisStateStore
-    from service.decide import DecisionService
+    from service.adapters.state_store import RedisStateStore
+    from service.usecases.decide import DecisionService
 
     dead = RedisStateStore(redis.Redis(port=1, socket_connect_timeout=0.2))
     app = create_app(service=DecisionService(policy, dead, FixedClock(NOW)))
@@ -223,7 +223,7 @@ def test_bad_rules_are_refused_and_the_old_ones_stay(tmp_path, service):
 
 def test_other_workers_follow_the_active_version(tmp_path, policy, service):
     """A second process on the same Redis switches on its next request after the interval."""
-    from service.decide import DecisionService
+    from service.usecases.decide import DecisionService
 
     other = DecisionService(policy, service.store, FixedClock(NOW))   # another worker, same Redis
     rules = stricter_rules(tmp_path)

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from schemas.request import DecideRequestSchema
-from service.userstate import UserState
+from service.domain.userstate import UserState
 from tests.conftest import NOW, codes, payload, trace_of
 from tests.unit.rule_table import Case, check
 

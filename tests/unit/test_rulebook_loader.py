@@ -4,9 +4,9 @@ import shutil
 import pytest
 import yaml
 
-from service import rulebook
-from service.api import create_app
-from service.settings import Settings
+from service.domain import rulebook
+from service.entrypoints.http.app import create_app
+from service.entrypoints.settings import Settings
 from tests.conftest import RULES_DIR
 
 
@@ -89,8 +89,8 @@ def test_service_refuses_to_start_on_bad_rules(rules_copy):
 
 def test_changed_threshold_changes_decisions(rules_copy):
     """A rule file is the policy: moving E2's minimum age moves the decision."""
-    from service.policy import Policy
-    from service.userstate import UserState
+    from service.domain.policy import Policy
+    from service.domain.userstate import UserState
     from schemas.request import DecideRequestSchema
     from tests.conftest import NOW, payload
 

@@ -8,19 +8,19 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
-from service.api import create_app
-from service.clock import FixedClock
+from service.entrypoints.http.app import create_app
+from service.domain.clock import FixedClock
 from tests.conftest import NOW
 
 KEY = "schemathesis-client-key"
 
 
 def _app():
-    from service import rulebook
-    from service.policy import Policy
+    from service.domain import rulebook
+    from service.domain.policy import Policy
     from tests.conftest import RULES_DIR, embedded_service
 
-    from service.settings import Settings
+    from service.entrypoints.settings import Settings
 
     keyed = Settings(**{**Settings().__dict__, "api_keys": (KEY,), "admin_keys": ("admin-" + KEY,)})
     return create_app(keyed, service=embedded_service(Policy(rulebook.load(RULES_DIR)), FixedClock(NOW)))

@@ -26,8 +26,8 @@ from typing import Any, Mapping
 
 from durable.engine import Host
 
-from service import conditions as cond
-from service.rulebook import Product, Rule, RuleBook
+from service.domain import conditions as cond
+from service.domain.rulebook import Product, Rule, RuleBook
 
 _SENTINEL = "sentinel"
 # One lock for the whole process: every Host shares durable_rules' global C engine.

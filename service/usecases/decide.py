@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
-from service import decisionlog
-from service.clock import Clock, SystemClock
-from service.decision import iso_utc
-from service.policy import Policy
-from service.statestore import (COOLDOWN_UNTIL, COOLING_APP, COOLING_UNTIL, T4_EXPIRES, T4_GRANTS,
+from service.adapters import decision_log
+from service.domain.clock import Clock, SystemClock
+from service.domain.decision import iso_utc
+from service.domain.policy import Policy
+from service.adapters.state_store import (COOLDOWN_UNTIL, COOLING_APP, COOLING_UNTIL, T4_EXPIRES, T4_GRANTS,
                                 CommitPlan, RedisStateStore, StoreBusy, StoreUnavailable,
                                 UserSnapshot, epoch)
-from service.userstate import StateChange
+from service.domain.userstate import StateChange
 
 T = TypeVar("T")
 
@@ -117,7 +117,7 @@ class DecisionService:
             decision = outcome.decision.to_dict()
             body = _dumps(decision)
             plan = self.plan_decision(payload, decision, outcome.change, now, body, digest)
-            plan.log = decisionlog.encode_decision_record(payload, state, now, decision, body,
+            plan.log = decision_log.encode_decision_record(payload, state, now, decision, body,
                                                           outcome.change, outcome.evaluated)
             return DecideResult(decision, replayed=False, body=body), plan
 
@@ -160,7 +160,7 @@ class DecisionService:
                 raise Conflict(f"application {application_id!r} is {status}: only a loan in its "
                                "cooling-off window can be cancelled")
             record, plan = self.plan_cancel(snapshot, now)
-            plan.log = decisionlog.encode(decisionlog.cancel_record(
+            plan.log = decision_log.encode(decision_log.cancel_record(
                 user_id, application_id, now, self.rules_version))
             return type(stored)(record).view(now), plan
 
@@ -185,7 +185,7 @@ class DecisionService:
                 raise Conflict(f"{grace.max_uses} grace uses in the last {grace.period_days} days "
                                "already; no more are allowed yet")
             plan = self.plan_grace(days, now)
-            plan.log = decisionlog.encode(decisionlog.grace_record(user_id, days, now, self.rules_version))
+            plan.log = decision_log.encode(decision_log.grace_record(user_id, days, now, self.rules_version))
             return None, plan
 
         self.run_locked(user_id, None, step)
@@ -236,7 +236,7 @@ class DecisionService:
         """Store this rules version by its hash, so replays can find it; retried until it works."""
         if self._archived:
             return True
-        from service.rulesarchive import RulesArchive
+        from service.adapters.rules_archive import RulesArchive
 
         try:
             self.store._do(lambda: RulesArchive(self.store.client, self.store.prefix).save(self.policy.book))
@@ -259,7 +259,7 @@ class DecisionService:
     def sync_rules(self, force: bool = False) -> bool:
         """Switch to the active version if another worker published a new one. At most one
         Redis read a second; if Redis cannot say, the current rules stay."""
-        from service.rulesarchive import RulesArchive
+        from service.adapters.rules_archive import RulesArchive
 
         now = time.monotonic()
         if not force and now < self._next_sync:

@@ -17,10 +17,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from marshmallow import ValidationError
 
 from schemas.request import DecideRequestSchema
-from service import rulebook
-from service.decision import parse_iso_utc
-from service.policy import Policy
-from service.userstate import state_from_dict
+from service.domain import rulebook
+from service.domain.decision import parse_iso_utc
+from service.domain.policy import Policy
+from service.domain.userstate import state_from_dict
 
 RESULT_FIELDS = ("outcome", "offer", "flags", "funds_available_at", "cancel_until", "reapply_after")
 REQUIRED = ("kind", "at", "user_id", "application_id", "rules_version")
@@ -69,9 +69,9 @@ class PolicySource:
                 return book
         if self.redis_url:
             if self._archive is None:
-                from service import redisconn
-                from service.rulesarchive import RulesArchive
-                self._archive = RulesArchive(redisconn.connect(self.redis_url, timeout=5), self.prefix)
+                from service.adapters import redis_connection
+                from service.adapters.rules_archive import RulesArchive
+                self._archive = RulesArchive(redis_connection.connect(self.redis_url, timeout=5), self.prefix)
             book = self._archive.load(version)
             if book is not None:
                 return book

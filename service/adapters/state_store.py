@@ -26,7 +26,7 @@ from urllib.parse import quote
 import redis
 from redis.exceptions import RedisClusterException
 
-from service.userstate import UserState
+from service.domain.userstate import UserState
 
 UTC = dt.timezone.utc
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from schemas.request import APPLICANT_FIELDS, DOCUMENTS, GROUPS, NULL_MEANS_NO
-from service.userstate import UserState
+from service.domain.userstate import UserState
 
 EPOCH = dt.date(1970, 1, 1)
 

@@ -16,8 +16,8 @@ import yaml
 from marshmallow import ValidationError
 
 from schemas.rules import ProductsFileSchema, RuleFileSchema, TimeFileSchema
-from service import conditions as cond
-from service.facts import FACT_FIELDS
+from service.domain import conditions as cond
+from service.domain.facts import FACT_FIELDS
 
 PRODUCTS_FILE = "products.yaml"
 TIME_FILE = "time.yaml"

@@ -12,17 +12,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from service import decisionlog, replay, rulebook
-from service.decide import DecisionService
-from service.policy import Policy
-from service.rulesarchive import RulesArchive
+from service.adapters import decision_log
+
+from service.usecases import replay
+
+from service.domain import rulebook
+from service.usecases.decide import DecisionService
+from service.domain.policy import Policy
+from service.adapters.rules_archive import RulesArchive
 
 
 def recent_decisions(service: DecisionService, limit: int, per_user: int = 5) -> Iterator[str]:
     """Up to `limit` recent decision records, a few from each user's stream."""
     client, prefix = service.store.client, service.store.prefix
     found = 0
-    for key in decisionlog.log_keys(client, prefix):
+    for key in decision_log.log_keys(client, prefix):
         for _, fields in client.xrevrange(key, count=per_user):
             raw = fields.get(b"r") if b"r" in fields else fields.get("r")
             text = raw.decode() if isinstance(raw, bytes) else raw

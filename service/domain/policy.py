@@ -1,6 +1,6 @@
 """The policy: (request, per-user state, clock time, rules) -> Decision. Pure; no Flask, no Redis.
 
-Conditions are evaluated by durable_rules (service.engine); this module only turns the rules
+Conditions are evaluated by durable_rules (service.adapters.rule_engine); this module only turns the rules
 that fired into reasons, flags and an offer, derives the passes in the trace from the rules
 that did not fire, and says what the decision changes in the user's state. The refusals by
 state (T1 reapply window, T2 pending cooling-off) compare the clock with times the state
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 from zoneinfo import ZoneInfo
 
-from service import pricing
-from service.decision import (Decision, Offer, Reason, TraceEntry, combine_outcomes, iso_utc,
+from service.domain import pricing
+from service.domain.decision import (Decision, Offer, Reason, TraceEntry, combine_outcomes, iso_utc,
                               parse_iso_utc)
-from service.engine import ProductPlan, RuleEngine
-from service.facts import FACT_FIELDS, add_calendar, build_fact
-from service.rulebook import RuleBook
-from service.userstate import StateChange, UserState
+from service.adapters.rule_engine import ProductPlan, RuleEngine
+from service.domain.facts import FACT_FIELDS, add_calendar, build_fact
+from service.domain.rulebook import RuleBook
+from service.domain.userstate import StateChange, UserState
 
 # RULEBOOK "Resolved points": date rules use calendar dates in Asia/Shanghai.
 POLICY_TZ = ZoneInfo("Asia/Shanghai")

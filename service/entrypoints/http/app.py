@@ -19,14 +19,17 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from schemas.request import CancelRequestSchema, DecideRequestSchema, GraceRequestSchema
-from service import logs, metrics, redisconn, rulebook
-from service.clock import Clock
-from service.decide import Conflict, DecisionService, NotFound
-from service.openapi import build_spec
-from service.policy import Policy
-from service.security import KeyRing
-from service.settings import Settings
-from service.statestore import RedisStateStore, StoreBusy, StoreUnavailable
+from service.entrypoints import logs
+from service.entrypoints.http import metrics
+from service.adapters import redis_connection
+from service.domain import rulebook
+from service.domain.clock import Clock
+from service.usecases.decide import Conflict, DecisionService, NotFound
+from service.entrypoints.http.openapi import build_spec
+from service.domain.policy import Policy
+from service.entrypoints.security import KeyRing
+from service.entrypoints.settings import Settings
+from service.adapters.state_store import RedisStateStore, StoreBusy, StoreUnavailable
 
 log = logging.getLogger("loan_decide.api")
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
@@ -82,11 +85,11 @@ def json_body() -> dict:
 def build_service(settings: Settings, clock: Clock | None = None) -> DecisionService:
     """The decision service the settings describe: rules, Redis (or the embedded default), clock."""
     policy = Policy(rulebook.load(settings.rules_dir))
-    if redisconn.is_embedded(settings.redis_url):
+    if redis_connection.is_embedded(settings.redis_url):
         log.warning("REDIS_URL is not set: using the embedded in-process store (fakeredis). "
                     "State lives in this one process and is lost when it stops; "
                     "set REDIS_URL for production or several workers.")
-    client = redisconn.connect(settings.redis_url, timeout=settings.redis_timeout)
+    client = redis_connection.connect(settings.redis_url, timeout=settings.redis_timeout)
     store = RedisStateStore(client, prefix=settings.key_prefix, lock_ttl_ms=settings.lock_ttl_ms,
                             lock_wait_s=settings.lock_wait_s, retention_days=settings.retention_days)
     service = DecisionService(policy, store, clock=clock)
@@ -198,7 +201,7 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
 
     @app.post("/admin/rules/reload")
     def reload_rules():
-        from service.reload import reload_rules as reload
+        from service.usecases.reload import reload_rules as reload
 
         if not admin_keys:
             return error_response(403, "forbidden", "Admin endpoints are off: set ADMIN_API_KEY.")

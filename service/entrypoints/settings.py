@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.security import read_keys
+from service.entrypoints.security import read_keys
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 

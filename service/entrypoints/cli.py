@@ -5,8 +5,8 @@ import logging
 
 import click
 
-from service import logs
-from service.settings import Settings
+from service.entrypoints import logs
+from service.entrypoints.settings import Settings
 
 
 @click.group()
@@ -31,13 +31,13 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="loan-decide-metrics-"))
     from gunicorn.app.base import BaseApplication
 
-    from service import redisconn
-    from service.api import create_app
+    from service.adapters import redis_connection
+    from service.entrypoints.http.app import create_app
 
     settings = Settings.from_env()
     if rules_dir:
         settings = Settings(**{**settings.__dict__, "rules_dir": rules_dir})
-    if redisconn.is_embedded(settings.redis_url) and workers > 1:
+    if redis_connection.is_embedded(settings.redis_url) and workers > 1:
         raise click.UsageError("the embedded store (no REDIS_URL) lives in one process: "
                                "use --workers 1, or set REDIS_URL to share state between workers")
     logs.configure(settings.log_level)
@@ -71,7 +71,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
 
 # -- the decision log ------------------------------------------------------------------------------
 def _redis_service(require_url: bool = True):
-    from service.api import build_service
+    from service.entrypoints.http.app import build_service
 
     settings = Settings.from_env()
     if require_url and not settings.redis_url:
@@ -108,10 +108,10 @@ def log_export(since: str | None, until: str | None) -> None:
     """Write the log as JSON Lines to stdout, ordered by time (REDIS_URL selects the store)."""
     import sys
 
-    from service import decisionlog
+    from service.adapters import decision_log
 
     service = _redis_service()
-    count = decisionlog.export(service.store.client, service.store.prefix, sys.stdout,
+    count = decision_log.export(service.store.client, service.store.prefix, sys.stdout,
                                _instant(since, "--since"), _instant(until, "--until"))
     click.echo(f"exported {count} records", err=True)
 
@@ -121,7 +121,7 @@ def _lines(path: str, progress: bool):
     import os
     import sys
 
-    from service.decisionlog import read_lines
+    from service.adapters.decision_log import read_lines
 
     handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
     size = 0 if path == "-" else os.path.getsize(path)
@@ -157,7 +157,7 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
     import os
     from pathlib import Path
 
-    from service import replay as replaying
+    from service.usecases import replay as replaying
 
     if rules_dir and rules_version:
         raise click.UsageError("give --rules or --rules-version, not both")
@@ -241,7 +241,7 @@ def state() -> None:
 @click.argument("logfile", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 def state_rebuild(logfile: str) -> None:
     """Apply every record of LOGFILE, in order, to the Redis that REDIS_URL names."""
-    from service import rebuild as rebuilding
+    from service.usecases import rebuild as rebuilding
 
     service = _redis_service()
     count = rebuilding.rebuild(service, rebuilding.records(_lines(logfile, progress=True)))
@@ -254,8 +254,8 @@ def state_diff(logfile: str) -> None:
     """Compare the state LOGFILE implies with the live Redis; exit 1 on any difference."""
     import json
 
-    from service import rebuild as rebuilding
-    from service.api import build_service
+    from service.usecases import rebuild as rebuilding
+    from service.entrypoints.http.app import build_service
 
     live = _redis_service()
     implied = build_service(Settings(**{**Settings.from_env().__dict__, "redis_url": None}))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Iterable, Mapping
 
-from service.rulebook import Product
+from service.domain.rulebook import Product
 
 DAYS_PER_MONTH = 30   # RULEBOOK: monthly = daily x 30
 DAYS_PER_YEAR = 365   # RULEBOOK: APR = daily x 365

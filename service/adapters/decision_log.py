@@ -18,8 +18,8 @@ import os
 import tempfile
 from typing import IO, Any, Iterable, Iterator, Mapping, Optional
 
-from service.decision import iso_utc
-from service.userstate import StateChange, UserState, change_to_dict, state_to_dict
+from service.domain.decision import iso_utc
+from service.domain.userstate import StateChange, UserState, change_to_dict, state_to_dict
 
 FORMAT_VERSION = 1
 

@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from service.decide import DecisionService
-from service.decision import parse_iso_utc
-from service.userstate import change_from_dict
+from service.usecases.decide import DecisionService
+from service.domain.decision import parse_iso_utc
+from service.domain.userstate import change_from_dict
 
 
 def apply_record(service: DecisionService, record: dict) -> None:
@@ -90,7 +90,7 @@ def diff(implied: DecisionService, live: DecisionService, records: Iterable[dict
 
 
 def records(lines: Iterable[tuple[int, str]]) -> Iterator[dict]:
-    from service.replay import parse_line
+    from service.usecases.replay import parse_line
 
     for number, text in lines:
         yield parse_line(number, text)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from service import rulebook
-from service.rulebook import RuleBook
+from service.domain import rulebook
+from service.domain.rulebook import RuleBook
 
 
 class RulesArchive:
