@@ -32,7 +32,8 @@ import applicants  # noqa: E402  (bench/applicants.py, next to this file)
 from schemas.request import DecideRequestSchema  # noqa: E402
 from service.domain import rulebook  # noqa: E402
 from service.domain.facts import build_fact  # noqa: E402
-from service.domain.policy import POLICY_TZ, Policy  # noqa: E402
+from service.domain.policy import POLICY_TZ  # noqa: E402
+from service.adapters.rule_engine import policy_for  # noqa: E402
 from service.domain.userstate import UserState  # noqa: E402
 
 # A fixed decision time (16:00 in Shanghai), so a seed always gives the same decisions.
@@ -66,7 +67,7 @@ def timed(loop) -> float:
 def run(n: int, seed: int, warmup: int, rules_dir: Path) -> dict:
     rss_start = rss_mb()
     book = rulebook.load(rules_dir)
-    policy = Policy(book)
+    policy = policy_for(book)
     schema = DecideRequestSchema(term_ranges=book.term_ranges())
 
     generated = applicants.generate(n, seed, NOW)

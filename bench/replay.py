@@ -295,13 +295,13 @@ def child_generate(records: int, seed: int, out_path: str, meta_path: str) -> No
     """In a child process: generate the log, export it (atomically) and write its metadata."""
     sys.path.insert(0, str(ROOT))
     from service.adapters import decision_log
+    from service.adapters.rule_engine import policy_for
     from service.domain import rulebook
     from service.domain.clock import FixedClock
-    from service.domain.policy import Policy
     from tests.conftest import NOW, embedded_service
     from tests.loggen import generate
 
-    policy = Policy(rulebook.load(RULES))
+    policy = policy_for(rulebook.load(RULES))
     service = embedded_service(policy, FixedClock(NOW))
     made = [0]
     decide, step = service.decide, max(1, records // 10)

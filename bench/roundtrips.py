@@ -4,7 +4,7 @@
     .venv/bin/python bench/roundtrips.py [--n 3000] [--seed 1] [--redis-url URL]
                                          [--replay-share 0.25] [--cooldown-share 0.25] [--json]
 
-The service is built in this process (service.entrypoints.http.app.build_service) and each request goes through
+The service is built in this process (service.entrypoints.bootstrap.build_service) and each request goes through
 `svc.decide(payload, DecideRequestSchema(term_ranges=...).load(payload))`, the path POST /decide
 takes without Flask and JSON. N decisions, in three measured phases:
 
@@ -65,7 +65,7 @@ import applicants  # noqa: E402  (bench/applicants.py, next to this file)
 from marshmallow import ValidationError  # noqa: E402
 from schemas.request import DecideRequestSchema  # noqa: E402
 from service.adapters import state_store  # noqa: E402
-from service.entrypoints.http.app import build_service  # noqa: E402
+from service.entrypoints.bootstrap import build_service  # noqa: E402
 from service.entrypoints.settings import Settings  # noqa: E402
 
 PHASES = ("fresh", "replay", "cooldown")

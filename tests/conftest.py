@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from schemas.request import DecideRequestSchema
+from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
-from service.entrypoints.http.app import create_app
 from service.domain.clock import FixedClock
-from service.usecases.decide import DecisionService
-from service.domain.policy import Policy
 from service.domain.userstate import UserState
+from service.entrypoints.http.app import create_app
+from service.usecases.decide import DecisionService
 
 ROOT = Path(__file__).resolve().parent.parent
 _users = itertools.count(1)
@@ -96,7 +96,7 @@ def book():
 
 @pytest.fixture(scope="session")
 def policy(book):
-    return Policy(book)
+    return policy_for(book)
 
 
 def embedded_service(policy, clock) -> DecisionService:

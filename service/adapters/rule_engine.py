@@ -21,13 +21,13 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from durable.engine import Host
 
-from service.domain import conditions as cond
-from service.domain.rulebook import Product, Rule, RuleBook
+from service.domain.policy import Policy
+from service.domain.product_plan import compile_product
+from service.domain.rulebook import RuleBook
 
 _SENTINEL = "sentinel"
 # One lock for the whole process: every Host shares durable_rules' global C engine.
@@ -45,64 +45,8 @@ class _QuietHost(Host):
         return None
 
 
-def ref_date_field(offset: Mapping[str, int]) -> str:
-    """The fact field holding 'today + offset', e.g. {years: -1} -> today_minus_1y."""
-    parts = []
-    for unit in ("years", "months", "days"):
-        if unit in offset:
-            value = offset[unit]
-            parts.append(f"{'plus' if value >= 0 else 'minus'}_{abs(value)}{unit[0]}")
-    return "today_" + "_".join(parts)
-
-
-@dataclass(frozen=True)
-class CompiledRule:
-    rule: Rule
-    params: Mapping[str, Any]     # parameter -> value shown in the trace (dates as fact fields)
-    limit: float | None
-    definition: dict              # durable_rules JSON of the condition
-
-    @property
-    def scales_with_limit(self) -> bool:
-        """A limit the temporary limit (T4) raises: its condition reads `limit_factor`."""
-        return "limit_factor" in self.rule.fields
-
-
-@dataclass(frozen=True)
-class ProductPlan:
-    product: Product
-    rules: tuple[CompiledRule, ...]
-    ref_dates: Mapping[str, Mapping[str, int]]   # fact field -> calendar offset
-    needed: tuple[str, ...]                      # fact fields the product's rules read
-
-
-def compile_product(book: RuleBook, product: Product) -> ProductPlan:
-    compiled: list[CompiledRule] = []
-    ref_dates: dict[str, Mapping[str, int]] = {}
-    needed: list[str] = []
-    for rule in book.rules_for(product.name):
-        shown: dict[str, Any] = {}
-
-        def resolve(name: str, rule: Rule = rule, shown: dict = shown) -> cond.Operand:
-            value = rule.param(name, product)
-            label = name.removeprefix("product.")
-            if isinstance(value, dict):
-                ref = ref_date_field(value)
-                ref_dates[ref] = value
-                shown[label] = ref
-                return cond.FieldRef(ref)
-            shown[label] = value
-            return cond.Literal(value)
-
-        definition = cond.compile_condition(rule.condition, resolve)
-        limit = rule.param(rule.limit, product) if rule.limit else None
-        compiled.append(CompiledRule(rule, dict(shown), limit, definition))
-        needed.extend(f for f in rule.fields if f not in needed)
-    return ProductPlan(product, tuple(compiled), ref_dates, tuple(needed))
-
-
 class RuleEngine:
-    """One durable_rules Host holding a ruleset per product for one RuleBook.
+    """The policy's RuleEvaluator on durable_rules: one Host holding a ruleset per product for one RuleBook.
 
     A reload builds a new RuleEngine (durable_rules mutates definitions and refuses to
     register a name twice); the old one is simply dropped.
@@ -153,3 +97,8 @@ class RuleEngine:
                     self._host.delete_state(product, sid)
                 except Exception:   # a failed assert leaves no session (error 309): nothing to free
                     pass
+
+
+def policy_for(book: RuleBook) -> Policy:
+    """The decision function of one rules version, evaluated on durable_rules."""
+    return Policy(book, RuleEngine(book))

@@ -1,8 +1,9 @@
 """The policy: (request, per-user state, clock time, rules) -> Decision. Pure; no Flask, no Redis.
 
-Conditions are evaluated by durable_rules (service.adapters.rule_engine); this module only turns the rules
-that fired into reasons, flags and an offer, derives the passes in the trace from the rules
-that did not fire, and says what the decision changes in the user's state. The refusals by
+Conditions are evaluated through the RuleEvaluator port (durable_rules behind it, in
+service.adapters.rule_engine); this module only turns the rules that fired into reasons, flags
+and an offer, derives the passes in the trace from the rules that did not fire, and says what
+the decision changes in the user's state. The refusals by
 state (T1 reapply window, T2 pending cooling-off) compare the clock with times the state
 holds, and come before any rule is evaluated.
 """
@@ -15,10 +16,17 @@ from typing import Any, Mapping, Optional
 from zoneinfo import ZoneInfo
 
 from service.domain import pricing
-from service.domain.decision import (Decision, Offer, Reason, TraceEntry, combine_outcomes, iso_utc,
-                              parse_iso_utc)
-from service.adapters.rule_engine import ProductPlan, RuleEngine
+from service.domain.decision import (
+    Decision,
+    Offer,
+    Reason,
+    TraceEntry,
+    combine_outcomes,
+    iso_utc,
+    parse_iso_utc,
+)
 from service.domain.facts import FACT_FIELDS, add_calendar, build_fact
+from service.domain.product_plan import ProductPlan, RuleEvaluator
 from service.domain.rulebook import RuleBook
 from service.domain.userstate import StateChange, UserState
 
@@ -51,11 +59,11 @@ class _Pass:
 
 
 class Policy:
-    """A RuleBook with its compiled engine: the decision function for one rules version."""
+    """A RuleBook with its rule evaluator: the decision function for one rules version."""
 
-    def __init__(self, book: RuleBook, engine: RuleEngine | None = None):
+    def __init__(self, book: RuleBook, engine: RuleEvaluator):
         self.book = book
-        self.engine = engine or RuleEngine(book)
+        self.engine = engine
         self.version = book.version
 
     # -- windows ------------------------------------------------------------------------

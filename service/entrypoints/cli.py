@@ -71,7 +71,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
 
 # -- the decision log ------------------------------------------------------------------------------
 def _redis_service(require_url: bool = True):
-    from service.entrypoints.http.app import build_service
+    from service.entrypoints.bootstrap import build_service
 
     settings = Settings.from_env()
     if require_url and not settings.redis_url:
@@ -254,8 +254,8 @@ def state_diff(logfile: str) -> None:
     """Compare the state LOGFILE implies with the live Redis; exit 1 on any difference."""
     import json
 
+    from service.entrypoints.bootstrap import build_service
     from service.usecases import rebuild as rebuilding
-    from service.entrypoints.http.app import build_service
 
     live = _redis_service()
     implied = build_service(Settings(**{**Settings.from_env().__dict__, "redis_url": None}))

@@ -14,12 +14,23 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from service.adapters import decision_log
+from service.adapters.rule_engine import policy_for
+from service.adapters.state_store import (
+    COOLDOWN_UNTIL,
+    COOLING_APP,
+    COOLING_UNTIL,
+    T4_EXPIRES,
+    T4_GRANTS,
+    CommitPlan,
+    RedisStateStore,
+    StoreBusy,
+    StoreUnavailable,
+    UserSnapshot,
+    epoch,
+)
 from service.domain.clock import Clock, SystemClock
 from service.domain.decision import iso_utc
 from service.domain.policy import Policy
-from service.adapters.state_store import (COOLDOWN_UNTIL, COOLING_APP, COOLING_UNTIL, T4_EXPIRES, T4_GRANTS,
-                                CommitPlan, RedisStateStore, StoreBusy, StoreUnavailable,
-                                UserSnapshot, epoch)
 from service.domain.userstate import StateChange
 
 T = TypeVar("T")
@@ -275,7 +286,7 @@ class DecisionService:
             return False
         if book is None:
             return False
-        self.use_policy(Policy(book))
+        self.use_policy(policy_for(book))
         return True
 
     def ready(self) -> bool:

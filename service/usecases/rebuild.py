@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from service.usecases.decide import DecisionService
 from service.domain.decision import parse_iso_utc
 from service.domain.userstate import change_from_dict
+from service.usecases.decide import DecisionService
 
 
 def apply_record(service: DecisionService, record: dict) -> None:

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Iterator
 
 from service.adapters import decision_log
-
-from service.usecases import replay
-
-from service.domain import rulebook
-from service.usecases.decide import DecisionService
-from service.domain.policy import Policy
+from service.adapters.rule_engine import policy_for
 from service.adapters.rules_archive import RulesArchive
+from service.domain import rulebook
+from service.domain.policy import Policy
+from service.usecases import replay
+from service.usecases.decide import DecisionService
 
 
 def recent_decisions(service: DecisionService, limit: int, per_user: int = 5) -> Iterator[str]:
@@ -50,7 +49,7 @@ def reload_rules(service: DecisionService, rules_dir: Path, sample_size: int = 2
                  dry_run: bool = False) -> dict:
     """Raises rulebook.RulesError for a bad directory, before anything changes."""
     book = rulebook.load(rules_dir)
-    candidate = Policy(book)
+    candidate = policy_for(book)
     lines = ((n, text) for n, text in enumerate(recent_decisions(service, sample_size), 1))
     summary = replay.replay(lines, _Fixed(candidate), skip_bad=True)
     previous = service.rules_version

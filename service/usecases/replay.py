@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from marshmallow import ValidationError
 
 from schemas.request import DecideRequestSchema
+from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
 from service.domain.decision import parse_iso_utc
 from service.domain.policy import Policy
@@ -55,11 +56,11 @@ class PolicySource:
     def for_version(self, version: str) -> Policy:
         if self.rules_dir is not None:
             if self._fixed is None:
-                self._fixed = Policy(rulebook.load(self.rules_dir))
+                self._fixed = policy_for(rulebook.load(self.rules_dir))
             return self._fixed
         wanted = self.version or version
         if wanted not in self._policies:
-            self._policies[wanted] = Policy(self._load(wanted))
+            self._policies[wanted] = policy_for(self._load(wanted))
         return self._policies[wanted]
 
     def _load(self, version: str):

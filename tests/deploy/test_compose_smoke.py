@@ -23,10 +23,19 @@ import pytest
 import redis
 
 from tests.conftest import RULES_DIR, payload
+from tests.deploy.conftest import (
+    COMPOSE,
+    DOCKERFILE,
+    ROOT,
+    command_argv,
+    healthcheck_command,
+    load_compose,
+    parse_dockerfile,
+    resolved_environment,
+    stages,
+)
 from tests.e2e.conftest import http
 from tests.servers import free_port
-from tests.deploy.conftest import (COMPOSE, DOCKERFILE, ROOT, command_argv, healthcheck_command,
-                                   load_compose, parse_dockerfile, resolved_environment, stages)
 
 pytestmark = pytest.mark.e2e
 

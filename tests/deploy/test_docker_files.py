@@ -21,10 +21,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import (COMPOSE, COMPOSE_REPLICAS, GUNICORN_CMD, GUNICORN_CONF,
-                                   NGINX_CONF, ROOT, MissingVariable, Stage, command_argv,
-                                   duration_seconds, environment, healthcheck_command, ignored,
-                                   interpolate, load_compose, resolved_environment)
+from tests.deploy.conftest import (
+    COMPOSE,
+    COMPOSE_REPLICAS,
+    GUNICORN_CMD,
+    GUNICORN_CONF,
+    NGINX_CONF,
+    ROOT,
+    MissingVariable,
+    Stage,
+    command_argv,
+    duration_seconds,
+    environment,
+    healthcheck_command,
+    ignored,
+    interpolate,
+    load_compose,
+    resolved_environment,
+)
 
 COMPILERS = re.compile(r"\b(gcc|g\+\+|cc|clang|build-essential|make|python3?-dev)\b")
 SLIM_PYTHON = re.compile(r"^(docker\.io/(library/)?)?python:3\.1[12](\.\d+)?-slim(-[a-z]+)?(@sha256:[0-9a-f]+)?$")

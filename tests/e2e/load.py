@@ -70,12 +70,11 @@ class Load:
 
 def check_log_and_state(load: Load, redis_url: str, policy) -> dict:
     """No 5xx but 503; every answered decision logged exactly once; state diff = 0."""
-    from service.adapters import decision_log
-    from service.usecases import rebuild
-    from service.adapters import redis_connection
-    from service.domain.clock import SystemClock
-    from service.usecases.decide import DecisionService
+    from service.adapters import decision_log, redis_connection
     from service.adapters.state_store import RedisStateStore
+    from service.domain.clock import SystemClock
+    from service.usecases import rebuild
+    from service.usecases.decide import DecisionService
     from tests.conftest import embedded_service
 
     statuses = {s.status for s in load.results}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from service.adapters import redis_connection
+from service.adapters.state_store import RedisStateStore
 from service.domain.clock import FixedClock
 from service.usecases.decide import DecisionService
-from service.adapters.state_store import RedisStateStore
 from tests.conftest import NOW
 from tests.servers import RedisCluster3
 

@@ -8,12 +8,9 @@ import yaml
 from click.testing import CliRunner
 
 from service.adapters import decision_log
-
-from service.usecases import rebuild
-
-from service.usecases import replay
-from service.domain.clock import FixedClock
 from service.adapters.state_store import StoreBusy
+from service.domain.clock import FixedClock
+from service.usecases import rebuild, replay
 from tests.conftest import NOW, RULES_DIR, embedded_service, payload
 from tests.loggen import generate
 

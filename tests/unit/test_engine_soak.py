@@ -56,10 +56,10 @@ def test_sessions_are_deleted(policy, book):
 def test_without_deleting_sessions_the_engine_fails(book, monkeypatch):
     """The trap the `finally: delete_state` guards against is real."""
     import pytest
-    from service.adapters.rule_engine import EngineError
-    from service.domain.policy import Policy
 
-    leaky = Policy(book)
+    from service.adapters.rule_engine import EngineError, policy_for
+
+    leaky = policy_for(book)
     monkeypatch.setattr(leaky.engine._host, "delete_state", lambda *args: None)
     (request,) = varied_requests(book, 1)
     with pytest.raises((EngineError, MemoryError)):
@@ -69,8 +69,8 @@ def test_without_deleting_sessions_the_engine_fails(book, monkeypatch):
 
 def test_two_rule_engines_coexist(book):
     """A reload builds a second engine on the same process-global durable_rules."""
-    from service.domain.policy import Policy
+    from service.adapters.rule_engine import policy_for
 
-    first, second = Policy(book), Policy(book)
+    first, second = policy_for(book), policy_for(book)
     (request,) = varied_requests(book, 1)
     assert first.decide(request, UserState(), NOW) == second.decide(request, UserState(), NOW)

@@ -1,8 +1,9 @@
 """Facts as durable_rules reads them."""
+import datetime as dt
+
 import pytest
 
 from service.domain.facts import add_calendar, durable_number
-import datetime as dt
 
 
 @pytest.mark.parametrize("value", [1e-05, 3e-06, 1e16, 5e-324, 0.42, 7, 1.5e-07, 0.1 + 0.2])

@@ -7,9 +7,9 @@ import jsonschema
 import pytest
 import yaml
 
+from service.domain.clock import FixedClock
 from service.entrypoints import logs
 from service.entrypoints.http.app import create_app
-from service.domain.clock import FixedClock
 from service.entrypoints.settings import Settings
 from tests.conftest import NOW, RULES_DIR, embedded_service, payload
 

@@ -89,14 +89,14 @@ def test_service_refuses_to_start_on_bad_rules(rules_copy):
 
 def test_changed_threshold_changes_decisions(rules_copy):
     """A rule file is the policy: moving E2's minimum age moves the decision."""
-    from service.domain.policy import Policy
-    from service.domain.userstate import UserState
     from schemas.request import DecideRequestSchema
+    from service.adapters.rule_engine import policy_for
+    from service.domain.userstate import UserState
     from tests.conftest import NOW, payload
 
     edit(rules_copy, "eligibility.yaml", lambda d: rule(d, "E2", "age")["params"].update(min_age=21))
     book = rulebook.load(rules_copy)
     doc = DecideRequestSchema(term_ranges=book.term_ranges()).load(payload(age=20))
-    decision = Policy(book).decide(doc, UserState(), NOW)
+    decision = policy_for(book).decide(doc, UserState(), NOW)
     assert [r.code for r in decision.reasons] == ["AGE_OUT_OF_RANGE"]
     assert decision.rules_version == book.version

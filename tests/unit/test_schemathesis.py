@@ -8,22 +8,21 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
-from service.entrypoints.http.app import create_app
 from service.domain.clock import FixedClock
+from service.entrypoints.http.app import create_app
 from tests.conftest import NOW
 
 KEY = "schemathesis-client-key"
 
 
 def _app():
+    from service.adapters.rule_engine import policy_for
     from service.domain import rulebook
-    from service.domain.policy import Policy
+    from service.entrypoints.settings import Settings
     from tests.conftest import RULES_DIR, embedded_service
 
-    from service.entrypoints.settings import Settings
-
     keyed = Settings(**{**Settings().__dict__, "api_keys": (KEY,), "admin_keys": ("admin-" + KEY,)})
-    return create_app(keyed, service=embedded_service(Policy(rulebook.load(RULES_DIR)), FixedClock(NOW)))
+    return create_app(keyed, service=embedded_service(policy_for(rulebook.load(RULES_DIR)), FixedClock(NOW)))
 
 
 schema = schemathesis.openapi.from_wsgi("/openapi.json", _app())

@@ -3,8 +3,8 @@ import datetime as dt
 
 import pytest
 
-from service.entrypoints.http.app import create_app
 from service.domain.clock import FixedClock
+from service.entrypoints.http.app import create_app
 from tests.conftest import NOW, embedded_service, payload
 
 TOO_EARLY = dict(days=89, hours=23, minutes=59, seconds=59)

@@ -19,17 +19,16 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from schemas.request import CancelRequestSchema, DecideRequestSchema, GraceRequestSchema
-from service.entrypoints import logs
-from service.entrypoints.http import metrics
-from service.adapters import redis_connection
+from service.adapters.state_store import StoreBusy, StoreUnavailable
 from service.domain import rulebook
 from service.domain.clock import Clock
-from service.usecases.decide import Conflict, DecisionService, NotFound
+from service.entrypoints import logs
+from service.entrypoints.bootstrap import build_service
+from service.entrypoints.http import metrics
 from service.entrypoints.http.openapi import build_spec
-from service.domain.policy import Policy
 from service.entrypoints.security import KeyRing
 from service.entrypoints.settings import Settings
-from service.adapters.state_store import RedisStateStore, StoreBusy, StoreUnavailable
+from service.usecases.decide import Conflict, DecisionService, NotFound
 
 log = logging.getLogger("loan_decide.api")
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
@@ -80,25 +79,6 @@ def json_body() -> dict:
         raise ApiError(400, "invalid_request", "The body must be a JSON object.",
                        {"_request": ["Must be a JSON object."]})
     return payload
-
-
-def build_service(settings: Settings, clock: Clock | None = None) -> DecisionService:
-    """The decision service the settings describe: rules, Redis (or the embedded default), clock."""
-    policy = Policy(rulebook.load(settings.rules_dir))
-    if redis_connection.is_embedded(settings.redis_url):
-        log.warning("REDIS_URL is not set: using the embedded in-process store (fakeredis). "
-                    "State lives in this one process and is lost when it stops; "
-                    "set REDIS_URL for production or several workers.")
-    client = redis_connection.connect(settings.redis_url, timeout=settings.redis_timeout)
-    store = RedisStateStore(client, prefix=settings.key_prefix, lock_ttl_ms=settings.lock_ttl_ms,
-                            lock_wait_s=settings.lock_wait_s, retention_days=settings.retention_days)
-    service = DecisionService(policy, store, clock=clock)
-    if service.archive_rules():
-        try:   # the rules this process starts with are the ones every worker runs
-            service.publish_active(policy.version)
-        except StoreUnavailable:
-            pass
-    return service
 
 
 def create_app(settings: Settings | None = None, *, service: DecisionService | None = None,

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import validate
 
 from schemas import request as rq
 from schemas import response as rs
-from marshmallow import validate
-
 from schemas.fields import StrictBoolean, StrictDate, StrictNumber
 
 
