@@ -21,6 +21,7 @@ run: setup
 
 test: setup
 	@bash scripts/ensure-redis.sh >/dev/null
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:
