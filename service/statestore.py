@@ -70,14 +70,16 @@ if ARGV[4] ~= '' then
   log_id = redis.call('XADD', KEYS[6], 'MINID', '~', plan.log_minid, '*', 'r', ARGV[4])
   redis.call('EXPIRE', KEYS[6], plan.log_ttl)
 end
-for i, zkey in ipairs({KEYS[3], KEYS[5]}) do
-  local add = (i == 1) and plan.apps_add or plan.grace_add
-  if add then
-    redis.call('ZADD', zkey, add.score, add.member)
-    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', add.trim_before)
-    redis.call('EXPIRE', zkey, add.ttl)
-  end
+-- each sorted set with its own entry (an and/or pick would fall through to grace_add when
+-- apps_add is false and count a grace use as an application)
+local function zadd(zkey, add)
+  if not add then return end
+  redis.call('ZADD', zkey, add.score, add.member)
+  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', add.trim_before)
+  redis.call('EXPIRE', zkey, add.ttl)
 end
+zadd(KEYS[3], plan.apps_add)
+zadd(KEYS[5], plan.grace_add)
 redis.call('DEL', KEYS[1])
 return log_id
 """
