@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
@@ -184,17 +185,25 @@ class DecisionService:
             if len(snapshot.grace_uses) >= grace.max_uses:
                 raise Conflict(f"{grace.max_uses} grace uses in the last {grace.period_days} days "
                                "already; no more are allowed yet")
-            plan = self.plan_grace(days, now)
-            plan.log = decisionlog.encode(decisionlog.grace_record(user_id, days, now, self.rules_version))
+            use_id = secrets.token_hex(8)
+            plan = self.plan_grace(days, now, use_id)
+            plan.log = decisionlog.encode(decisionlog.grace_record(user_id, days, now,
+                                                                   self.rules_version, use_id))
             return None, plan
 
         self.run_locked(user_id, None, step)
         return self.user_state(user_id)
 
-    def plan_grace(self, days: int, now: dt.datetime) -> CommitPlan:
+    def plan_grace(self, days: int, now: dt.datetime, use_id: Optional[str]) -> CommitPlan:
+        """One use, as the member "<epoch second>:<days>:<use id>" scored by its second.
+
+        Without the use id, uses in one second were one member: the limit counted them once.
+        Records written before it existed (no use_id) rebuild to the old "<second>:<days>".
+        """
         grace = self.policy.book.time.grace
+        member = f"{epoch(now)}:{days}" + (f":{use_id}" if use_id else "")
         return CommitPlan(grace_add={
-            "score": epoch(now), "member": f"{epoch(now)}:{days}",
+            "score": epoch(now), "member": member,
             "trim_before": epoch(now - dt.timedelta(days=grace.period_days)),
             "ttl": (grace.period_days + 1) * 86400})
 

@@ -30,7 +30,7 @@ def apply_record(service: DecisionService, record: dict) -> None:
                 return None, None
             return None, service.plan_cancel(snapshot, now)[1]
         if kind == "grace":
-            return None, service.plan_grace(record["days"], now)
+            return None, service.plan_grace(record["days"], now, record.get("use_id"))
         raise ValueError(f"unknown record kind {kind!r}")
 
     service.run_locked(user_id, app_id, step, now=now)

@@ -105,6 +105,12 @@ def from_epoch(value: Any) -> Optional[dt.datetime]:
     return None if value in (None, b"", "") else dt.datetime.fromtimestamp(int(value), UTC)
 
 
+def grace_uses(members) -> tuple[dt.datetime, ...]:
+    """The times of grace-use members: "<epoch second>:<days>:<use id>", or the older
+    "<epoch second>:<days>" (still read: stored uses keep counting)."""
+    return tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":", 1)[0]), UTC) for m in members))
+
+
 @dataclass(frozen=True)
 class StoredApplication:
     """An application's stored record: its decision, the payload that made it, its status."""
@@ -225,7 +231,7 @@ class RedisStateStore:
             return None
         raw_fields, count, app_raw, grace = reply[1], reply[2], reply[3], reply[4]
         fields = {_s(raw_fields[i]): _s(raw_fields[i + 1]) for i in range(0, len(raw_fields), 2)}
-        uses = tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":")[0]), UTC) for m in grace))
+        uses = grace_uses(grace)
         application = StoredApplication(json.loads(app_raw)) if app_raw else None
         return UserSnapshot(user_id, application_id, token, fields, int(count), uses, application)
 
@@ -271,8 +277,7 @@ class RedisStateStore:
         fields, count, grace_members, exists = self._do(read)
         if not exists:
             return None
-        uses = tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":")[0]), UTC)
-                            for m in grace_members))
+        uses = grace_uses(grace_members)
         return UserSnapshot(user_id, None, "", {_s(k): _s(v) for k, v in fields.items()},
                             int(count), uses, None)
 

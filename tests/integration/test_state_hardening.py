@@ -42,3 +42,71 @@ def test_grace_uses_are_not_counted_as_applications(service):
     assert "TOO_MANY_APPLICATIONS" not in [r["code"] for r in second["reasons"]]
     assert second["outcome"] == "approved"
     assert service.user_state("u-1")["applications_6m"] == 2
+
+
+def log_and_diff(service):
+    """The grace records in the user's log, and `state diff` between the log and the store."""
+    import io
+    import json
+
+    from service import decisionlog, rebuild
+    from tests.conftest import embedded_service
+
+    out = io.StringIO()
+    decisionlog.export(service.store.client, "ld", out)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    implied = embedded_service(service.policy, FixedClock(NOW))
+    result = rebuild.diff(implied, service, rebuild.records(enumerate(out.getvalue().splitlines(), 1)))
+    return [r for r in records if r["kind"] == "grace"], result.differences
+
+
+def grace_attempts(service, count, concurrent):
+    """Try `count` grace uses for one user in the same clock second: (successes, conflicts)."""
+    outcomes = []
+
+    def attempt():
+        try:
+            service.use_grace("u-g", 1)
+            outcomes.append("ok")
+        except Conflict:
+            outcomes.append("conflict")
+
+    if not concurrent:
+        for _ in range(count):
+            attempt()
+    else:
+        threads = [threading.Thread(target=attempt) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return outcomes.count("ok"), outcomes.count("conflict")
+
+
+def test_grace_uses_in_one_second_each_count(service):
+    """Issue 9.2: uses in the same second were one member; every use must count."""
+    max_uses = service.policy.book.time.grace.max_uses
+    assert grace_attempts(service, 6, concurrent=False) == (max_uses, 6 - max_uses)
+    assert service.user_state("u-g")["grace"]["uses_in_period"] == max_uses
+    logged, differences = log_and_diff(service)
+    assert len(logged) == max_uses and differences == []
+
+
+def test_concurrent_grace_uses_respect_the_limit(policy, real_redis_url):
+    client = redisconn.connect(real_redis_url, timeout=2.0)
+    service = DecisionService(policy, RedisStateStore(client), clock=FixedClock(NOW))
+    max_uses = policy.book.time.grace.max_uses
+    assert grace_attempts(service, 30, concurrent=True) == (max_uses, 30 - max_uses)
+    assert service.user_state("u-g")["grace"]["uses_in_period"] == max_uses
+    logged, differences = log_and_diff(service)
+    assert len(logged) == max_uses and differences == []
+
+
+def test_grace_members_of_the_old_format_still_count(service):
+    """Uses stored before the use id existed ("<second>:<days>") keep counting toward the limit."""
+    old = int((NOW - dt.timedelta(days=10)).timestamp())
+    service.store.client.zadd(service.store.keys("u-g", None)[4], {f"{old}:3": old})
+    service.use_grace("u-g", 1)
+    assert service.user_state("u-g")["grace"]["uses_in_period"] == 2
+    with pytest.raises(Conflict):
+        service.use_grace("u-g", 1)
