@@ -252,6 +252,12 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
         route = request.url_rule.rule if request.url_rule else "unmatched"
         metrics.REDIS_ERRORS.labels(route).inc()
         log.error("redis unavailable", extra={"fields": {"route": route, "error": str(exc)}})
+        if exc.outcome_unknown:
+            return error_response(503, "outcome_unknown",
+                                  "The state store did not confirm the write: it may have been stored. "
+                                  "Send the same request again (the same application_id gets the "
+                                  "stored decision); check the user's state before repeating a grace use.",
+                                  headers={"Retry-After": "1"})
         return error_response(503, "store_unavailable",
                               "The state store is unavailable; nothing was written. Try again.",
                               headers={"Retry-After": "1"})

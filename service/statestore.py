@@ -32,7 +32,20 @@ UTC = dt.timezone.utc
 
 
 class StoreUnavailable(RuntimeError):
-    """Redis cannot be reached or did not answer in time: the request gets a 503."""
+    """Redis cannot be reached or did not answer in time: the request gets a 503.
+
+    `outcome_unknown`: a commit was sent and never confirmed nor refused within the retry
+    bound, so it may have been applied (a retry of the same application gets its decision).
+    """
+
+    def __init__(self, message: str, outcome_unknown: bool = False):
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
+
+
+class StoreRefused(StoreUnavailable):
+    """Redis answered "not now" (memory full, disk failing, a read-only replica, loading):
+    the command was refused before it wrote anything."""
 
 
 class StoreBusy(RuntimeError):
@@ -42,9 +55,15 @@ class StoreBusy(RuntimeError):
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
                 RedisClusterException, ConnectionError, OSError)
 
+# Both scripts are safe to run twice (a retry after a timeout, while Redis may still run the
+# first call): a lock already holding our token is ours; a commit already applied left a
+# marker holding its log id, returned again instead of writing twice.
 _BEGIN = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {0, redis.call('PTTL', KEYS[1])}
+local held = redis.call('GET', KEYS[1])
+if held ~= ARGV[1] then
+  if held or not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {0, redis.call('PTTL', KEYS[1])}
+  end
 end
 return {1,
         redis.call('HGETALL', KEYS[2]),
@@ -54,6 +73,8 @@ return {1,
 """
 
 _COMMIT = """
+local done = redis.call('GET', KEYS[7])
+if done then return done end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LOCK_LOST the user lock expired before the commit')
 end
@@ -80,6 +101,7 @@ local function zadd(zkey, add)
 end
 zadd(KEYS[3], plan.apps_add)
 zadd(KEYS[5], plan.grace_add)
+redis.call('SET', KEYS[7], log_id or '', 'PX', plan.marker_ttl_ms)
 redis.call('DEL', KEYS[1])
 return log_id
 """
@@ -88,6 +110,12 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# How long an applied commit stays recognisable: far longer than any retry of it can run.
+COMMIT_MARKER_TTL_MS = 60_000
+# A Redis error reply that means "not now" (memory full, disk failing, a replica, loading,
+# failover), not a bug: nothing was written, the request gets a 503 and /readyz fails.
+UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN")
 
 # user hash fields
 COOLDOWN_UNTIL = "cooldown_until"
@@ -184,7 +212,8 @@ class CommitPlan:
                            "hdel": self.hdel, "hincrby": self.hincrby, "user_ttl": user_ttl,
                            "apps_add": self.apps_add or False, "grace_add": self.grace_add or False,
                            # stream ids are the server's milliseconds: older entries are trimmed
-                           "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000))},
+                           "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000)),
+                           "marker_ttl_ms": COMMIT_MARKER_TTL_MS},
                           separators=(",", ":"))
         return [plan, self.app["value"] if self.app else "", self.log or ""]
 
@@ -225,8 +254,12 @@ class RedisStateStore:
         """
         token = secrets.token_hex(16)
         keys = self.keys(user_id, application_id)
-        reply = self._call(self._begin, keys, [token, self.lock_ttl_ms, epoch(count_from),
-                                               epoch(now), epoch(grace_from)])
+        args = [token, self.lock_ttl_ms, epoch(count_from), epoch(now), epoch(grace_from)]
+        try:
+            reply = self._retrying(lambda: self._call(self._begin, keys, args), attempts=2)
+        except StoreUnavailable:
+            self._release_token(keys[0], token)   # a BEGIN that ran late took the lock: free it
+            raise
         if int(reply[0]) != 1:
             return None
         raw_fields, count, app_raw, grace = reply[1], reply[2], reply[3], reply[4]
@@ -236,21 +269,51 @@ class RedisStateStore:
         return UserSnapshot(user_id, application_id, token, fields, int(count), uses, application)
 
     def commit(self, snapshot: UserSnapshot, plan: CommitPlan) -> Optional[str]:
-        """Apply the plan and release the lock in one step; returns the log entry's id."""
-        keys = self.keys(snapshot.user_id, snapshot.application_id)
+        """Apply the plan and release the lock in one step; returns the log entry's id.
+
+        A call that timed out may still run in Redis: it is retried (COMMIT is idempotent) until
+        its outcome is known, for as long as the lock could still let it apply; after that a
+        still-unknown outcome is said to be unknown, never "nothing was written".
+        """
+        keys = self.keys(snapshot.user_id, snapshot.application_id) + [
+            f"{self._base(snapshot.user_id)}:commit:{snapshot.token}"]
+        args = [snapshot.token, *plan.encode(self.user_ttl, self.log_ttl)]
         try:
-            log_id = self._call(self._commit, keys, [snapshot.token,
-                                                     *plan.encode(self.user_ttl, self.log_ttl)])
+            log_id = self._retrying(lambda: self._call(self._commit, keys, args),
+                                    seconds=self.lock_ttl_ms / 1000 + 0.5, unknown_after_send=True)
             return _s(log_id) if log_id else None
         except redis.ResponseError as exc:
             if "LOCK_LOST" in str(exc):
                 raise StoreBusy("the user's lock expired before the commit; nothing was written") from exc
             raise
 
+    def _retrying(self, call, attempts: int = 1_000_000, seconds: float = 60.0,
+                  unknown_after_send: bool = False):
+        """Run an idempotent script again while Redis does not answer (timeouts, dropped
+        connections), up to `attempts` tries or `seconds`. An error reply ends the retries: it
+        is the outcome of this try, and of the earlier ones if none of them could be unknown."""
+        deadline, unknown = time.monotonic() + seconds, False
+        while True:
+            try:
+                return call()
+            except StoreUnavailable as exc:
+                if isinstance(exc, StoreRefused) and not unknown:
+                    raise
+                unknown = unknown or (unknown_after_send and not isinstance(exc, StoreRefused))
+                attempts -= 1
+                if attempts <= 0 or time.monotonic() >= deadline:
+                    if unknown:
+                        raise StoreUnavailable(f"the commit's outcome is unknown: {exc}",
+                                               outcome_unknown=True) from exc
+                    raise
+                time.sleep(0.05)
+
     def release(self, snapshot: UserSnapshot) -> None:
-        keys = self.keys(snapshot.user_id, snapshot.application_id)
+        self._release_token(self.keys(snapshot.user_id, None)[0], snapshot.token)
+
+    def _release_token(self, lock_key: str, token: str) -> None:
         try:
-            self._call(self._release, keys[:1], [snapshot.token])
+            self._call(self._release, [lock_key], [token])
         except StoreUnavailable:
             pass   # the lock's TTL frees it
 

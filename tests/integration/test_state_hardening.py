@@ -110,3 +110,19 @@ def test_grace_members_of_the_old_format_still_count(service):
     assert service.user_state("u-g")["grace"]["uses_in_period"] == 2
     with pytest.raises(Conflict):
         service.use_grace("u-g", 1)
+
+
+def test_begin_and_commit_are_safe_to_run_twice(service):
+    """Issue 9.3: a script retried after a timeout may run twice in Redis; the second run of
+    BEGIN finds its own lock, the second run of COMMIT finds its own commit and writes nothing."""
+    store = service.store
+    snapshot = store.begin("u-1", "a-1", NOW, NOW, NOW)
+    keys = store.keys("u-1", "a-1")
+    again = store._begin(keys=keys, args=[snapshot.token, store.lock_ttl_ms, 0, 0, 0])
+    assert int(again[0]) == 1                               # the lock is ours: proceed
+    plan = service.plan_grace(1, NOW, "x")
+    plan.log = '{"kind":"grace"}'
+    first = store.commit(snapshot, plan)
+    assert first and store.commit(snapshot, plan) == first  # recognised, not LOCK_LOST
+    assert store.client.xlen(keys[5]) == 1 and store.client.zcard(keys[4]) == 1
+    assert not store.client.exists(keys[0])                 # and the lock is free
