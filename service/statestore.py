@@ -345,8 +345,10 @@ class RedisStateStore:
                             int(count), uses, None)
 
     def ping(self) -> bool:
+        """Whether Redis takes a write now: a PING still answers when it is out of memory,
+        read-only or unable to persist, so readiness writes a tiny expiring key."""
         try:
-            return bool(self._do(self.client.ping))
+            return bool(self._do(lambda: self.client.set(f"{self.prefix}:health", "1", px=10_000)))
         except StoreUnavailable:
             return False
 
@@ -360,6 +362,17 @@ class RedisStateStore:
             return operation()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}") from exc
+        except redis.ResponseError as exc:
+            if not refused(exc):
+                raise   # LOCK_LOST, or a bug in a script: not Redis's state
+            raise StoreRefused(f"Redis refused: {type(exc).__name__}: {exc}") from exc
+
+
+def refused(exc: redis.ResponseError) -> bool:
+    """Whether an error reply is Redis saying "not now" rather than "this is wrong"."""
+    if isinstance(exc, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)):
+        return True
+    return str(exc).lstrip("-").split(" ", 1)[0].upper() in UNAVAILABLE_REPLIES
 
 
 def _s(value) -> str:
