@@ -87,7 +87,7 @@ class DecisionService:
             if snapshot is not None:
                 break
             if time.monotonic() > deadline:
-                raise StoreBusy(f"user {user_id!r} is busy; try again")
+                raise StoreBusy("another request for this user is in progress; try again")  # no id: it may be personal data
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
         committed = False
