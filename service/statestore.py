@@ -8,6 +8,10 @@ one Lua script can touch them together. A decision is two round trips:
 2. COMMIT (Lua): if the lock is still ours, write the application record, the state change
    and release the lock, all at once; if it is not (it expired), write nothing.
 
+Both are safe to run twice, so a call whose reply was lost (a timeout, while Redis may still
+run it) is retried rather than reported as unwritten: BEGIN finds its own token in the lock,
+COMMIT finds the marker its first run left and returns that run's log id.
+
 The lock serialises one user's requests across processes and machines, so two requests never
 both see the old state, and 50 copies of one application are evaluated once. A worker that dies
 holding it stops blocking others when the lock's TTL runs out, and cannot write afterwards.
