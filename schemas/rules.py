@@ -14,14 +14,21 @@ from schemas.response import REASON_CODES
 _NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, _).")
 
 
+# A calendar offset stays within two centuries of today, so 'today + offset' is always a date.
+_OFFSET_BOUNDS = {"years": 200, "months": 2400, "days": 73000}
+
+
 class ParamValue(fields.Field):
     """A number, a boolean, or a calendar offset {years|months|days: int} from today."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or isinstance(value, (int, float)):
             return value
-        if isinstance(value, dict) and value and set(value) <= {"years", "months", "days"} \
+        if isinstance(value, dict) and value and set(value) <= set(_OFFSET_BOUNDS) \
                 and all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+            for unit, number in value.items():
+                if abs(number) > _OFFSET_BOUNDS[unit]:
+                    raise ValidationError(f"{unit}: at most {_OFFSET_BOUNDS[unit]} either way.")
             return dict(value)
         raise ValidationError("Must be a number, true/false, or {years|months|days: integer}.")
 
