@@ -113,6 +113,18 @@ class RuleFileSchema(Schema):
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
 
 
+# How `largest_allowed_amount` is found (issue 17). Rules versions written before the setting
+# existed lack it and keep their behaviour, so their logged decisions replay unchanged.
+LARGEST_ALLOWED_MODES = ("smallest_broken_limit", "smallest_applicable_limit")
+
+
+class LimitsFileSchema(RuleFileSchema):
+    """limits.yaml: rules, plus how the largest allowed amount is derived from the limits."""
+
+    largest_allowed_amount = fields.String(validate=validate.OneOf(LARGEST_ALLOWED_MODES),
+                                           load_default=LARGEST_ALLOWED_MODES[0])
+
+
 class ProductSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -161,6 +173,7 @@ class TemporaryLimitSchema(Schema):
     days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     max_grants = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
     requires_document = fields.String(required=True, validate=validate.OneOf(DOCUMENTS))
+    applies_while_active = StrictBoolean(load_default=False)
 
 
 class GraceSchema(Schema):
@@ -196,4 +209,4 @@ class TimeFileSchema(RuleFileSchema):
     rules = fields.List(fields.Nested(RuleSchema), load_default=list)
 
 
-__all__ = ["RuleFileSchema", "ProductsFileSchema", "TimeFileSchema"]
+__all__ = ["RuleFileSchema", "LimitsFileSchema", "ProductsFileSchema", "TimeFileSchema"]

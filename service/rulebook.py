@@ -16,12 +16,13 @@ from typing import Any, Mapping, Optional
 import yaml
 from marshmallow import ValidationError
 
-from schemas.rules import ProductsFileSchema, RuleFileSchema, TimeFileSchema
+from schemas.rules import LimitsFileSchema, ProductsFileSchema, RuleFileSchema, TimeFileSchema
 from service import conditions as cond
 from service.facts import FACT_FIELDS
 
 PRODUCTS_FILE = "products.yaml"
 TIME_FILE = "time.yaml"
+LIMITS_FILE = "limits.yaml"
 # durable_rules refuses more than 64 rules true for one fact (error 303); a product whose
 # ruleset could exceed it is refused at load time instead of failing at decision time.
 DURABLE_MAX_RULES = 64
@@ -103,6 +104,9 @@ class TemporaryLimit:
     days: int
     max_grants: int
     requires_document: str
+    # True: an active grant raises the limits without the document (RULEBOOK, issue 17).
+    # Rules versions without the setting asked for the document on every application.
+    applies_while_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,9 @@ class RuleBook:
     time: TimeRules
     rules: tuple[Rule, ...]
     missing_data: Rule              # the MISSING_DATA template (no condition)
+    # limits.yaml `largest_allowed_amount`: "smallest_broken_limit" (the behaviour of rules
+    # versions without the setting) or "smallest_applicable_limit" (RULEBOOK, issue 17)
+    largest_allowed: str = "smallest_broken_limit"
     files: Mapping[str, bytes] = field(repr=False, default_factory=dict)
 
     def rules_for(self, product: str) -> tuple[Rule, ...]:
@@ -220,10 +227,16 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
     products = {name: Product(name=name, **spec) for name, spec in products_doc["products"].items()}
 
     rules: list[Rule] = []
+    largest_allowed = "smallest_broken_limit"
     for name in sorted(documents):
         if name == PRODUCTS_FILE:
             continue
-        doc = time_doc if name == TIME_FILE else _validate(name, RuleFileSchema(), documents[name])
+        if name == TIME_FILE:
+            doc = time_doc
+        else:
+            schema = LimitsFileSchema() if name == LIMITS_FILE else RuleFileSchema()
+            doc = _validate(name, schema, documents[name])
+            largest_allowed = doc.get("largest_allowed_amount", largest_allowed)
         rules.extend(_build_rule(name, raw, doc["params"], products) for raw in doc["rules"])
     time_rules = TimeRules(
         reapply_window_days=time_doc["reapply_window_days"],
@@ -246,7 +259,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
         version=version_of(files), directory=directory, products=products,
         apr_cap=products_doc["apr_cap"], rate_decimals=products_doc["rate_decimals"],
         time=time_rules, rules=tuple(rules),
-        missing_data=templates[0], files=dict(files),
+        missing_data=templates[0], largest_allowed=largest_allowed, files=dict(files),
     )
 
 
