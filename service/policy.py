@@ -135,7 +135,7 @@ class Policy:
             return min(_scaled(c, run.limit_factor) for c in fired_limits)
         factor = 1.0 + self.book.time.temporary_limit.increase \
             if self._temporary_limit_available(request, state, now) else 1.0
-        ceiling = max(c.limit * max(factor, 1.0) for c in plan.rules if c.limit is not None)
+        ceiling = max(c.limit * factor for c in plan.rules if c.limit is not None)
         probe_request = {**request, "amount": ceiling * 2 + 1}
         probe = self._run(probe_request, plan, state, now, factor)
         applicable = [c for c in plan.rules if c.limit is not None and c.rule.key in probe.fired]
