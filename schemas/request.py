@@ -59,18 +59,23 @@ def _optional(field_cls, *args, **kwargs):
     return field_cls(*args, required=False, allow_none=True, **kwargs)
 
 
+def _document():
+    """Absent: the document is not claimed (false). Null: unknown, so MISSING_DATA (RULEBOOK)."""
+    return StrictBoolean(load_default=False, allow_none=True)
+
+
 class DocumentsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    chsi_verified = StrictBoolean(load_default=False)
-    guardian_confirmed = StrictBoolean(load_default=False)
-    passport_verified = StrictBoolean(load_default=False)
-    domestic_guarantor = StrictBoolean(load_default=False)
-    business_license = StrictBoolean(load_default=False)
-    cash_flow_verified = StrictBoolean(load_default=False)
-    work_badge_verified = StrictBoolean(load_default=False)
-    repayment_proof = StrictBoolean(load_default=False)
+    chsi_verified = _document()
+    guardian_confirmed = _document()
+    passport_verified = _document()
+    domestic_guarantor = _document()
+    business_license = _document()
+    cash_flow_verified = _document()
+    work_badge_verified = _document()
+    repayment_proof = _document()
 
 
 class ApplicantSchema(Schema):

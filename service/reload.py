@@ -14,6 +14,7 @@ from typing import Iterator
 
 from service import decisionlog, replay, rulebook
 from service.decide import DecisionService
+from service.engine import EngineError
 from service.policy import Policy
 from service.rulesarchive import RulesArchive
 
@@ -46,7 +47,10 @@ def reload_rules(service: DecisionService, rules_dir: Path, sample_size: int = 2
                  dry_run: bool = False) -> dict:
     """Raises rulebook.RulesError for a bad directory, before anything changes."""
     book = rulebook.load(rules_dir)
-    candidate = Policy(book)
+    try:
+        candidate = Policy(book)
+    except EngineError as exc:
+        raise rulebook.RulesError(f"{rules_dir}: {exc}") from exc
     lines = ((n, text) for n, text in enumerate(recent_decisions(service, sample_size), 1))
     summary = replay.replay(lines, _Fixed(candidate), skip_bad=True)
     previous = service.rules_version
