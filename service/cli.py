@@ -18,7 +18,7 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="gunicorn worker processes (sync workers: durable_rules is not thread-safe).")
+              help="gunicorn worker processes (gevent, no threads: durable_rules is not thread-safe).")
 @click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
               help="Rules directory (default: RULES_DIR or the bundled rules/).")
 def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
@@ -58,7 +58,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
                     if key in self.cfg.settings and value is not None:
                         self.cfg.set(key, value)
             else:
-                self.cfg.set("worker_class", "sync")
+                self.cfg.set("worker_class", "service.gunicorn_worker.JsonGeventWorker")
                 self.cfg.set("preload_app", True)
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
