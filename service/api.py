@@ -6,7 +6,6 @@ returned in the response and carried by every log line, and one JSON log line wh
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
