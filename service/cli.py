@@ -27,6 +27,10 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
     import tempfile
     from pathlib import Path
 
+    if os.environ.get("WORKER_CLASS", "gevent") == "gevent":   # docker/gunicorn.conf.py's default
+        from service.gunicorn_worker import patch_early
+
+        patch_early()   # before the app (and its locks and sockets) is built
     # before prometheus_client is imported: every worker's samples go to one directory
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="loan-decide-metrics-"))
     from gunicorn.app.base import BaseApplication

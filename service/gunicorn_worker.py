@@ -15,6 +15,9 @@ worker replaces gunicorn's error writer with a JSON one, and the name it sends i
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 
 from gunicorn import util
 from gunicorn.http import wsgi as gunicorn_wsgi
@@ -34,6 +37,19 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+def patch_early() -> None:
+    """Monkey-patch for gevent before the app is built (preload builds it in the master).
+
+    The worker patches again after the fork (a no-op then); patching only there leaves locks
+    made before it (logging's, the Redis pool's) of the wrong kind: a warning at start and
+    "greenlet is being finalized" tracebacks when a worker exits. Only for the gevent worker.
+    """
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        monkey.patch_all()
+
+
 def install() -> None:
     """Swap gunicorn's HTML error writer and server name, in this (worker) process."""
     util.write_error = write_json_error
@@ -46,6 +62,18 @@ class JsonGeventWorker(GeventWorker):
     def init_process(self) -> None:
         install()
         super().init_process()
+
+    def run(self) -> None:
+        """Serve until told to stop, then leave without the interpreter's teardown: under
+        gevent it collects logging handlers inside finalised greenlets and prints
+        "greenlet is being finalized" tracebacks on every clean stop. Nothing is lost: the
+        requests are finished and the logs flushed here."""
+        super().run()
+        self.log.info("Worker exiting (pid: %s)", self.pid)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 class JsonSyncWorker(SyncWorker):
