@@ -40,9 +40,9 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
 def patch_early() -> None:
     """Monkey-patch for gevent before the app is built (preload builds it in the master).
 
-    The worker patches again after the fork (a no-op then); patching only there leaves locks
-    made before it (logging's, the Redis pool's) of the wrong kind: a warning at start and
-    "greenlet is being finalized" tracebacks when a worker exits. Only for the gevent worker.
+    The worker patches again after the fork (a no-op then); patching only there leaves what
+    was made before it (logging's locks, the Redis pool's, ssl) unpatched, and gevent warns
+    at every worker start. Only for the gevent worker.
     """
     from gevent import monkey
 
