@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
+from schemas.request import canonical_request
 from service import decisionlog
 from service.clock import Clock, SystemClock
 from service.decision import iso_utc
@@ -34,10 +35,22 @@ class Conflict(RuntimeError):
     pass
 
 
-def payload_digest(payload: Mapping[str, Any]) -> str:
-    """The same application sent again is recognised by this digest of its canonical JSON."""
+def raw_payload_digest(payload: Mapping[str, Any]) -> str:
+    """The digest records written before canonical_request held: the JSON exactly as sent."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """The same application sent again is recognised by this digest of the valid request in
+    canonical form: a retry that writes `4000.0` for `4000`, or a default out, is the same."""
+    return raw_payload_digest(canonical_request(payload))
+
+
+def same_request(stored_digest: str, payload: Mapping[str, Any]) -> bool:
+    """Whether a stored record was made by this request: by the canonical digest, or by the
+    raw one (records written before it)."""
+    return stored_digest in (payload_digest(payload), raw_payload_digest(payload))
 
 
 @dataclass(frozen=True)
@@ -108,7 +121,7 @@ class DecisionService:
         def step(snapshot: UserSnapshot, now: dt.datetime):
             stored = snapshot.application
             if stored is not None:
-                if stored.payload_sha256 != digest:
+                if not same_request(stored.payload_sha256, payload):
                     raise Conflict(f"application {request['application_id']!r} was already decided "
                                    "with a different payload")
                 return DecideResult(stored.decision, replayed=True), None

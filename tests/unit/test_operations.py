@@ -51,7 +51,9 @@ def test_open_endpoints_need_no_key(keyed, path):
 
 
 def test_admin_key_is_distinct(keyed, service):
-    assert keyed.post("/admin/rules/reload", headers={"X-Admin-Key": CLIENT_KEY}).status_code == 403
+    # API.md: a bad key is 401, a missing role 403
+    assert keyed.post("/admin/rules/reload", headers={"X-Admin-Key": CLIENT_KEY}).status_code == 401
+    assert keyed.post("/admin/rules/reload", headers={"X-API-Key": CLIENT_KEY}).status_code == 403
     assert keyed.post("/decide", json=body(), headers={"X-API-Key": ADMIN_KEY}).status_code == 401
     with pytest.raises(ValueError, match="must differ"):
         create_app(settings(api_keys=("same",), admin_keys=("same",)), service=service)
