@@ -1,15 +1,21 @@
 """gunicorn settings for the service, from environment variables with production defaults.
 
-Sync worker processes, never threads: durable_rules keeps one process-global engine that is
-not thread-safe. The app is built before the fork (preload), so every worker shares the
-compiled rules, and a worker that dies is replaced by a fork of the same master.
+gevent worker processes, never threads (service/entrypoints/gunicorn_worker.py): a slow client costs a
+socket, not a worker, so a few connections that dribble their headers cannot stop the service
+(issue 9); durable_rules, process-global and not thread-safe, evaluates under one lock with no
+I/O inside it. WORKER_CLASS=sync selects the one-request-at-a-time worker instead. The app is
+built before the fork (preload), so every worker shares the compiled rules, and a worker that
+dies is replaced by a fork of the same master.
 """
 import os
 import tempfile
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WORKERS", "2"))
-worker_class = "sync"
+_WORKER_CLASSES = {"gevent": "service.entrypoints.gunicorn_worker.JsonGeventWorker",
+                   "sync": "service.entrypoints.gunicorn_worker.JsonSyncWorker"}
+worker_class = _WORKER_CLASSES[os.environ.get("WORKER_CLASS", "gevent")]
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))  # open sockets per worker
 threads = 1
 preload_app = True
 timeout = int(os.environ.get("TIMEOUT", "30"))                  # a stuck worker is killed after this

@@ -6,6 +6,9 @@ request leaves out is a MISSING_DATA reason, not a 400 (API.md). Unknown fields 
 """
 from __future__ import annotations
 
+import unicodedata
+from typing import Any, Mapping
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.fields import StrictBoolean, StrictDate, StrictNumber
@@ -48,7 +51,38 @@ APPLICANT_FIELDS: dict[str, str] = {
 # the derived boolean named here.
 NULL_MEANS_NO = {"real_name_verified_at": "real_name_verified"}
 
-_ID = validate.Length(min=1, max=128)
+ID_MAX_LENGTH = 128
+
+
+def id_problems(value: str) -> list[str]:
+    """What is wrong with a user or application id (empty: nothing). The same rules hold in a
+    body and in a path: ids are path segments (`/users/<id>/state`), so `/` would make one
+    unreachable, and control characters or lone surrogates would reach logs and keys."""
+    problems = []
+    if not 1 <= len(value) <= ID_MAX_LENGTH:
+        problems.append(f"Length must be between 1 and {ID_MAX_LENGTH}.")
+    if "/" in value:
+        problems.append("Must not contain '/'.")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        problems.append("Must not contain control characters.")
+    return problems
+
+
+def _valid_id(value: str) -> None:
+    problems = id_problems(value)
+    if problems:
+        raise ValidationError(problems)
+
+
+_ID = _valid_id
+# The same rules for the OpenAPI document (a JSON Schema pattern: no '/', no C0/C1 controls).
+ID_JSON_SCHEMA = {"type": "string", "minLength": 1, "maxLength": ID_MAX_LENGTH,
+                  "pattern": "^[^/\\u0000-\\u001f\\u007f-\\u009f]*$"}
+
+
+def _id_field() -> fields.String:
+    return fields.String(required=True, validate=_ID,
+                         metadata={k: v for k, v in ID_JSON_SCHEMA.items() if k != "type"})
 _SCORE = validate.Range(min=0, max=1000)
 _COUNT = validate.Range(min=0, max=100_000)
 _RATIO = validate.Range(min=0, max=1)
@@ -59,18 +93,23 @@ def _optional(field_cls, *args, **kwargs):
     return field_cls(*args, required=False, allow_none=True, **kwargs)
 
 
+def _document():
+    """Absent: the document is not claimed (false). Null: unknown, so MISSING_DATA (RULEBOOK)."""
+    return StrictBoolean(load_default=False, allow_none=True)
+
+
 class DocumentsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    chsi_verified = StrictBoolean(load_default=False)
-    guardian_confirmed = StrictBoolean(load_default=False)
-    passport_verified = StrictBoolean(load_default=False)
-    domestic_guarantor = StrictBoolean(load_default=False)
-    business_license = StrictBoolean(load_default=False)
-    cash_flow_verified = StrictBoolean(load_default=False)
-    work_badge_verified = StrictBoolean(load_default=False)
-    repayment_proof = StrictBoolean(load_default=False)
+    chsi_verified = _document()
+    guardian_confirmed = _document()
+    passport_verified = _document()
+    domestic_guarantor = _document()
+    business_license = _document()
+    cash_flow_verified = _document()
+    work_badge_verified = _document()
+    repayment_proof = _document()
 
 
 class ApplicantSchema(Schema):
@@ -121,8 +160,8 @@ class DecideRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    application_id = fields.String(required=True, validate=_ID)
-    user_id = fields.String(required=True, validate=_ID)
+    application_id = _id_field()
+    user_id = _id_field()
     product = fields.String(required=True, validate=validate.OneOf(PRODUCTS))
     amount = StrictNumber(required=True, validate=validate.Range(min=0, min_inclusive=False,
                                                                 max=1_000_000_000))
@@ -144,11 +183,41 @@ class DecideRequestSchema(Schema):
                                   "term_days")
 
 
+def canonical_request(payload: Mapping[str, Any]) -> dict:
+    """A valid request in one canonical form, so that equivalent requests compare equal:
+    integral numbers as ints (`4000.0` is `4000`), defaults left out (a `false` document, an
+    empty `groups`, a `null` optional field), groups in order. `real_name_verified_at: null`
+    stays: it means "not verified", unlike an absent key (NULL_MEANS_NO)."""
+    out = {k: _canonical_number(v) for k, v in payload.items() if k != "applicant"}
+    if out.get("term_days", 0) is None:
+        del out["term_days"]
+    applicant = dict(payload.get("applicant") or {})
+    canon: dict[str, Any] = {}
+    for key, value in applicant.items():
+        if key == "groups":
+            if value:
+                canon[key] = sorted(value)
+        elif key == "documents":
+            docs = {k: v for k, v in (value or {}).items() if v is not False}
+            if docs:
+                canon[key] = docs
+        elif value is not None or key in NULL_MEANS_NO:
+            canon[key] = _canonical_number(value)
+    out["applicant"] = canon
+    return out
+
+
+def _canonical_number(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class CancelRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    user_id = fields.String(required=True, validate=_ID)
+    user_id = _id_field()
 
 
 class GraceRequestSchema(Schema):
@@ -169,5 +238,5 @@ class GraceRequestSchema(Schema):
             raise ValidationError(f"Must be between 1 and {self.max_days}.", "days")
 
 
-__all__ = ["DecideRequestSchema", "CancelRequestSchema", "GraceRequestSchema", "APPLICANT_FIELDS", "NULL_MEANS_NO",
+__all__ = ["DecideRequestSchema", "id_problems", "canonical_request", "ID_MAX_LENGTH", "ID_JSON_SCHEMA", "CancelRequestSchema", "GraceRequestSchema", "APPLICANT_FIELDS", "NULL_MEANS_NO",
            "PRODUCTS", "GROUPS", "DOCUMENTS"]

@@ -14,14 +14,21 @@ from schemas.response import REASON_CODES
 _NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, _).")
 
 
+# A calendar offset stays within two centuries of today, so 'today + offset' is always a date.
+_OFFSET_BOUNDS = {"years": 200, "months": 2400, "days": 73000}
+
+
 class ParamValue(fields.Field):
     """A number, a boolean, or a calendar offset {years|months|days: int} from today."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or isinstance(value, (int, float)):
             return value
-        if isinstance(value, dict) and value and set(value) <= {"years", "months", "days"} \
+        if isinstance(value, dict) and value and set(value) <= set(_OFFSET_BOUNDS) \
                 and all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+            for unit, number in value.items():
+                if abs(number) > _OFFSET_BOUNDS[unit]:
+                    raise ValidationError(f"{unit}: at most {_OFFSET_BOUNDS[unit]} either way.")
             return dict(value)
         raise ValidationError("Must be a number, true/false, or {years|months|days: integer}.")
 
@@ -106,6 +113,18 @@ class RuleFileSchema(Schema):
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
 
 
+# How `largest_allowed_amount` is found (issue 17). Rules versions written before the setting
+# existed lack it and keep their behaviour, so their logged decisions replay unchanged.
+LARGEST_ALLOWED_MODES = ("smallest_broken_limit", "smallest_applicable_limit")
+
+
+class LimitsFileSchema(RuleFileSchema):
+    """limits.yaml: rules, plus how the largest allowed amount is derived from the limits."""
+
+    largest_allowed_amount = fields.String(validate=validate.OneOf(LARGEST_ALLOWED_MODES),
+                                           load_default=LARGEST_ALLOWED_MODES[0])
+
+
 class ProductSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -154,6 +173,7 @@ class TemporaryLimitSchema(Schema):
     days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     max_grants = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
     requires_document = fields.String(required=True, validate=validate.OneOf(DOCUMENTS))
+    applies_while_active = StrictBoolean(load_default=False)
 
 
 class GraceSchema(Schema):
@@ -189,4 +209,4 @@ class TimeFileSchema(RuleFileSchema):
     rules = fields.List(fields.Nested(RuleSchema), load_default=list)
 
 
-__all__ = ["RuleFileSchema", "ProductsFileSchema", "TimeFileSchema"]
+__all__ = ["RuleFileSchema", "LimitsFileSchema", "ProductsFileSchema", "TimeFileSchema"]

@@ -44,9 +44,13 @@ def cancel_record(user_id: str, application_id: str, now: dt.datetime, rules_ver
             "application_id": application_id, "rules_version": rules_version}
 
 
-def grace_record(user_id: str, days: int, now: dt.datetime, rules_version: str) -> dict:
+def grace_record(user_id: str, days: int, now: dt.datetime, rules_version: str,
+                 use_id: str) -> dict:
+    """`use_id` makes the use's state member unique (two uses in one second are two uses) and
+    lets a rebuild write the very member the service wrote."""
     return {"v": FORMAT_VERSION, "kind": "grace", "at": iso_utc(now), "user_id": user_id,
-            "application_id": None, "rules_version": rules_version, "days": days}
+            "application_id": None, "rules_version": rules_version, "days": days,
+            "use_id": use_id}
 
 
 def encode(record: Mapping[str, Any]) -> str:

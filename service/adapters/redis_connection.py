@@ -33,9 +33,10 @@ def connect(url: str | None, timeout: float = 0.5) -> Client:
         nodes = [ClusterNode(*_host_port(part)) for part in rest.split(",") if part]
         return RedisCluster(startup_nodes=nodes, **options)
     # One retry on a fresh connection covers a server that restarted since the pool's
-    # connections were made; beyond that, fail fast and answer 503.
-    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1),
-                                retry_on_error=[redis.ConnectionError], **options)
+    # connections were made; beyond that, fail fast and answer 503. Never on a timeout: the
+    # server may still run the command (the state store retries its idempotent scripts itself).
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+                                **options)
 
 
 def _host_port(text: str) -> tuple[str, int]:

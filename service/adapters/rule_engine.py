@@ -68,7 +68,10 @@ class RuleEngine:
             definitions[name] = ruleset
         with _ENGINE_LOCK:
             self._host = _QuietHost()
-            self._host.set_rulesets(definitions)
+            try:
+                self._host.set_rulesets(definitions)
+            except Exception as exc:  # the loader refuses what it knows; this names the rest
+                raise EngineError(f"durable_rules refused the rules: {exc}") from exc
 
     def _recorder(self, key: str):
         def record(_closure) -> None:

@@ -8,6 +8,10 @@ one Lua script can touch them together. A decision is two round trips:
 2. COMMIT (Lua): if the lock is still ours, write the application record, the state change
    and release the lock, all at once; if it is not (it expired), write nothing.
 
+Both are safe to run twice, so a call whose reply was lost (a timeout, while Redis may still
+run it) is retried rather than reported as unwritten: BEGIN finds its own token in the lock,
+COMMIT finds the marker its first run left and returns that run's log id.
+
 The lock serialises one user's requests across processes and machines, so two requests never
 both see the old state, and 50 copies of one application are evaluated once. A worker that dies
 holding it stops blocking others when the lock's TTL runs out, and cannot write afterwards.
@@ -32,7 +36,20 @@ UTC = dt.timezone.utc
 
 
 class StoreUnavailable(RuntimeError):
-    """Redis cannot be reached or did not answer in time: the request gets a 503."""
+    """Redis cannot be reached or did not answer in time: the request gets a 503.
+
+    `outcome_unknown`: a commit was sent and never confirmed nor refused within the retry
+    bound, so it may have been applied (a retry of the same application gets its decision).
+    """
+
+    def __init__(self, message: str, outcome_unknown: bool = False):
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
+
+
+class StoreRefused(StoreUnavailable):
+    """Redis answered "not now" (memory full, disk failing, a read-only replica, loading):
+    the command was refused before it wrote anything."""
 
 
 class StoreBusy(RuntimeError):
@@ -42,9 +59,15 @@ class StoreBusy(RuntimeError):
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
                 RedisClusterException, ConnectionError, OSError)
 
+# Both scripts are safe to run twice (a retry after a timeout, while Redis may still run the
+# first call): a lock already holding our token is ours; a commit already applied left a
+# marker holding its log id, returned again instead of writing twice.
 _BEGIN = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {0, redis.call('PTTL', KEYS[1])}
+local held = redis.call('GET', KEYS[1])
+if held ~= ARGV[1] then
+  if held or not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {0, redis.call('PTTL', KEYS[1])}
+  end
 end
 return {1,
         redis.call('HGETALL', KEYS[2]),
@@ -54,6 +77,8 @@ return {1,
 """
 
 _COMMIT = """
+local done = redis.call('GET', KEYS[7])
+if done then return done end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LOCK_LOST the user lock expired before the commit')
 end
@@ -70,14 +95,17 @@ if ARGV[4] ~= '' then
   log_id = redis.call('XADD', KEYS[6], 'MINID', '~', plan.log_minid, '*', 'r', ARGV[4])
   redis.call('EXPIRE', KEYS[6], plan.log_ttl)
 end
-for i, zkey in ipairs({KEYS[3], KEYS[5]}) do
-  local add = (i == 1) and plan.apps_add or plan.grace_add
-  if add then
-    redis.call('ZADD', zkey, add.score, add.member)
-    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', add.trim_before)
-    redis.call('EXPIRE', zkey, add.ttl)
-  end
+-- each sorted set with its own entry (an and/or pick would fall through to grace_add when
+-- apps_add is false and count a grace use as an application)
+local function zadd(zkey, add)
+  if not add then return end
+  redis.call('ZADD', zkey, add.score, add.member)
+  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', add.trim_before)
+  redis.call('EXPIRE', zkey, add.ttl)
 end
+zadd(KEYS[3], plan.apps_add)
+zadd(KEYS[5], plan.grace_add)
+redis.call('SET', KEYS[7], log_id or '', 'PX', plan.marker_ttl_ms)
 redis.call('DEL', KEYS[1])
 return log_id
 """
@@ -86,6 +114,12 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# How long an applied commit stays recognisable: far longer than any retry of it can run.
+COMMIT_MARKER_TTL_MS = 60_000
+# A Redis error reply that means "not now" (memory full, disk failing, a replica, loading,
+# failover), not a bug: nothing was written, the request gets a 503 and /readyz fails.
+UNAVAILABLE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN")
 
 # user hash fields
 COOLDOWN_UNTIL = "cooldown_until"
@@ -101,6 +135,12 @@ def epoch(moment: dt.datetime) -> int:
 
 def from_epoch(value: Any) -> Optional[dt.datetime]:
     return None if value in (None, b"", "") else dt.datetime.fromtimestamp(int(value), UTC)
+
+
+def grace_uses(members) -> tuple[dt.datetime, ...]:
+    """The times of grace-use members: "<epoch second>:<days>:<use id>", or the older
+    "<epoch second>:<days>" (still read: stored uses keep counting)."""
+    return tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":", 1)[0]), UTC) for m in members))
 
 
 @dataclass(frozen=True)
@@ -176,7 +216,8 @@ class CommitPlan:
                            "hdel": self.hdel, "hincrby": self.hincrby, "user_ttl": user_ttl,
                            "apps_add": self.apps_add or False, "grace_add": self.grace_add or False,
                            # stream ids are the server's milliseconds: older entries are trimmed
-                           "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000))},
+                           "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000)),
+                           "marker_ttl_ms": COMMIT_MARKER_TTL_MS},
                           separators=(",", ":"))
         return [plan, self.app["value"] if self.app else "", self.log or ""]
 
@@ -217,32 +258,66 @@ class RedisStateStore:
         """
         token = secrets.token_hex(16)
         keys = self.keys(user_id, application_id)
-        reply = self._call(self._begin, keys, [token, self.lock_ttl_ms, epoch(count_from),
-                                               epoch(now), epoch(grace_from)])
+        args = [token, self.lock_ttl_ms, epoch(count_from), epoch(now), epoch(grace_from)]
+        try:
+            reply = self._retrying(lambda: self._call(self._begin, keys, args), attempts=2)
+        except StoreUnavailable:
+            self._release_token(keys[0], token)   # a BEGIN that ran late took the lock: free it
+            raise
         if int(reply[0]) != 1:
             return None
         raw_fields, count, app_raw, grace = reply[1], reply[2], reply[3], reply[4]
         fields = {_s(raw_fields[i]): _s(raw_fields[i + 1]) for i in range(0, len(raw_fields), 2)}
-        uses = tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":")[0]), UTC) for m in grace))
+        uses = grace_uses(grace)
         application = StoredApplication(json.loads(app_raw)) if app_raw else None
         return UserSnapshot(user_id, application_id, token, fields, int(count), uses, application)
 
     def commit(self, snapshot: UserSnapshot, plan: CommitPlan) -> Optional[str]:
-        """Apply the plan and release the lock in one step; returns the log entry's id."""
-        keys = self.keys(snapshot.user_id, snapshot.application_id)
+        """Apply the plan and release the lock in one step; returns the log entry's id.
+
+        A call that timed out may still run in Redis: it is retried (COMMIT is idempotent) until
+        its outcome is known, for as long as the lock could still let it apply; after that a
+        still-unknown outcome is said to be unknown, never "nothing was written".
+        """
+        keys = self.keys(snapshot.user_id, snapshot.application_id) + [
+            f"{self._base(snapshot.user_id)}:commit:{snapshot.token}"]
+        args = [snapshot.token, *plan.encode(self.user_ttl, self.log_ttl)]
         try:
-            log_id = self._call(self._commit, keys, [snapshot.token,
-                                                     *plan.encode(self.user_ttl, self.log_ttl)])
+            log_id = self._retrying(lambda: self._call(self._commit, keys, args),
+                                    seconds=self.lock_ttl_ms / 1000 + 0.5, unknown_after_send=True)
             return _s(log_id) if log_id else None
         except redis.ResponseError as exc:
             if "LOCK_LOST" in str(exc):
                 raise StoreBusy("the user's lock expired before the commit; nothing was written") from exc
             raise
 
+    def _retrying(self, call, attempts: int = 1_000_000, seconds: float = 60.0,
+                  unknown_after_send: bool = False):
+        """Run an idempotent script again while Redis does not answer (timeouts, dropped
+        connections), up to `attempts` tries or `seconds`. An error reply ends the retries: it
+        is the outcome of this try, and of the earlier ones if none of them could be unknown."""
+        deadline, unknown = time.monotonic() + seconds, False
+        while True:
+            try:
+                return call()
+            except StoreUnavailable as exc:
+                if isinstance(exc, StoreRefused) and not unknown:
+                    raise
+                unknown = unknown or (unknown_after_send and not isinstance(exc, StoreRefused))
+                attempts -= 1
+                if attempts <= 0 or time.monotonic() >= deadline:
+                    if unknown:
+                        raise StoreUnavailable(f"the commit's outcome is unknown: {exc}",
+                                               outcome_unknown=True) from exc
+                    raise
+                time.sleep(0.05)
+
     def release(self, snapshot: UserSnapshot) -> None:
-        keys = self.keys(snapshot.user_id, snapshot.application_id)
+        self._release_token(self.keys(snapshot.user_id, None)[0], snapshot.token)
+
+    def _release_token(self, lock_key: str, token: str) -> None:
         try:
-            self._call(self._release, keys[:1], [snapshot.token])
+            self._call(self._release, [lock_key], [token])
         except StoreUnavailable:
             pass   # the lock's TTL frees it
 
@@ -269,14 +344,15 @@ class RedisStateStore:
         fields, count, grace_members, exists = self._do(read)
         if not exists:
             return None
-        uses = tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":")[0]), UTC)
-                            for m in grace_members))
+        uses = grace_uses(grace_members)
         return UserSnapshot(user_id, None, "", {_s(k): _s(v) for k, v in fields.items()},
                             int(count), uses, None)
 
     def ping(self) -> bool:
+        """Whether Redis takes a write now: a PING still answers when it is out of memory,
+        read-only or unable to persist, so readiness writes a tiny expiring key."""
         try:
-            return bool(self._do(self.client.ping))
+            return bool(self._do(lambda: self.client.set(f"{self.prefix}:health", "1", px=10_000)))
         except StoreUnavailable:
             return False
 
@@ -290,6 +366,17 @@ class RedisStateStore:
             return operation()
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}") from exc
+        except redis.ResponseError as exc:
+            if not refused(exc):
+                raise   # LOCK_LOST, or a bug in a script: not Redis's state
+            raise StoreRefused(f"Redis refused: {type(exc).__name__}: {exc}") from exc
+
+
+def refused(exc: redis.ResponseError) -> bool:
+    """Whether an error reply is Redis saying "not now" rather than "this is wrong"."""
+    if isinstance(exc, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)):
+        return True
+    return str(exc).lstrip("-").split(" ", 1)[0].upper() in UNAVAILABLE_REPLIES
 
 
 def _s(value) -> str:

@@ -33,7 +33,7 @@ def _catalogue() -> dict[str, FactField]:
     for group in GROUPS:
         out[f"is_{group}"] = FactField("bool", None)
     for doc in DOCUMENTS:
-        out[doc] = FactField("bool", None)
+        out[doc] = FactField("bool", f"applicant.documents.{doc}")
     for name in UserState().fact_fields():
         out[name] = FactField("number", None)
     return out
@@ -110,7 +110,8 @@ def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
         put(f"is_{group}", group in groups, "bool")
     documents = applicant.get("documents") or {}
     for doc in DOCUMENTS:
-        put(doc, bool(documents.get(doc, False)), "bool")
+        # absent: not claimed (false); null: unknown, missing data if a rule reads it
+        put(doc, documents.get(doc, False), "bool")
     for name, value in state.fact_fields(limit_factor).items():
         put(name, value, "number")
     for name, offset in ref_dates.items():

@@ -36,6 +36,11 @@ LARGEST_ALLOWED = "largest_allowed_amount"
 TEMPORARY_LIMIT_FLAG = "temporary_limit"
 
 
+def _scaled(compiled, limit_factor: float) -> float:
+    """A limit as it stands under the limit factor (only limits that read it are raised)."""
+    return compiled.limit * (limit_factor if compiled.scales_with_limit else 1.0)
+
+
 def decision_id(user_id: str, application_id: str, decided_at: str) -> str:
     """Deterministic, so replaying a decision reproduces its id."""
     digest = hashlib.sha256(f"{user_id}\0{application_id}\0{decided_at}".encode()).hexdigest()
@@ -89,7 +94,8 @@ class Policy:
         if raised is not None:
             chosen = raised
             temp_limit_used = not any(c.rule.is_check and c.rule.key in raised.fired for c in plan.rules)
-        decision = self._assemble(request, plan, chosen, now, temp_limit_used)
+        largest = self._largest_allowed(request, plan, state, now, chosen)
+        decision = self._assemble(request, plan, chosen, now, temp_limit_used, largest)
         return Outcome(decision, self._change(decision, state, now, temp_limit_used), evaluated=True)
 
     def _run(self, request, plan: ProductPlan, state: UserState, now: dt.datetime,
@@ -105,15 +111,43 @@ class Policy:
         The second pass is the answer whether it passes (approved on the temporary limit) or
         not (refused, with the raised limit as the largest allowed amount).
         """
-        t4 = self.book.time.temporary_limit
         failed = [c for c in plan.rules if c.rule.is_check and c.rule.key in first.fired]
         if not failed or not all(c.scales_with_limit for c in failed):
             return None
-        if not request["applicant"].get("documents", {}).get(t4.requires_document):
+        if not self._temporary_limit_available(request, state, now):
             return None
-        if not (state.temp_limit_active(now) or state.temp_limit_grants < t4.max_grants):
+        return self._run(request, plan, state, now, 1.0 + self.book.time.temporary_limit.increase)
+
+    def _temporary_limit_available(self, request, state: UserState, now: dt.datetime) -> bool:
+        """T4: may this application use the raised limits (a grant held, or one granted now)?"""
+        t4 = self.book.time.temporary_limit
+        if t4.applies_while_active and state.temp_limit_active(now):
+            return True
+        if not (request["applicant"].get("documents") or {}).get(t4.requires_document):
+            return False
+        return state.temp_limit_active(now) or state.temp_limit_grants < t4.max_grants
+
+    def _largest_allowed(self, request, plan: ProductPlan, state: UserState, now: dt.datetime,
+                         run: _Pass) -> Optional[float]:
+        """The largest allowed amount shown with AMOUNT_OUT_OF_RANGE (None if no limit refused).
+
+        "smallest_broken_limit" (rules versions before issue 17): the smallest limit the amount
+        broke. "smallest_applicable_limit": the smallest of every limit that applies to the
+        applicant, found by a probe pass at an amount above every limit: the limit rules that
+        fire then are exactly the ones whose other conditions (group, tier, balance) hold.
+        """
+        fired_limits = [c for c in plan.rules if c.limit is not None and c.rule.key in run.fired]
+        if not fired_limits:
             return None
-        return self._run(request, plan, state, now, 1.0 + t4.increase)
+        if self.book.largest_allowed == "smallest_broken_limit":
+            return min(_scaled(c, run.limit_factor) for c in fired_limits)
+        factor = 1.0 + self.book.time.temporary_limit.increase \
+            if self._temporary_limit_available(request, state, now) else 1.0
+        ceiling = max(c.limit * factor for c in plan.rules if c.limit is not None)
+        probe_request = {**request, "amount": ceiling * 2 + 1}
+        probe = self._run(probe_request, plan, state, now, factor)
+        applicable = [c for c in plan.rules if c.limit is not None and c.rule.key in probe.fired]
+        return min(_scaled(c, factor) for c in applicable or fired_limits)
 
     def _refusal_by_state(self, request, state: UserState, now: dt.datetime) -> Optional[Decision]:
         if state.in_cooldown(now):
@@ -138,7 +172,8 @@ class Policy:
             trace=(TraceEntry(rule_id, "state", False, True, inputs),))
 
     def _assemble(self, request: Mapping[str, Any], plan: ProductPlan, run: _Pass,
-                  now: dt.datetime, temp_limit_used: bool) -> Decision:
+                  now: dt.datetime, temp_limit_used: bool,
+                  largest_allowed: Optional[float]) -> Decision:
         book, fact, fired = self.book, run.fact, run.fired
         # one MISSING_DATA per request field (a derived fact field names its source)
         missing = list(dict.fromkeys(FACT_FIELDS[f].source for f in plan.needed if f in fact.missing))
@@ -147,9 +182,6 @@ class Policy:
         flags: list[str] = [TEMPORARY_LIMIT_FLAG] if temp_limit_used else []
         adjustments: list[Mapping] = []
         cooling_off = False
-        broken = [c.limit * (run.limit_factor if c.scales_with_limit else 1.0)
-                  for c in plan.rules if c.limit is not None and c.rule.key in fired]
-        largest_allowed = min(broken) if broken else None
         for compiled in plan.rules:
             rule = compiled.rule
             matched = rule.key in fired

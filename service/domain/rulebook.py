@@ -8,6 +8,7 @@ decision records the version that made it.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -15,15 +16,24 @@ from typing import Any, Mapping, Optional
 import yaml
 from marshmallow import ValidationError
 
-from schemas.rules import ProductsFileSchema, RuleFileSchema, TimeFileSchema
+from schemas.rules import LimitsFileSchema, ProductsFileSchema, RuleFileSchema, TimeFileSchema
 from service.domain import conditions as cond
 from service.domain.facts import FACT_FIELDS
 
 PRODUCTS_FILE = "products.yaml"
 TIME_FILE = "time.yaml"
+LIMITS_FILE = "limits.yaml"
 # durable_rules refuses more than 64 rules true for one fact (error 303); a product whose
 # ruleset could exceed it is refused at load time instead of failing at decision time.
 DURABLE_MAX_RULES = 64
+# durable_rules keeps numbers as int64/double and parses its ruleset JSON itself: an integer
+# past 2**53 compares wrongly (measured: x = 2**64-1 is not < 2**64) and a float that Python
+# writes with an exponent but no decimal point (1e-07, 1e+16) is refused when the ruleset is built (error 204).
+DURABLE_MAX_MAGNITUDE = 2 ** 53
+# The whole directory is read into memory, parsed and archived in Redis on every reload: a
+# rules file is a few KiB, so these caps leave ample room and refuse a runaway file early.
+MAX_FILE_BYTES = 256 * 1024
+MAX_DIRECTORY_BYTES = 1024 * 1024
 
 
 class RulesError(ValueError):
@@ -94,6 +104,9 @@ class TemporaryLimit:
     days: int
     max_grants: int
     requires_document: str
+    # True: an active grant raises the limits without the document (RULEBOOK, issue 17).
+    # Rules versions without the setting asked for the document on every application.
+    applies_while_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,9 @@ class RuleBook:
     time: TimeRules
     rules: tuple[Rule, ...]
     missing_data: Rule              # the MISSING_DATA template (no condition)
+    # limits.yaml `largest_allowed_amount`: "smallest_broken_limit" (the behaviour of rules
+    # versions without the setting) or "smallest_applicable_limit" (RULEBOOK, issue 17)
+    largest_allowed: str = "smallest_broken_limit"
     files: Mapping[str, bytes] = field(repr=False, default_factory=dict)
 
     def rules_for(self, product: str) -> tuple[Rule, ...]:
@@ -145,8 +161,53 @@ def load(directory: Path | str) -> RuleBook:
     directory = Path(directory)
     if not directory.is_dir():
         raise RulesError(f"{directory}: not a directory of rule files")
-    files = {p.name: p.read_bytes() for p in sorted(directory.glob("*.yaml"))}
+    paths = sorted(directory.glob("*.yaml"))
+    total = 0
+    for path in paths:
+        size = path.stat().st_size
+        total += size
+        _check_size(path.name, size, total)
+    files = {p.name: p.read_bytes() for p in paths}
     return load_files(files, directory)
+
+
+def _check_size(name: str, size: int, total: int) -> None:
+    """Refuse an oversized file before reading it: a 10 MB file would stall the worker."""
+    if size > MAX_FILE_BYTES:
+        raise RulesError(f"{name}: {size} bytes; a rules file may hold at most {MAX_FILE_BYTES}")
+    if total > MAX_DIRECTORY_BYTES:
+        raise RulesError(f"{name}: the rule files add up to more than {MAX_DIRECTORY_BYTES} bytes")
+
+
+def number_problem(value: Any) -> Optional[str]:
+    """Why durable_rules cannot take this number as the rules give it, or None if it can."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if abs(value) > DURABLE_MAX_MAGNITUDE:
+        return f"is beyond ±2**53, which durable_rules cannot compare exactly"
+    if isinstance(value, float) and "e" in repr(value) and "." not in repr(value).split("e")[0]:
+        return ("is written with an exponent and no decimal point (as 1e-07), which "
+                "durable_rules refuses: use 0, at least 0.0001, or a value such as 1.5e-07")
+    return None
+
+
+def _check_numbers(name: str, node: Any, path: str = "") -> None:
+    """Walk a parsed file and refuse the first number durable_rules cannot take."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_numbers(name, value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            label = f"{path}[{index}]"
+            if isinstance(value, dict) and "id" in value and "check" in value:
+                label = f"{path}[{index}] (rule {value['id']}.{value['check']})"
+            _check_numbers(name, value, label)
+    else:
+        problem = number_problem(node)
+        if problem:
+            raise RulesError(f"{name}: {path}: {node!r} {problem}")
 
 
 def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -> RuleBook:
@@ -154,16 +215,28 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
     for required in (PRODUCTS_FILE, TIME_FILE):
         if required not in files:
             raise RulesError(f"{directory}/{required}: missing")
+    total = 0
+    for name, data in files.items():
+        total += len(data)
+        _check_size(name, len(data), total)
     documents = {name: _parse_yaml(name, data) for name, data in files.items()}
+    for name, document in documents.items():
+        _check_numbers(name, document)
     products_doc = _validate(PRODUCTS_FILE, ProductsFileSchema(), documents[PRODUCTS_FILE])
     time_doc = _validate(TIME_FILE, TimeFileSchema(), documents[TIME_FILE])
     products = {name: Product(name=name, **spec) for name, spec in products_doc["products"].items()}
 
     rules: list[Rule] = []
+    largest_allowed = "smallest_broken_limit"
     for name in sorted(documents):
         if name == PRODUCTS_FILE:
             continue
-        doc = time_doc if name == TIME_FILE else _validate(name, RuleFileSchema(), documents[name])
+        if name == TIME_FILE:
+            doc = time_doc
+        else:
+            schema = LimitsFileSchema() if name == LIMITS_FILE else RuleFileSchema()
+            doc = _validate(name, schema, documents[name])
+            largest_allowed = doc.get("largest_allowed_amount", largest_allowed)
         rules.extend(_build_rule(name, raw, doc["params"], products) for raw in doc["rules"])
     time_rules = TimeRules(
         reapply_window_days=time_doc["reapply_window_days"],
@@ -186,7 +259,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
         version=version_of(files), directory=directory, products=products,
         apr_cap=products_doc["apr_cap"], rate_decimals=products_doc["rate_decimals"],
         time=time_rules, rules=tuple(rules),
-        missing_data=templates[0], files=dict(files),
+        missing_data=templates[0], largest_allowed=largest_allowed, files=dict(files),
     )
 
 
@@ -310,6 +383,10 @@ def _check_types(where: str, condition: cond.Condition, params: Mapping[str, Any
             kinds = {_kind_of_value(v) for v in values}
     else:
         kinds = {_kind_of_value(rhs.value)}
+    for literal in (rhs, getattr(rhs, "factor", None)):
+        problem = number_problem(literal.value) if isinstance(literal, cond.Literal) else None
+        if problem:
+            raise RulesError(f"{where}: the number {literal.value!r} {problem}")
     if kinds != {field.kind}:
         raise RulesError(f"{where}: {condition.field} is a {field.kind} but is compared with "
                          f"a {'/'.join(sorted(kinds))}")

@@ -18,7 +18,7 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="gunicorn worker processes (sync workers: durable_rules is not thread-safe).")
+              help="gunicorn worker processes (gevent, no threads: durable_rules is not thread-safe).")
 @click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
               help="Rules directory (default: RULES_DIR or the bundled rules/).")
 def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
@@ -27,6 +27,10 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
     import tempfile
     from pathlib import Path
 
+    if os.environ.get("WORKER_CLASS", "gevent") == "gevent":   # docker/gunicorn.conf.py's default
+        from service.entrypoints.gunicorn_worker import patch_early
+
+        patch_early()   # before the app (and its locks and sockets) is built
     # before prometheus_client is imported: every worker's samples go to one directory
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="loan-decide-metrics-"))
     from gunicorn.app.base import BaseApplication
@@ -58,7 +62,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
                     if key in self.cfg.settings and value is not None:
                         self.cfg.set(key, value)
             else:
-                self.cfg.set("worker_class", "sync")
+                self.cfg.set("worker_class", "service.entrypoints.gunicorn_worker.JsonGeventWorker")
                 self.cfg.set("preload_app", True)
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
+from schemas.request import canonical_request
 from service.adapters import decision_log
-from service.adapters.rule_engine import policy_for
 from service.adapters.state_store import (
     COOLDOWN_UNTIL,
     COOLING_APP,
@@ -44,10 +45,22 @@ class Conflict(RuntimeError):
     pass
 
 
-def payload_digest(payload: Mapping[str, Any]) -> str:
-    """The same application sent again is recognised by this digest of its canonical JSON."""
+def raw_payload_digest(payload: Mapping[str, Any]) -> str:
+    """The digest records written before canonical_request held: the JSON exactly as sent."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """The same application sent again is recognised by this digest of the valid request in
+    canonical form: a retry that writes `4000.0` for `4000`, or a default out, is the same."""
+    return raw_payload_digest(canonical_request(payload))
+
+
+def same_request(stored_digest: str, payload: Mapping[str, Any]) -> bool:
+    """Whether a stored record was made by this request: by the canonical digest, or by the
+    raw one (records written before it)."""
+    return stored_digest in (payload_digest(payload), raw_payload_digest(payload))
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,7 @@ class DecisionService:
             if snapshot is not None:
                 break
             if time.monotonic() > deadline:
-                raise StoreBusy(f"user {user_id!r} is busy; try again")
+                raise StoreBusy("another request for this user is in progress; try again")  # no id: it may be personal data
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
         committed = False
@@ -118,7 +131,7 @@ class DecisionService:
         def step(snapshot: UserSnapshot, now: dt.datetime):
             stored = snapshot.application
             if stored is not None:
-                if stored.payload_sha256 != digest:
+                if not same_request(stored.payload_sha256, payload):
                     raise Conflict(f"application {request['application_id']!r} was already decided "
                                    "with a different payload")
                 return DecideResult(stored.decision, replayed=True), None
@@ -195,17 +208,25 @@ class DecisionService:
             if len(snapshot.grace_uses) >= grace.max_uses:
                 raise Conflict(f"{grace.max_uses} grace uses in the last {grace.period_days} days "
                                "already; no more are allowed yet")
-            plan = self.plan_grace(days, now)
-            plan.log = decision_log.encode(decision_log.grace_record(user_id, days, now, self.rules_version))
+            use_id = secrets.token_hex(8)
+            plan = self.plan_grace(days, now, use_id)
+            plan.log = decision_log.encode(decision_log.grace_record(user_id, days, now,
+                                                                   self.rules_version, use_id))
             return None, plan
 
         self.run_locked(user_id, None, step)
         return self.user_state(user_id)
 
-    def plan_grace(self, days: int, now: dt.datetime) -> CommitPlan:
+    def plan_grace(self, days: int, now: dt.datetime, use_id: Optional[str]) -> CommitPlan:
+        """One use, as the member "<epoch second>:<days>:<use id>" scored by its second.
+
+        Without the use id, uses in one second were one member: the limit counted them once.
+        Records written before it existed (no use_id) rebuild to the old "<second>:<days>".
+        """
         grace = self.policy.book.time.grace
+        member = f"{epoch(now)}:{days}" + (f":{use_id}" if use_id else "")
         return CommitPlan(grace_add={
-            "score": epoch(now), "member": f"{epoch(now)}:{days}",
+            "score": epoch(now), "member": member,
             "trim_before": epoch(now - dt.timedelta(days=grace.period_days)),
             "ttl": (grace.period_days + 1) * 86400})
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from service.adapters import decision_log
-from service.adapters.rule_engine import policy_for
+from service.adapters.rule_engine import EngineError, policy_for
 from service.adapters.rules_archive import RulesArchive
 from service.domain import rulebook
 from service.domain.policy import Policy
@@ -49,7 +49,10 @@ def reload_rules(service: DecisionService, rules_dir: Path, sample_size: int = 2
                  dry_run: bool = False) -> dict:
     """Raises rulebook.RulesError for a bad directory, before anything changes."""
     book = rulebook.load(rules_dir)
-    candidate = policy_for(book)
+    try:
+        candidate = policy_for(book)
+    except EngineError as exc:
+        raise rulebook.RulesError(f"{rules_dir}: {exc}") from exc
     lines = ((n, text) for n, text in enumerate(recent_decisions(service, sample_size), 1))
     summary = replay.replay(lines, _Fixed(candidate), skip_bad=True)
     previous = service.rules_version

@@ -280,7 +280,8 @@ def test_dockerignore_keeps_local_state_out():
 
 def _gunicorn_settings(monkeypatch, tmp_path, **env) -> dict:
     for name in ("BIND", "WORKERS", "TIMEOUT", "GRACEFUL_TIMEOUT", "MAX_REQUESTS", "KEEPALIVE",
-                 "MAX_REQUESTS_JITTER", "WORKER_TMP_DIR", "LOG_LEVEL", "ACCESS_LOG"):
+                 "MAX_REQUESTS_JITTER", "WORKER_TMP_DIR", "LOG_LEVEL", "ACCESS_LOG", "WORKER_CLASS",
+                 "WORKER_CONNECTIONS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     for name, value in env.items():
@@ -291,7 +292,7 @@ def _gunicorn_settings(monkeypatch, tmp_path, **env) -> dict:
 def test_gunicorn_conf_from_the_environment(monkeypatch, tmp_path):
     conf = _gunicorn_settings(monkeypatch, tmp_path, WORKERS="3", TIMEOUT="41", GRACEFUL_TIMEOUT="17",
                               MAX_REQUESTS="123", BIND="127.0.0.1:9", WORKER_TMP_DIR="/dev/shm")
-    assert conf["worker_class"] == "sync" and conf["threads"] == 1
+    assert conf["worker_class"] == "service.entrypoints.gunicorn_worker.JsonGeventWorker" and conf["threads"] == 1
     assert conf["preload_app"] is True
     assert (conf["workers"], conf["timeout"], conf["graceful_timeout"], conf["max_requests"]) == (3, 41, 17, 123)
     assert conf["bind"] == "127.0.0.1:9" and conf["worker_tmp_dir"] == "/dev/shm"
@@ -303,7 +304,11 @@ def test_gunicorn_conf_defaults_and_setting_names(monkeypatch, tmp_path):
 
     conf = _gunicorn_settings(monkeypatch, tmp_path)
     assert conf["bind"] == "0.0.0.0:8000"
-    assert conf["worker_class"] == "sync" and conf["preload_app"] is True
+    # gevent: slow clients must not hold the workers (issue 9)
+    assert conf["worker_class"] == "service.entrypoints.gunicorn_worker.JsonGeventWorker"
+    assert conf["worker_connections"] >= 200 and conf["preload_app"] is True
+    sync = _gunicorn_settings(monkeypatch, tmp_path, WORKER_CLASS="sync")
+    assert sync["worker_class"] == "service.entrypoints.gunicorn_worker.JsonSyncWorker"
     assert conf["graceful_timeout"] < conf["timeout"]
     known = {s.name for s in KNOWN_SETTINGS}
     names = {k for k, v in conf.items() if not k.startswith("_") and not callable(v)

@@ -48,9 +48,9 @@ def test_idempotency(service):
 
 
 def test_keys_of_a_user_share_one_slot_and_carry_ttls(service):
-    decide(service, payload(age=17), user="user:{odd}", app="a/1")
+    decide(service, payload(age=17), user="user:{odd}", app="a:{1}")
     store = service.store
-    keys = store.keys("user:{odd}", "a/1")
+    keys = store.keys("user:{odd}", "a:{1}")
     client = store.client
     present = [k for k in keys if client.exists(k)]
     assert len(present) == 4                     # user hash, apps set, application record, log

@@ -133,6 +133,31 @@ def test_diff_finds_a_tampered_state(policy):
     assert [(d.user_id, d.key) for d in result.differences] == [(user, "user")]
 
 
+@pytest.mark.parametrize("digest, differences", [("raw", 0), ("other", 1)])
+def test_diff_accepts_the_raw_digest_of_records_written_before_canonical_retries(policy, digest,
+                                                                                differences):
+    """Records written before retries were compared in canonical form hold the raw request's
+    digest: the same record to `state diff`. Any other digest is still a difference."""
+    from schemas.request import DecideRequestSchema
+    from service.usecases.decide import raw_payload_digest
+
+    service = embedded_service(policy, FixedClock(NOW))
+    doc = dict(payload(amount=4000.0), user_id="u-old", application_id="a-old")
+    service.decide(doc, DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(doc))
+    out = io.StringIO()
+    decisionlog.export(service.store.client, "ld", out)
+    lines = list(enumerate(out.getvalue().splitlines(), 1))
+    key = service.store.keys("u-old", "a-old")[3]
+    record = json.loads(service.store.client.get(key))
+    request = json.loads(lines[0][1])["request"]
+    assert record["payload_sha256"] != raw_payload_digest(request)   # 4000.0 is not canonical
+    record["payload_sha256"] = raw_payload_digest(request) if digest == "raw" else "0" * 64
+    service.store.client.set(key, json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    implied = embedded_service(policy, FixedClock(NOW))
+    result = rebuild.diff(implied, service, rebuild.records(iter(lines)))
+    assert len(result.differences) == differences
+
+
 def test_a_failed_commit_logs_nothing(policy, monkeypatch):
     """State and log are one write: when the commit is refused, neither changes."""
     service = embedded_service(policy, FixedClock(NOW))

@@ -41,3 +41,68 @@ def test_smallest_broken_limit_is_the_largest_allowed(decide):
     decision = decide(payload(amount=40000, groups=["student"],
                               documents={"chsi_verified": True, "guardian_confirmed": True}))
     assert {r["inputs"]["largest_allowed_amount"] for r in decision["reasons"]} == {5000}
+
+
+# -- issue 17: the largest allowed amount is the smallest limit that APPLIES ------------------------
+STUDENT = {"groups": ["student"], "documents": {"chsi_verified": True, "guardian_confirmed": True}}
+PROOF = {"documents": {"repayment_proof": True}}
+LARGEST_CASES = [
+    # (name, payload, largest allowed amount in every AMOUNT_OUT_OF_RANGE reason)
+    ("weilidai normal tier, under the minimum", payload(amount=499), 30000),
+    ("weilidai normal tier, just over the tier", payload(amount=30001), 30000),
+    ("weilidai high tier, under the minimum", payload(amount=499, payments_per_month=150), 200000),
+    ("weilidai high tier, over the maximum", payload(amount=200001, payments_per_month=150), 200000),
+    ("student, under the minimum", payload(amount=499, **STUDENT), 5000),
+    ("student, just over the cap", payload(amount=5001, **STUDENT), 5000),
+    ("student, over cap and tier", payload(amount=40000, **STUDENT), 5000),
+    ("we2000 base line, under the minimum", payload("we2000", amount=499), 2000),
+    ("we2000 base line, just over the line", payload("we2000", amount=2001), 2000),
+    ("we2000 raised line, under the minimum",
+     payload("we2000", amount=499, lingqiantong_balance=50000), 5000),
+    ("we2000 raised line, over the maximum",
+     payload("we2000", amount=5001, lingqiantong_balance=50000), 5000),
+    ("weilidai with proof: the temporary limit would be granted, under the minimum",
+     payload(amount=499, **PROOF), 45000),
+    ("weilidai with proof, just over the raised tier", payload(amount=45001, **PROOF), 45000),
+    ("we2000 with proof: raised line, under the minimum", payload("we2000", amount=499, **PROOF), 3000),
+    ("we2000 with proof: the raised line stops at the product maximum",
+     payload("we2000", amount=5001, lingqiantong_balance=50000, **PROOF), 5000),
+]
+
+
+@pytest.mark.parametrize("doc, largest", [c[1:] for c in LARGEST_CASES],
+                         ids=[c[0] for c in LARGEST_CASES])
+def test_largest_allowed_is_the_smallest_applicable_limit(decide, doc, largest):
+    decision = decide(doc)
+    reasons = [r for r in decision["reasons"] if r["code"] == "AMOUNT_OUT_OF_RANGE"]
+    assert reasons and decision["outcome"] == "rejected"
+    assert {r["inputs"]["largest_allowed_amount"] for r in reasons} == {largest}
+
+
+@pytest.mark.parametrize("doc, largest", [c[1:] for c in LARGEST_CASES if c[2] != 200000],
+                         ids=[c[0] for c in LARGEST_CASES if c[2] != 200000])
+def test_asking_for_the_largest_allowed_amount_is_approved(decide, doc, largest):
+    """The value is a promise: asking again for exactly that much is not AMOUNT_OUT_OF_RANGE."""
+    decision = decide(dict(doc, amount=largest))
+    assert "AMOUNT_OUT_OF_RANGE" not in [r["code"] for r in decision["reasons"]]
+
+
+def test_rules_without_the_setting_keep_the_smallest_broken_limit(tmp_path):
+    """An archived rules version that predates the setting decides as it did (replay)."""
+    import shutil
+
+    from schemas.request import DecideRequestSchema
+    from service.adapters.rule_engine import policy_for
+    from service.domain import rulebook
+    from service.domain.userstate import UserState
+    from tests.conftest import NOW, RULES_DIR
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    text = (rules / "limits.yaml").read_text()
+    (rules / "limits.yaml").write_text(text.replace("largest_allowed_amount: smallest_applicable_limit\n", ""))
+    book = rulebook.load(rules)
+    assert book.largest_allowed == "smallest_broken_limit"
+    doc = DecideRequestSchema(term_ranges=book.term_ranges()).load(payload(amount=499))
+    reason = policy_for(book).decide(doc, UserState(), NOW).reasons[0]
+    assert reason.inputs["largest_allowed_amount"] == 200000

@@ -51,7 +51,9 @@ def test_open_endpoints_need_no_key(keyed, path):
 
 
 def test_admin_key_is_distinct(keyed, service):
-    assert keyed.post("/admin/rules/reload", headers={"X-Admin-Key": CLIENT_KEY}).status_code == 403
+    # API.md: a bad key is 401, a missing role 403
+    assert keyed.post("/admin/rules/reload", headers={"X-Admin-Key": CLIENT_KEY}).status_code == 401
+    assert keyed.post("/admin/rules/reload", headers={"X-API-Key": CLIENT_KEY}).status_code == 403
     assert keyed.post("/decide", json=body(), headers={"X-API-Key": ADMIN_KEY}).status_code == 401
     with pytest.raises(ValueError, match="must differ"):
         create_app(settings(api_keys=("same",), admin_keys=("same",)), service=service)
@@ -219,6 +221,48 @@ def test_bad_rules_are_refused_and_the_old_ones_stay(tmp_path, service):
     assert response.status_code == 422 and "rejections.yaml" in response.get_json()["error"]["message"]
     assert c.get("/readyz").get_json()["rules_version"] == old
     assert c.post("/decide", json=body()).get_json()["rules_version"] == old
+
+
+@pytest.mark.parametrize("min_age", [".nan", ".inf", "1.0e-7", "18446744073709551616"])
+def test_reload_refuses_numbers_durable_rules_cannot_take(tmp_path, service, min_age):
+    """`.nan` used to load and approve a 12-year-old; `.inf`/`1.0e-7` used to be a 500."""
+    rules = stricter_rules(tmp_path)
+    path = rules / "eligibility.yaml"
+    path.write_text(path.read_text().replace("min_age: 21", f"min_age: {min_age}"))
+    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service).test_client()
+    old = c.get("/readyz").get_json()["rules_version"]
+    response = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY})
+    message = response.get_json()["error"]["message"]
+    assert response.status_code == 422 and "eligibility.yaml" in message and "min_age" in message
+    assert c.get("/readyz").get_json()["rules_version"] == old
+    child = c.post("/decide", json=body("kid", "kid", age=12)).get_json()
+    assert child["rules_version"] == old and child["outcome"] == "rejected"
+
+
+def test_reload_refuses_an_oversized_rules_file(tmp_path, service):
+    rules = stricter_rules(tmp_path)
+    (rules / "groups.yaml").write_bytes(b"#" * (10 * 1024 * 1024))
+    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service).test_client()
+    old = c.get("/readyz").get_json()["rules_version"]
+    response = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY})
+    assert response.status_code == 422 and "groups.yaml" in response.get_json()["error"]["message"]
+    assert c.post("/decide", json=body()).get_json()["rules_version"] == old
+
+
+def test_reload_names_what_durable_rules_itself_refuses(tmp_path, service, monkeypatch):
+    """A limit the loader does not know yet still ends in 422, not a 500."""
+    from service.adapters import rule_engine
+
+    def refuse(self, definitions):
+        raise Exception("Could not create ruleset, error code: 204")
+
+    c = create_app(settings(rules_dir=stricter_rules(tmp_path), admin_keys=(ADMIN_KEY,)),
+                   service=service).test_client()
+    old = c.get("/readyz").get_json()["rules_version"]
+    monkeypatch.setattr(rule_engine._QuietHost, "set_rulesets", refuse)
+    response = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY})
+    assert response.status_code == 422 and "error code: 204" in response.get_json()["error"]["message"]
+    assert c.get("/readyz").get_json()["rules_version"] == old
 
 
 def test_other_workers_follow_the_active_version(tmp_path, policy, service):

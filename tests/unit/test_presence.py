@@ -47,3 +47,56 @@ def test_missing_data_with_a_rejection_is_rejected(decide):
     decision = decide(payload(age=17, drop=("health_score",)))
     assert decision["outcome"] == "rejected"
     assert set(codes(decision)) == {"MISSING_DATA", "AGE_OUT_OF_RANGE"}
+
+
+# -- issue 17.2: a null document is unknown, not "no": MISSING_DATA naming it ------------------
+NULL_DOCUMENT_CASES = [
+    ("student, chsi_verified null", payload(groups=["student"], documents={
+        "chsi_verified": None, "guardian_confirmed": True}), "applicant.documents.chsi_verified"),
+    ("student, guardian_confirmed null", payload(groups=["student"], documents={
+        "chsi_verified": True, "guardian_confirmed": None}), "applicant.documents.guardian_confirmed"),
+    ("zhouzhuanjin, business_license null", payload("zhouzhuanjin", documents={
+        "business_license": None, "cash_flow_verified": True}), "applicant.documents.business_license"),
+    ("overseas, passport_verified null", payload(groups=["overseas"], documents={
+        "passport_verified": None, "domestic_guarantor": True}), "applicant.documents.passport_verified"),
+    ("blue collar, work badge null", payload(groups=["blue_collar"], documents={
+        "work_badge_verified": None}), "applicant.documents.work_badge_verified"),
+]
+
+
+@pytest.mark.parametrize("doc, field", [c[1:] for c in NULL_DOCUMENT_CASES],
+                         ids=[c[0] for c in NULL_DOCUMENT_CASES])
+def test_null_document_is_missing_data(decide, doc, field):
+    decision = decide(doc)
+    assert decision["outcome"] == "review" and decision["offer"] is None
+    assert missing_fields(decision) == [field]
+
+
+@pytest.mark.parametrize("value, outcome", [(True, "approved"), (False, "review")])
+def test_document_given_is_decided_as_before(decide, value, outcome):
+    """The boundary: true passes, false is the group's missing documents, null is MISSING_DATA."""
+    decision = decide(payload("zhouzhuanjin", documents={"business_license": value,
+                                                         "cash_flow_verified": True}))
+    assert decision["outcome"] == outcome and missing_fields(decision) == []
+
+
+def test_null_proof_is_no_proof(decide):
+    """repayment_proof is read by T4 only (no rule): null obtains no grant and is not missing."""
+    decision = decide(payload(amount=45000, documents={"repayment_proof": None}))
+    assert codes(decision) == ["AMOUNT_OUT_OF_RANGE"] and "temporary_limit" not in decision["flags"]
+
+
+def test_openapi_allows_a_null_document():
+    import jsonschema
+
+    from service.entrypoints.http.openapi import build_spec
+
+    spec = build_spec("test")
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              "$ref": "#/components/schemas/DecideRequest", "components": spec["components"]}
+    doc = dict(payload(groups=["student"], documents={"chsi_verified": None}),
+               user_id="u", application_id="a")
+    jsonschema.validate(doc, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(dict(doc, applicant=dict(doc["applicant"], documents={"chsi_verified": 1})),
+                            schema)

@@ -24,6 +24,10 @@ def value_for(name, kind):
     return st.one_of(st.integers(low, high), st.floats(low, high, allow_nan=False))
 
 
+# valid id characters: no '/', no control characters, no lone surrogates (schemas.request)
+ID_CHARS = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/")
+
+
 @st.composite
 def applicants(draw):
     doc = {"age": draw(st.integers(0, 150))}
@@ -45,8 +49,8 @@ def applicants(draw):
 @st.composite
 def requests(draw):
     doc = {
-        "application_id": draw(st.text(min_size=1, max_size=20)),
-        "user_id": draw(st.text(min_size=1, max_size=20)),
+        "application_id": draw(st.text(ID_CHARS, min_size=1, max_size=20)),
+        "user_id": draw(st.text(ID_CHARS, min_size=1, max_size=20)),
         "product": draw(st.sampled_from(PRODUCTS)),
         "amount": draw(st.one_of(st.integers(1, 1_000_000), st.floats(0.01, 1_000_000))),
         "applicant": draw(applicants()),

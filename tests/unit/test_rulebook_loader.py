@@ -100,3 +100,51 @@ def test_changed_threshold_changes_decisions(rules_copy):
     decision = policy_for(book).decide(doc, UserState(), NOW)
     assert [r.code for r in decision.reasons] == ["AGE_OUT_OF_RANGE"]
     assert decision.rules_version == book.version
+
+
+# -- numbers durable_rules cannot take, and oversized files (issue 9 item 7) -----------------------
+def set_min_age(value):
+    return lambda d: rule(d, "E2", "age")["params"].update(min_age=value)
+
+
+@pytest.mark.parametrize("name, mutate, expected", [
+    ("eligibility.yaml", set_min_age(float("nan")), "nan is not a finite number"),
+    ("eligibility.yaml", set_min_age(float("inf")), "inf is not a finite number"),
+    ("eligibility.yaml", set_min_age(float("-inf")), "inf is not a finite number"),
+    ("eligibility.yaml", set_min_age(1.0e-7), "exponent"),
+    ("eligibility.yaml", set_min_age(1e-300), "exponent"),
+    ("eligibility.yaml", set_min_age(2 ** 64), "2**53"),
+    ("eligibility.yaml", set_min_age(-(2 ** 53) - 1), "2**53"),
+    ("eligibility.yaml", lambda d: rule(d, "E2", "age").update(when="age < 0.00000001"), "exponent"),
+    ("products.yaml", lambda d: d["products"]["xiaoe"].update(max_amount=float("inf")), "finite"),
+    ("time.yaml", lambda d: d["temporary_limit"].update(increase=float("nan")), "finite"),
+    ("rejections.yaml", lambda d: rule(d, "R2", "id_card_expiry")["params"].update(
+        earliest_allowed_expiry={"years": 10 ** 6}), "at most 200"),
+])
+def test_numbers_durable_rules_cannot_take_are_refused(rules_copy, name, mutate, expected):
+    edit(rules_copy, name, mutate)
+    with pytest.raises(rulebook.RulesError) as error:
+        rulebook.load(rules_copy)
+    assert name in str(error.value) and expected in str(error.value)
+
+
+@pytest.mark.parametrize("value", [0, 0.0001, 17.5, 2 ** 53, -(2 ** 53), 1.5e-7])
+def test_numbers_at_the_edge_that_durable_rules_takes_load_and_compile(rules_copy, value):
+    """The refusal is no wider than the engine's limits: these build a working engine."""
+    from service.adapters.rule_engine import policy_for
+
+    edit(rules_copy, "eligibility.yaml", set_min_age(value))
+    policy_for(rulebook.load(rules_copy))
+
+
+def test_oversized_rule_file_is_refused_before_it_is_read(rules_copy):
+    (rules_copy / "padding.yaml").write_bytes(b"#" * (rulebook.MAX_FILE_BYTES + 1))
+    with pytest.raises(rulebook.RulesError, match="padding.yaml: .* at most"):
+        rulebook.load(rules_copy)
+
+
+def test_oversized_rules_directory_is_refused(rules_copy):
+    for n in range(rulebook.MAX_DIRECTORY_BYTES // rulebook.MAX_FILE_BYTES + 1):
+        (rules_copy / f"zz{n}.yaml").write_bytes(b"#" * rulebook.MAX_FILE_BYTES)
+    with pytest.raises(rulebook.RulesError, match="add up to more than"):
+        rulebook.load(rules_copy)

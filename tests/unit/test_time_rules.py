@@ -267,3 +267,54 @@ def test_t4_inside_a_grant_no_new_grant(env):
     assert "temporary_limit" in env.decide(over_tier())["flags"]
     state = env.client.get("/users/u-1/state").get_json()["temporary_limit"]
     assert state["grants_used"] == 1 and state["expires_at"] == "2026-12-23T08:00:00Z"
+
+
+# -- issue 17.3: T4 is a 30-day state ----------------------------------------------------------
+def no_proof(amount=45000):
+    return payload(amount=amount)
+
+
+def test_t4_active_grant_applies_without_the_proof(env):
+    assert "temporary_limit" in env.decide(over_tier())["flags"]
+    env.at(minutes=1)
+    again = env.decide(no_proof())
+    assert again["outcome"] == "approved" and "temporary_limit" in again["flags"]
+    state = env.client.get("/users/u-1/state").get_json()["temporary_limit"]
+    assert state == {"active": True, "expires_at": "2026-12-23T08:00:00Z", "grants_used": 1,
+                     "grants_left": 1}
+
+
+@pytest.mark.parametrize("delta, amount, outcome", [
+    (dict(days=29, hours=23, minutes=59, seconds=59), 45000, "approved"),   # last second of the grant
+    (dict(days=29, hours=23, minutes=59, seconds=59), 45001, "rejected"),   # still +50% at most
+    (dict(days=30), 45000, "rejected"),                                      # expired: proof needed
+    (dict(days=30), 30000, "approved"),                                      # the base tier stays
+])
+def test_t4_grant_boundaries_without_proof(env, delta, amount, outcome):
+    env.decide(over_tier())
+    env.at(**delta)
+    decision = env.decide(no_proof(amount))
+    assert decision["outcome"] == outcome, codes(decision)
+    if outcome == "rejected":
+        assert codes(decision) == ["AMOUNT_OUT_OF_RANGE"]
+        expected = 45000 if delta.get("days") == 29 else 30000
+        assert decision["reasons"][0]["inputs"]["largest_allowed_amount"] == expected
+
+
+def test_t4_no_grant_without_proof_ever(env):
+    decision = env.decide(no_proof())
+    assert codes(decision) == ["AMOUNT_OUT_OF_RANGE"]
+    assert decision["reasons"][0]["inputs"]["largest_allowed_amount"] == 30000
+    state = env.client.get("/users/u-1/state").get_json()["temporary_limit"]
+    assert state["active"] is False and state["grants_used"] == 0
+
+
+def test_t4_renewal_after_expiry_needs_the_proof_and_then_applies(env):
+    """(Three applications: a fourth in six months would be T3's TOO_MANY_APPLICATIONS.)"""
+    env.decide(over_tier())
+    env.at(days=30)
+    assert "temporary_limit" in env.decide(over_tier())["flags"]             # the renewal
+    env.at(days=45)
+    assert env.decide(no_proof())["outcome"] == "approved"                    # renewal honoured
+    state = env.client.get("/users/u-1/state").get_json()["temporary_limit"]
+    assert state["grants_used"] == 2 and state["expires_at"] == "2027-01-22T08:00:00Z"

@@ -6,7 +6,6 @@ returned in the response and carried by every log line, and one JSON log line wh
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -18,13 +17,12 @@ from flask import Flask, Response, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from schemas.request import CancelRequestSchema, DecideRequestSchema, GraceRequestSchema
+from schemas.request import CancelRequestSchema, DecideRequestSchema, GraceRequestSchema, id_problems
 from service.adapters.state_store import StoreBusy, StoreUnavailable
 from service.domain import rulebook
 from service.domain.clock import Clock
 from service.entrypoints import logs
-from service.entrypoints.bootstrap import build_service
-from service.entrypoints.http import metrics
+from service.entrypoints.http import jsonbody, metrics
 from service.entrypoints.http.openapi import build_spec
 from service.entrypoints.security import KeyRing
 from service.entrypoints.settings import Settings
@@ -68,17 +66,42 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def json_body() -> dict:
+    """The request body as a JSON object; every way it can be wrong is a 4xx (jsonbody)."""
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
-    raw = request.get_data(cache=True)
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
+        payload = jsonbody.parse(request_body(request.max_content_length))
+    except jsonbody.BodyError as exc:
+        raise ApiError(400, "malformed_json", exc.message, {exc.field: [exc.message]}) from None
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_request", "The body must be a JSON object.",
                        {"_request": ["Must be a JSON object."]})
     return payload
+
+
+def request_body(limit: int | None) -> bytes:
+    """The body, at most `limit` bytes or a 413. werkzeug enforces the limit on Content-Length
+    only: a chunked body (no length) was cut at the limit and the prefix decided (issue 9)."""
+    if request.content_length is not None or limit is None:
+        return request.get_data(cache=True)
+    stream = request.environ["wsgi.input"]
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    raise ApiError(413, "request_entity_too_large",
+                   f"The body is larger than {limit} bytes.")
+
+
+def checked_id(name: str, value: str) -> str:
+    """A user or application id from a path or query, held to the body's id rules."""
+    problems = id_problems(value)
+    if problems:
+        raise ApiError(400, "invalid_request", f"The {name} is invalid.", {name: problems})
+    return value
 
 
 def create_app(settings: Settings | None = None, *, service: DecisionService | None = None,
@@ -156,6 +179,7 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
 
     @app.post("/applications/<application_id>/cancel")
     def cancel(application_id: str):
+        checked_id("application_id", application_id)
         data = CancelRequestSchema().load(json_body())
         view = service.cancel(data["user_id"], application_id)
         g.fields = {"decision_id": view["decision"]["decision_id"], "status": view["status"]}
@@ -163,18 +187,22 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
 
     @app.get("/applications/<application_id>")
     def application(application_id: str):
+        checked_id("application_id", application_id)
         user_id = request.args.get("user_id")
         if not user_id:
             raise ApiError(400, "invalid_request", "user_id is required.",
                            {"user_id": ["Missing query parameter."]})
+        checked_id("user_id", user_id)
         return jsonify(service.application(user_id, application_id))
 
     @app.get("/users/<user_id>/state")
     def user_state(user_id: str):
+        checked_id("user_id", user_id)
         return jsonify(service.user_state(user_id))
 
     @app.post("/users/<user_id>/grace-uses")
     def grace_use(user_id: str):
+        checked_id("user_id", user_id)
         max_days = service.policy.book.time.grace.max_days
         data = GraceRequestSchema(max_days=max_days).load(json_body())
         return jsonify(service.use_grace(user_id, data["days"]))
@@ -185,8 +213,11 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
 
         if not admin_keys:
             return error_response(403, "forbidden", "Admin endpoints are off: set ADMIN_API_KEY.")
-        if not admin_keys.accepts(request.headers.get("X-Admin-Key")):
-            return error_response(403, "forbidden", "A valid X-Admin-Key header is required.")
+        presented = request.headers.get("X-Admin-Key")
+        if not presented:   # no admin role claimed: forbidden; a wrong key: not authenticated
+            return error_response(403, "forbidden", "An X-Admin-Key header is required.")
+        if not admin_keys.accepts(presented):
+            return error_response(401, "unauthorized", "The X-Admin-Key is not valid.")
         dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
         try:
             result = reload(service, Path(settings.rules_dir), settings.reload_sample, dry_run)
@@ -235,6 +266,12 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
         route = request.url_rule.rule if request.url_rule else "unmatched"
         metrics.REDIS_ERRORS.labels(route).inc()
         log.error("redis unavailable", extra={"fields": {"route": route, "error": str(exc)}})
+        if exc.outcome_unknown:
+            return error_response(503, "outcome_unknown",
+                                  "The state store did not confirm the write: it may have been stored. "
+                                  "Send the same request again (the same application_id gets the "
+                                  "stored decision); check the user's state before repeating a grace use.",
+                                  headers={"Retry-After": "1"})
         return error_response(503, "store_unavailable",
                               "The state store is unavailable; nothing was written. Try again.",
                               headers={"Retry-After": "1"})

@@ -55,7 +55,7 @@ def build_spec(version: str, book=None) -> dict:
     spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     spec.components.security_scheme("AdminKey", {"type": "apiKey", "in": "header", "name": "X-Admin-Key"})
     client = [{"ApiKey": []}]
-    text = {"type": "string", "minLength": 1, "maxLength": 128}
+    text = dict(rq.ID_JSON_SCHEMA)
     app_id = {"name": "application_id", "in": "path", "required": True, "schema": text}
     user_path = {"name": "user_id", "in": "path", "required": True, "schema": text}
     spec.path("/decide", operations={"post": {
@@ -76,19 +76,20 @@ def build_spec(version: str, book=None) -> dict:
     spec.path("/users/{user_id}/state", operations={"get": {
         "summary": "The per-user state the rules see", "security": client, "parameters": [user_path],
         "responses": {"200": {"description": "The state", "content": _json("UserState")},
-                      **_errors(401, 404, 503)}}})
+                      **_errors(400, 401, 404, 503)}}})
     spec.path("/users/{user_id}/grace-uses", operations={"post": {
         "summary": "Record a repayment grace use (T5)", "security": client, "parameters": [user_path],
         "requestBody": {"required": True, "content": _json("GraceRequest")},
         "responses": {"200": {"description": "The state after it", "content": _json("UserState")},
-                      **_errors(400, 401, 409, 415, 503)}}})
+                      **_errors(400, 401, 404, 409, 415, 503)}}})
     spec.path("/admin/rules/reload", operations={"post": {
         "summary": "Load the rules directory again and switch every worker to it",
         "security": [{"AdminKey": []}],
         "parameters": [{"name": "dry_run", "in": "query", "required": False, "schema": {"type": "boolean"}}],
         "responses": {"200": {"description": "The new version and the sample replay",
                               "content": _json("ReloadResult")},
-                      "403": {"description": "Admin endpoints are off or the key is wrong",
+                      "401": {"description": "The X-Admin-Key is wrong", "content": _json("Error")},
+                      "403": {"description": "Admin endpoints are off or no X-Admin-Key was sent",
                               "content": _json("Error")}, **_errors(422, 503)}}})
     for path, summary in [("/healthz", "Process up"), ("/readyz", "Redis reachable, rules loaded")]:
         spec.path(path, operations={"get": {"summary": summary, "security": [], "responses": {

@@ -1,0 +1,84 @@
+"""The gunicorn worker the service runs under: gevent, JSON error pages, no `Server: gunicorn`.
+
+Why gevent (issue 9, item 4): a sync worker reads one request at a time, so two clients that
+send a header line every few seconds held both workers and /healthz timed out for everyone.
+A gevent worker reads each connection in its own greenlet, so slow clients cost one socket
+each (up to `worker_connections`) and the app still runs one request at a time per process
+in effect: durable_rules evaluates under one process-wide lock (service.adapters.rule_engine) with no I/O
+inside it, so no greenlet ever switches while holding it. Redis I/O (redis-py over the
+patched socket module) and the lock-wait sleeps yield to other greenlets.
+
+gunicorn answers some requests itself (a request line too long, a malformed header, a bad
+chunk) with an HTML page; every error of this service is `{"error": {...}}` (API.md), so the
+worker replaces gunicorn's error writer with a JSON one, and the name it sends in `Server`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from gunicorn import util
+from gunicorn.http import wsgi as gunicorn_wsgi
+from gunicorn.workers.ggevent import GeventWorker
+from gunicorn.workers.sync import SyncWorker
+
+SERVER_NAME = "loan-decide"
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's `util.write_error`, in the service's error shape."""
+    code = reason.lower().replace(" ", "_") or "error"
+    body = json.dumps({"error": {"code": code, "message": mesg or reason, "fields": {}}},
+                      ensure_ascii=True).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def patch_early() -> None:
+    """Monkey-patch for gevent before the app is built (preload builds it in the master).
+
+    The worker patches again after the fork (a no-op then); patching only there leaves what
+    was made before it (logging's locks, the Redis pool's, ssl) unpatched, and gevent warns
+    at every worker start. Only for the gevent worker.
+    """
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        monkey.patch_all()
+
+
+def install() -> None:
+    """Swap gunicorn's HTML error writer and server name, in this (worker) process."""
+    util.write_error = write_json_error
+    gunicorn_wsgi.SERVER = SERVER_NAME
+
+
+class JsonGeventWorker(GeventWorker):
+    """The default worker: slow clients do not hold the process (see the module docstring)."""
+
+    def init_process(self) -> None:
+        install()
+        super().init_process()
+
+    def run(self) -> None:
+        """Serve until told to stop, then leave without the interpreter's teardown: under
+        gevent it collects logging handlers inside finalised greenlets and prints
+        "greenlet is being finalized" tracebacks on every clean stop. Nothing is lost: the
+        requests are finished and the logs flushed here."""
+        super().run()
+        self.log.info("Worker exiting (pid: %s)", self.pid)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+class JsonSyncWorker(SyncWorker):
+    """The sync worker with the same error pages (WORKER_CLASS=sync, e.g. behind a proxy)."""
+
+    def init_process(self) -> None:
+        install()
+        super().init_process()
