@@ -51,7 +51,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
         "bind": f"{host}:{port}", "workers": workers,
         "rules_version": app.extensions["decision_service"].rules_version}})
 
-    config_file = Path(__file__).resolve().parent.parent / "docker" / "gunicorn.conf.py"
+    config_file = Path(__file__).resolve().parents[2] / "docker" / "gunicorn.conf.py"
 
     class _Server(BaseApplication):
         def load_config(self) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from service.entrypoints.security import read_keys
 
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 
 
 @dataclass(frozen=True, repr=False)

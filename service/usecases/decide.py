@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from schemas.request import canonical_request
 from service.adapters import decision_log
+from service.adapters.rule_engine import policy_for
 from service.adapters.state_store import (
     COOLDOWN_UNTIL,
     COOLING_APP,

@@ -145,7 +145,7 @@ def test_diff_accepts_the_raw_digest_of_records_written_before_canonical_retries
     doc = dict(payload(amount=4000.0), user_id="u-old", application_id="a-old")
     service.decide(doc, DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(doc))
     out = io.StringIO()
-    decisionlog.export(service.store.client, "ld", out)
+    decision_log.export(service.store.client, "ld", out)
     lines = list(enumerate(out.getvalue().splitlines(), 1))
     key = service.store.keys("u-old", "a-old")[3]
     record = json.loads(service.store.client.get(key))

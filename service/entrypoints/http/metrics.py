@@ -24,6 +24,13 @@ REDIS_ERRORS = Counter("redis_errors_total", "Requests that failed because Redis
 RULES_RELOADS = Counter("rules_reloads_total", "Rules reload attempts", ["result"])
 
 
+def count_decision(decision: dict) -> None:
+    """A decision made now (not a stored one sent again): by product and outcome, and its reasons."""
+    DECISIONS.labels(decision["product"], decision["outcome"]).inc()
+    for reason in decision["reasons"]:
+        REASONS.labels(reason["code"]).inc()
+
+
 def exposition() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

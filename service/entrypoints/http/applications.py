@@ -1,0 +1,45 @@
+"""Applications and users: read an application, cancel in the cooling-off window (T2), read a
+user's state, record a grace use (T5). Each route checks its ids and calls one use case."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from schemas.request import CancelRequestSchema, GraceRequestSchema
+from service.entrypoints.http.errors import ApiError
+from service.entrypoints.http.requests import checked_id, decision_service, json_body
+
+bp = Blueprint("applications", __name__)
+
+
+@bp.post("/applications/<application_id>/cancel")
+def cancel(application_id: str) -> Response:
+    checked_id("application_id", application_id)
+    data = CancelRequestSchema().load(json_body())
+    view = decision_service().cancel(data["user_id"], application_id)
+    g.fields = {"decision_id": view["decision"]["decision_id"], "status": view["status"]}
+    return jsonify(view)
+
+
+@bp.get("/applications/<application_id>")
+def application(application_id: str) -> Response:
+    checked_id("application_id", application_id)
+    user_id = request.args.get("user_id")
+    if not user_id:
+        raise ApiError(400, "invalid_request", "user_id is required.",
+                       {"user_id": ["Missing query parameter."]})
+    checked_id("user_id", user_id)
+    return jsonify(decision_service().application(user_id, application_id))
+
+
+@bp.get("/users/<user_id>/state")
+def user_state(user_id: str) -> Response:
+    checked_id("user_id", user_id)
+    return jsonify(decision_service().user_state(user_id))
+
+
+@bp.post("/users/<user_id>/grace-uses")
+def grace_use(user_id: str) -> Response:
+    checked_id("user_id", user_id)
+    service = decision_service()
+    data = GraceRequestSchema(max_days=service.policy.book.time.grace.max_days).load(json_body())
+    return jsonify(service.use_grace(user_id, data["days"]))

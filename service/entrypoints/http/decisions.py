@@ -1,0 +1,23 @@
+"""POST /decide: the body, validated, goes to the decide use case; the decision comes back as
+encoded once by the use case (the same bytes as the stored record and the log)."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, g
+
+from service.entrypoints.http import metrics
+from service.entrypoints.http.requests import decide_schema, decision_service, json_body
+
+bp = Blueprint("decisions", __name__)
+
+
+@bp.post("/decide")
+def decide() -> Response:
+    payload = json_body()
+    result = decision_service().decide(payload, decide_schema().load(payload))
+    decision = result.decision
+    g.fields = {"decision_id": decision["decision_id"], "product": decision["product"],
+                "outcome": decision["outcome"], "replayed": result.replayed,
+                "rules_version": decision["rules_version"]}
+    if not result.replayed:
+        metrics.count_decision(decision)
+    return Response(result.json(), mimetype="application/json")
