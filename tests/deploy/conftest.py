@@ -269,3 +269,8 @@ def duration_seconds(text: str) -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", str(text))
     assert parts and "".join(n + u for n, u in parts) == str(text), f"not a duration: {text}"
     return sum(float(n) * units[u] for n, u in parts)
+
+
+# ---------------------------------------------------------------- the docker tests' fixtures
+# (a real engine: tests/deploy/dockerrun.py; one image build for the whole session)
+from tests.deploy.dockerrun import docker_engine, image  # noqa: E402,F401
