@@ -82,7 +82,8 @@ class Stack:
                 stdin: str | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run([self.cli, "compose", "-f", self.file, "-p", self.project, *args],
                                 cwd=ROOT, env=self.env, capture_output=True, text=True,
-                                timeout=timeout, input=stdin)
+                                timeout=timeout, input=stdin,
+                                **({} if stdin is not None else {"stdin": subprocess.DEVNULL}))
         if check and result.returncode != 0:
             raise AssertionError(f"docker compose {' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}\n{self.logs()}")
