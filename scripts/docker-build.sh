@@ -26,5 +26,8 @@ for pair in PIP_INDEX_URL:index-url PIP_EXTRA_INDEX_URL:extra-index-url PIP_TRUS
 done
 
 started=$(date +%s)
-DOCKER_BUILDKIT=1 "$DOCKER" build --progress=plain ${args[@]+"${args[@]}"} -t "$TAG" . >&2
+DOCKER_BUILDKIT=1 "$DOCKER" build --progress=plain --label org.loan-decide.image=service \
+  ${args[@]+"${args[@]}"} -t "$TAG" . >&2
+# the image this tag named before, when the build replaced it (only ours: by the label)
+"$DOCKER" image prune -f --filter label=org.loan-decide.image=service >/dev/null
 echo "docker-build: $TAG built in $(( $(date +%s) - started )) s" >&2
