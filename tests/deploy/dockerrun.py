@@ -71,7 +71,7 @@ class Stack:
     def __init__(self, compose_file: str, project: str):
         self.cli = docker_cli()
         self.file = str(ROOT / compose_file)
-        self.project = project
+        self.project = os.environ.get("DOCKER_TEST_PROJECT_PREFIX", "") + project   # parallel runs
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "API_KEYS": f"{CLIENT_KEY},other-client-key",

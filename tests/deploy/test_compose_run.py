@@ -1,5 +1,5 @@
 """docker-compose.yml run for real: the image built, `up` healthy, the API through the
-published port, state that survives Redis restarts and `down`/`up`, nothing answered 200 lost
+published port (nginx in front, slow clients held there), state that survives Redis restarts and `down`/`up`, nothing answered 200 lost
 when containers are killed mid-load, and `docker compose exec api loan-decide log export`.
 
 Needs a Docker engine with the compose plugin and the base images (scripts/docker-engine.sh,
@@ -8,6 +8,7 @@ scripts/docker-standins.sh); skipped with the reason otherwise. Run by .ci/run a
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections import Counter
 import time
@@ -25,7 +26,7 @@ stack = stack_fixture("docker-compose.yml", "loan-decide-dockertest")
 def test_up_is_healthy_within_the_bound(stack, image):
     print(f"\nimage build {image:.0f} s; docker-compose.yml up --wait {stack.up_seconds[0]:.0f} s")
     assert stack.up_seconds[0] < UP_BOUND_S
-    for service in ("api", "redis"):
+    for service in ("api", "nginx", "redis"):
         (container,) = stack.containers(service)
         assert (container["State"], container["Health"]) == ("running", "healthy"), container
 
@@ -163,6 +164,28 @@ def test_log_export_through_compose_exec_as_the_readme_says(stack):
                   "loan-decide log export > /app/exports/decisions.jsonl")
     count = stack.compose("exec", "-T", "api", "wc", "-l", "/app/exports/decisions.jsonl").stdout
     assert int(count.split()[0]) >= len(records)
+
+
+def test_slow_clients_do_not_stop_the_service(stack):
+    """200 connections that send half a request and stall (issue 9, item 4): nginx holds them,
+    and everybody else is answered; straight to gunicorn's 2 sync workers, 2 such were enough."""
+    slow = []
+    try:
+        for n in range(200):
+            sock = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
+            sock.sendall(b"POST /decide HTTP/1.1\r\nHost: slow\r\nX-API-Key: " + CLIENT_KEY.encode()
+                         + b"\r\n")
+            slow.append(sock)
+        for n in range(10):
+            assert http("GET", stack.url + "/healthz")[0] == 200
+            status, body, _ = stack.decide(application("beside-slow"))
+            assert status == 200, body
+        for sock in slow:                          # one more header line each: still stalled
+            sock.sendall(b"X-Slow: 1\r\n")
+        assert stack.decide(application("beside-slow"))[0] == 200
+    finally:
+        for sock in slow:
+            sock.close()
 
 
 def test_client_key_is_not_in_the_logs(stack):

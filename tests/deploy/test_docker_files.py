@@ -430,11 +430,20 @@ def test_stop_grace_period_covers_graceful_timeout(any_compose):
     assert duration_seconds(api["stop_grace_period"]) >= graceful + 5
 
 
-def test_single_instance_publishes_8000(compose):
-    _, api = _api(compose)
-    ports = [interpolate(str(p), {}) for p in api["ports"]]
-    assert "8000:8000" in ports
-    assert "9000:8000" in [interpolate(str(p), {"PUBLISH_PORT": "9000"}) for p in api["ports"]]
+def test_single_instance_is_published_on_8000_through_nginx(compose):
+    """nginx, a buffering proxy, faces the clients: slow ones cannot hold gunicorn's workers."""
+    api_name, api = _api(compose)
+    assert "ports" not in api, "clients reach gunicorn through nginx only"
+    nginx = compose["services"]["nginx"]
+    ports = [interpolate(str(p), {}) for p in nginx["ports"]]
+    assert "8000:80" in ports
+    assert "9000:80" in [interpolate(str(p), {"PUBLISH_PORT": "9000"}) for p in nginx["ports"]]
+    assert nginx["depends_on"][api_name]["condition"] == "service_healthy"
+    assert nginx == {**_replicas_nginx(), "ports": nginx["ports"]}
+
+
+def _replicas_nginx() -> dict:
+    return load_compose(COMPOSE_REPLICAS)["services"]["nginx"]
 
 
 # ================================================================ replicas + nginx
