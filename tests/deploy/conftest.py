@@ -1,7 +1,9 @@
 """Readers for the deployment files: Dockerfile, .dockerignore, compose files, nginx.conf.
 
-Docker cannot run here, so the files are read the way Docker and Compose read them (line
-continuations, exec form, `${VAR:-default}` interpolation) and checked, or their commands run.
+These static checks need no engine: the files are read the way Docker and Compose read them
+(line continuations, exec form, `${VAR:-default}` interpolation) and checked, or their commands
+run. The tests marked `docker` (test_compose_run.py, test_compose_replicas_run.py) run the image
+and the compose files in a real engine.
 """
 from __future__ import annotations
 
