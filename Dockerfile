@@ -1,20 +1,26 @@
-# syntax=docker/dockerfile:1
-#
 # loan-decide: the decision service under gunicorn.
 #
-#   docker build -t loan-decide:latest .
+#   DOCKER_BUILDKIT=1 docker build -t loan-decide:latest .     # or: bash scripts/docker-build.sh
 #   docker run -p 8000:8000 -e REDIS_URL=redis://HOST:6379/0 -e API_KEYS=... loan-decide:latest
 #
 # Two stages. durable_rules 2.0.28 ships as source only and compiles a C extension, so the
 # compiler lives in the builder, which turns the project and every dependency into wheels;
 # the runtime image installs those wheels offline and has no compiler. durable_rules does not
 # build on Python 3.13: both stages stay on 3.11 (pyproject: requires-python <3.13).
+# BuildKit's built-in Dockerfile frontend is enough (RUN --mount): no `# syntax=` line, which would
+# fetch a frontend image from a registry and fail in offline and air-gapped builds.
 
 ############################ build: wheels for the project and its dependencies
 FROM python:3.11-slim-bookworm AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The package index the wheels come from, when it is not PyPI (a mirror or proxy): build args,
+# unset by default. scripts/docker-build.sh passes the host's pip settings.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_TRUSTED_HOST
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \

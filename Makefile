@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test test-docker bench clean
 
 $(BIN)/loan-decide: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 or python3.12 (durable_rules does not build on 3.13)"; exit 1; }
@@ -22,7 +22,14 @@ run: setup
 test: setup
 	@bash scripts/ensure-redis.sh >/dev/null
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not docker"
+
+# The image and both compose files run for real: sets up Docker (root), the stand-in base images
+# when no registry has the real ones, then the tests marked `docker`.
+test-docker: setup
+	bash scripts/docker-engine.sh
+	bash scripts/docker-standins.sh
+	$(BIN)/python -m pytest -q -m docker tests/deploy
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

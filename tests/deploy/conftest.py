@@ -1,7 +1,9 @@
 """Readers for the deployment files: Dockerfile, .dockerignore, compose files, nginx.conf.
 
-Docker cannot run here, so the files are read the way Docker and Compose read them (line
-continuations, exec form, `${VAR:-default}` interpolation) and checked, or their commands run.
+These static checks need no engine: the files are read the way Docker and Compose read them
+(line continuations, exec form, `${VAR:-default}` interpolation) and checked, or their commands
+run. The tests marked `docker` (test_compose_run.py, test_compose_replicas_run.py) run the image
+and the compose files in a real engine.
 """
 from __future__ import annotations
 
@@ -269,3 +271,8 @@ def duration_seconds(text: str) -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", str(text))
     assert parts and "".join(n + u for n, u in parts) == str(text), f"not a duration: {text}"
     return sum(float(n) * units[u] for n, u in parts)
+
+
+# ---------------------------------------------------------------- the docker tests' fixtures
+# (a real engine: tests/deploy/dockerrun.py; one image build for the whole session)
+from tests.deploy.dockerrun import docker_engine, image  # noqa: E402,F401
