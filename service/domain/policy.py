@@ -9,6 +9,7 @@ holds, and come before any rule is evaluated.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -83,6 +84,22 @@ class Policy:
         return self.evaluate(request, state, now).decision
 
     def evaluate(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Outcome:
+        outcome = self.evaluate_plain(request, state, now)
+        if self.book.recourse is None:
+            return outcome
+        return self._with_recourse(request, state, now.replace(microsecond=0), outcome)
+
+    def _with_recourse(self, request, state: UserState, now: dt.datetime, outcome: Outcome) -> Outcome:
+        """Issue 13: attach the recourse (searched only for refusals; null for offers).
+
+        Imported here, not at the top: the search evaluates through this Policy."""
+        from service.domain import recourse
+        found = recourse.search(self, request, state, now, outcome)
+        decision = dataclasses.replace(outcome.decision, recourse_declared=True, recourse=found)
+        return Outcome(decision, outcome.change, outcome.evaluated)
+
+    def evaluate_plain(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Outcome:
+        """The decision without recourse: what the recourse search evaluates its candidates with."""
         now = now.replace(microsecond=0)
         refusal = self._refusal_by_state(request, state, now)
         if refusal:
