@@ -159,14 +159,15 @@ class _Search:
 
     def _window_end(self, decision: Decision, candidate: Candidate,
                     at: dt.datetime) -> Optional[dt.datetime]:
-        """When every rule that refused is a date window that time closes: the latest closing."""
-        if any(r.code == _MISSING for r in decision.reasons):
-            return None
-        rules = _fired_checks(self.plan, decision)
+        """When the date windows among the refusing rules all close (None: no such window).
+
+        Rules that are not windows are left to the evaluation at that time: it tells whether
+        waiting is enough (an option) or only lifts some reasons (not `unreachable`)."""
         changed = apply_changes(self.request, ((a.field, v) for a, v in candidate))
         today = at.astimezone(POLICY_TZ).date()
-        days = [self._rule_window_end(rule, changed, today) for rule in rules]
-        if not days or None in days:
+        days = [self._rule_window_end(rule, changed, today) for rule in _fired_checks(self.plan, decision)]
+        days = [day for day in days if day is not None]
+        if not days:
             return None
         moment = dt.datetime.combine(max(days), dt.time(0), tzinfo=POLICY_TZ).astimezone(dt.timezone.utc)
         return moment if moment > at else None
