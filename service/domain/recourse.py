@@ -257,9 +257,11 @@ class _Search:
             return Recourse((waiting,), ())
         relevant = self._relevant(base, start) if base is not None else []
         options: list[Option] = []
-        if base is not None and self._probe(relevant, start):
+        reachable = base is not None and self._probe(relevant, start)
+        probed = self.left > 0   # the probes ran to the end: what they did not lift, nothing lifts
+        if reachable:
             options = self._smallest_sets(base, relevant, start)
-        unreachable = () if options else tuple(sorted(self.codes - self.lifted))
+        unreachable = () if options or not probed else tuple(sorted(self.codes - self.lifted))
         return Recourse(tuple(options[:self.spec.max_options]), unreachable)
 
     def _probe(self, relevant: list[tuple[Actionable, list[Any]]], at: dt.datetime) -> bool:
