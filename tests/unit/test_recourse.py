@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import io
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from schemas.request import DecideRequestSchema
+from service.adapters import decision_log
 from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
 from service.domain.clock import FixedClock
@@ -25,6 +28,7 @@ from service.domain.decision import parse_iso_utc
 from service.domain.recourse import ACCEPTED, apply_changes, state_after
 from service.domain.userstate import UserState
 from service.entrypoints.http.app import create_app
+from service.usecases import replay
 from tests.conftest import NOW, RULES_DIR, embedded_service, payload
 
 OLD_RULES = Path(__file__).resolve().parents[1] / "data" / "rules_before_issue17"
@@ -291,3 +295,22 @@ def _jsonable(request: dict) -> dict:
         if isinstance(value, dt.date):
             out["applicant"][key] = value.isoformat()
     return out
+
+
+def test_the_log_holds_the_recourse_and_replay_reproduces_it(policy):
+    service = embedded_service(policy, FixedClock(NOW))
+    client = create_app(service=service).test_client()
+    docs = [payload(amount=300000), payload(age=17), payload(), payload(real_name_verified_at=None),
+            payload("partner", carrier_verified=False, contacts_authorized=False), payload()]
+    for n, doc in enumerate(docs):
+        assert client.post("/decide", json=dict(doc, user_id="u-log", application_id=f"a-{n}")).status_code == 200
+    out = io.StringIO()
+    decision_log.export(service.store.client, "ld", out)
+    lines = list(decision_log.read_lines(io.StringIO(out.getvalue())))
+    logged = [json.loads(text)["decision"] for _, text in lines]
+    assert all("recourse" in d for d in logged)
+    assert any(d["recourse"] and d["recourse"]["options"] for d in logged)
+    stored = client.get("/applications/a-0?user_id=u-log").get_json()["decision"]
+    assert stored["recourse"] == logged[0]["recourse"]
+    summary = replay.replay(iter(lines), replay.PolicySource(default_dir=RULES_DIR))
+    assert summary.total == len(docs) and summary.exact == summary.total
