@@ -237,7 +237,7 @@ class _Search:
                 if product.min_amount <= v <= product.max_amount and v < amount]
 
     def _relevant(self, decision: Decision, at: dt.datetime) -> list[tuple[Actionable, list[Any]]]:
-        fields = set().union(*self._needs(decision)) if self._needs(decision) else set()
+        fields: set[str] = set().union(*self._needs(decision))
         out = []
         for action in self.spec.actionable:
             if action.field in fields and action.action != "wait":
@@ -267,14 +267,14 @@ class _Search:
     def _probe(self, relevant: list[tuple[Actionable, list[Any]]], at: dt.datetime) -> bool:
         """Every supply at once, at each candidate amount: is any offer reachable at all?"""
         supplies = tuple((a, values[0]) for a, values in relevant if a.action != "amount")
-        amounts = [values for a, values in relevant if a.action == "amount"]
-        amount_action = [a for a, _ in relevant if a.action == "amount"]
-        reached = bool(supplies) and self._try(supplies, at) is not None
-        for value in (amounts[0] if amounts else []):
-            if reached:
-                break
-            reached = self._try(supplies + ((amount_action[0], value),), at) is not None
-        return reached
+        if supplies and self._try(supplies, at) is not None:
+            return True
+        for action, values in relevant:
+            if action.action == "amount":
+                for value in values:
+                    if self._try(supplies + ((action, value),), at) is not None:
+                        return True
+        return False
 
     def _smallest_sets(self, base: Decision, relevant: list[tuple[Actionable, list[Any]]],
                        at: dt.datetime) -> list[Option]:
