@@ -50,6 +50,24 @@ class TraceEntrySchema(_Strict):
     inputs = fields.Dict(required=True)
 
 
+class RecourseChangeSchema(_Strict):
+    field = fields.String(required=True)
+    to = fields.Raw(required=True)
+
+
+class RecourseOptionSchema(_Strict):
+    changes = fields.List(fields.Nested(RecourseChangeSchema), required=True)
+    wait_until = fields.String(required=True, allow_none=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(["approved", "cooling_off"]))
+
+
+class RecourseSchema(_Strict):
+    """API.md "Recourse": verified options, and the reasons no actionable change lifts."""
+
+    options = fields.List(fields.Nested(RecourseOptionSchema), required=True)
+    unreachable = fields.List(fields.String(validate=validate.OneOf(REASON_CODES)), required=True)
+
+
 class DecisionSchema(_Strict):
     decision_id = fields.String(required=True)
     application_id = fields.String(required=True)
@@ -65,6 +83,8 @@ class DecisionSchema(_Strict):
     rules_version = fields.String(required=True, validate=validate.Regexp(r"^sha256:[0-9a-f]{64}$"))
     decided_at = fields.String(required=True)
     trace = fields.List(fields.Nested(TraceEntrySchema), required=True)
+    # issue 13: present (null for an offer) when the rules version declares recourse
+    recourse = fields.Nested(RecourseSchema, allow_none=True)
 
 
 class ErrorBodySchema(_Strict):

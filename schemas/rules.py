@@ -8,7 +8,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.fields import StrictBoolean
-from schemas.request import DOCUMENTS
+from schemas.request import APPLICANT_FIELDS, DOCUMENTS
 from schemas.response import REASON_CODES
 
 _NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, _).")
@@ -209,4 +209,46 @@ class TimeFileSchema(RuleFileSchema):
     rules = fields.List(fields.Nested(RuleSchema), load_default=list)
 
 
-__all__ = ["RuleFileSchema", "LimitsFileSchema", "ProductsFileSchema", "TimeFileSchema"]
+# -- recourse.yaml (issue 13) ---------------------------------------------------------------------
+# The request paths an applicant could change, and what each action does (rulebook checks which
+# action fits which field's kind).
+REQUEST_PATHS = (("amount", "term_days") + tuple(f"applicant.{n}" for n in APPLICANT_FIELDS)
+                 + tuple(f"applicant.documents.{d}" for d in DOCUMENTS))
+RECOURSE_ACTIONS = ("amount", "term", "set", "today", "wait")
+
+
+class RecourseSearchSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    max_evaluations = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
+    max_fields = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=6))
+    max_options = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=20))
+
+
+class ActionableSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    field = fields.String(required=True, validate=validate.OneOf(REQUEST_PATHS))
+    action = fields.String(required=True, validate=validate.OneOf(RECOURSE_ACTIONS))
+    to = StrictBoolean()
+
+    @validates_schema
+    def _to_with_set(self, data, **kwargs):
+        if (data.get("action") == "set") != ("to" in data):
+            raise ValidationError("'to' goes with action 'set', and only with it.", "to")
+
+
+class RecourseFileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    search = fields.Nested(RecourseSearchSchema, required=True)
+    state_waits = fields.List(fields.String(validate=validate.OneOf(
+        ["REAPPLY_COOLDOWN", "COOLING_OFF_PENDING"])), load_default=list)
+    actionable = fields.List(fields.Nested(ActionableSchema), required=True)
+
+
+__all__ = ["RuleFileSchema", "LimitsFileSchema", "ProductsFileSchema", "TimeFileSchema",
+           "RecourseFileSchema"]

@@ -49,6 +49,32 @@ class TraceEntry:
 
 
 @dataclass(frozen=True)
+class Change:
+    field: str   # request path, as recourse.yaml names it
+    to: Any      # the JSON value to send
+
+
+@dataclass(frozen=True)
+class Option:
+    """A verified way to the `outcome`: send the application with `changes`, at `wait_until`."""
+
+    changes: tuple[Change, ...]
+    wait_until: Optional[str]
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Recourse:
+    options: tuple[Option, ...]
+    unreachable: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"options": [{"changes": [{"field": c.field, "to": c.to} for c in o.changes],
+                             "wait_until": o.wait_until, "outcome": o.outcome} for o in self.options],
+                "unreachable": list(self.unreachable)}
+
+
+@dataclass(frozen=True)
 class Decision:
     decision_id: str
     application_id: str
@@ -65,12 +91,16 @@ class Decision:
     decided_at: str
     trace: tuple[TraceEntry, ...] = field(default=())
     starts_cooldown: bool = False   # not in the response: tells the state store to open T1
+    # issue 13: False when the rules version declares no recourse; the document then has no
+    # `recourse` key at all, as decisions logged before it had none.
+    recourse_declared: bool = False
+    recourse: Optional[Recourse] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The response document. Written out by hand: dataclasses.asdict deep-copies every
         value and cost more than the whole rule evaluation (320 us against 220 us, measured)."""
         offer = self.offer
-        return {
+        doc = {
             "decision_id": self.decision_id, "application_id": self.application_id,
             "user_id": self.user_id, "product": self.product, "outcome": self.outcome,
             "reasons": [{"code": r.code, "rule_id": r.rule_id, "message_zh": r.message_zh,
@@ -86,6 +116,9 @@ class Decision:
             "trace": [{"rule_id": t.rule_id, "check": t.check, "passed": t.passed,
                        "matched": t.matched, "inputs": dict(t.inputs)} for t in self.trace],
         }
+        if self.recourse_declared:
+            doc["recourse"] = None if self.recourse is None else self.recourse.to_dict()
+        return doc
 
 
 def combine_outcomes(outcomes: list[str]) -> str:

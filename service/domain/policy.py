@@ -9,6 +9,7 @@ holds, and come before any rule is evaluated.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -83,6 +84,22 @@ class Policy:
         return self.evaluate(request, state, now).decision
 
     def evaluate(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Outcome:
+        outcome = self.evaluate_plain(request, state, now)
+        if self.book.recourse is None or outcome.decision.outcome in ("approved", "cooling_off"):
+            return outcome   # an offer's recourse is null: nothing to search, nothing to copy
+        return self._with_recourse(request, state, now.replace(microsecond=0), outcome)
+
+    def _with_recourse(self, request, state: UserState, now: dt.datetime, outcome: Outcome) -> Outcome:
+        """Issue 13: attach the recourse (searched only for refusals; null for offers).
+
+        Imported here, not at the top: the search evaluates through this Policy."""
+        from service.domain import recourse
+        found = recourse.search(self, request, state, now, outcome)
+        decision = dataclasses.replace(outcome.decision, recourse=found)
+        return Outcome(decision, outcome.change, outcome.evaluated)
+
+    def evaluate_plain(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Outcome:
+        """The decision without recourse: what the recourse search evaluates its candidates with."""
         now = now.replace(microsecond=0)
         refusal = self._refusal_by_state(request, state, now)
         if refusal:
@@ -169,7 +186,8 @@ class Policy:
             product=request["product"], outcome="rejected", reasons=(reason,), offer=None,
             funds_available_at=None, cancel_until=None, reapply_after=iso_utc(until), flags=(),
             rules_version=self.version, decided_at=decided_at,
-            trace=(TraceEntry(rule_id, "state", False, True, inputs),))
+            trace=(TraceEntry(rule_id, "state", False, True, inputs),),
+            recourse_declared=self.book.recourse is not None)
 
     def _assemble(self, request: Mapping[str, Any], plan: ProductPlan, run: _Pass,
                   now: dt.datetime, temp_limit_used: bool,
@@ -233,6 +251,7 @@ class Policy:
             funds_available_at=hold_until, cancel_until=hold_until, reapply_after=reapply_after,
             flags=tuple(flags), rules_version=self.version, decided_at=decided_at,
             trace=tuple(trace), starts_cooldown=cooldown,
+            recourse_declared=book.recourse is not None,
         )
 
     def _change(self, decision: Decision, state: UserState, now: dt.datetime,

@@ -16,13 +16,15 @@ from typing import Any, Mapping, Optional
 import yaml
 from marshmallow import ValidationError
 
-from schemas.rules import LimitsFileSchema, ProductsFileSchema, RuleFileSchema, TimeFileSchema
+from schemas.rules import (LimitsFileSchema, ProductsFileSchema, RecourseFileSchema, RuleFileSchema,
+                          TimeFileSchema)
 from service.domain import conditions as cond
 from service.domain.facts import FACT_FIELDS
 
 PRODUCTS_FILE = "products.yaml"
 TIME_FILE = "time.yaml"
 LIMITS_FILE = "limits.yaml"
+RECOURSE_FILE = "recourse.yaml"
 # durable_rules refuses more than 64 rules true for one fact (error 303); a product whose
 # ruleset could exceed it is refused at load time instead of failing at decision time.
 DURABLE_MAX_RULES = 64
@@ -129,6 +131,26 @@ class TimeRules:
 
 
 @dataclass(frozen=True)
+class Actionable:
+    """recourse.yaml: one request field an applicant can act on, and how (see the file)."""
+
+    field: str                 # request path: amount, applicant.documents.repayment_proof, ...
+    action: str                # amount | term | set | today | wait
+    to: Optional[bool] = None  # the value a `set` supplies
+
+
+@dataclass(frozen=True)
+class RecourseSpec:
+    """recourse.yaml (issue 13): what the recourse search may change, and its bounds."""
+
+    actionable: tuple[Actionable, ...]
+    state_waits: frozenset[str]
+    max_evaluations: int
+    max_fields: int
+    max_options: int
+
+
+@dataclass(frozen=True)
 class RuleBook:
     version: str
     directory: Path
@@ -141,6 +163,9 @@ class RuleBook:
     # limits.yaml `largest_allowed_amount`: "smallest_broken_limit" (the behaviour of rules
     # versions without the setting) or "smallest_applicable_limit" (RULEBOOK, issue 17)
     largest_allowed: str = "smallest_broken_limit"
+    # None: the rules version declares no recourse (versions before issue 13), and its
+    # decisions carry no `recourse` key, so their logged records replay identical.
+    recourse: Optional[RecourseSpec] = None
     files: Mapping[str, bytes] = field(repr=False, default_factory=dict)
 
     def rules_for(self, product: str) -> tuple[Rule, ...]:
@@ -229,7 +254,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
     rules: list[Rule] = []
     largest_allowed = "smallest_broken_limit"
     for name in sorted(documents):
-        if name == PRODUCTS_FILE:
+        if name in (PRODUCTS_FILE, RECOURSE_FILE):
             continue
         if name == TIME_FILE:
             doc = time_doc
@@ -260,7 +285,36 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
         apr_cap=products_doc["apr_cap"], rate_decimals=products_doc["rate_decimals"],
         time=time_rules, rules=tuple(rules),
         missing_data=templates[0], largest_allowed=largest_allowed, files=dict(files),
+        recourse=_recourse(documents[RECOURSE_FILE]) if RECOURSE_FILE in documents else None,
     )
+
+
+# Which action fits which kind of request field (FACT_FIELDS kinds).
+_ACTION_KINDS = {"amount": ("amount",), "term": ("term_days",), "set": "bool", "today": "date",
+                 "wait": "date"}
+
+
+def _recourse(document: Any) -> RecourseSpec:
+    """recourse.yaml: shape by its schema, then each action against its field's kind."""
+    doc = _validate(RECOURSE_FILE, RecourseFileSchema(), document)
+    # a field's own kind (not that of a fact derived from it, as real_name_verified)
+    kinds = {f.source: f.kind for name, f in FACT_FIELDS.items()
+             if f.source and f.source.rsplit(".", 1)[-1] == name}
+    actionable, seen = [], set()
+    for index, raw in enumerate(doc["actionable"]):
+        field_name, action = raw["field"], raw["action"]
+        fits = _ACTION_KINDS[action]
+        ok = field_name in fits if isinstance(fits, tuple) else kinds.get(field_name) == fits
+        if not ok:
+            raise RulesError(f"{RECOURSE_FILE}: actionable[{index}]: action {action!r} does not fit "
+                             f"field {field_name!r}")
+        if (field_name, action) in seen:
+            raise RulesError(f"{RECOURSE_FILE}: actionable[{index}]: {field_name} {action} is declared twice")
+        seen.add((field_name, action))
+        actionable.append(Actionable(field_name, action, raw.get("to")))
+    search = doc["search"]
+    return RecourseSpec(tuple(actionable), frozenset(doc["state_waits"]), search["max_evaluations"],
+                        search["max_fields"], search["max_options"])
 
 
 def _parse_yaml(name: str, data: bytes) -> Any:
