@@ -74,16 +74,15 @@ def erase(service: DecisionService, user_id: str, operator_id: str, reason: str)
 
     def step(snapshot, now: dt.datetime):
         keys = user_keys(store, user_id)
+        if not keys:   # nothing of the user (an erased one's kept window is not the user's data)
+            raise NotFound(f"no data for user {user_id!r}")
         state = snapshot.state()
         until = state.cooldown_until if state.in_cooldown(now) else None
         until = max(filter(None, (until, windows.until(user_id, now))), default=None)
-        if not keys and until is None:
-            raise NotFound(f"no data for user {user_id!r}")
         found.update(_inventory(store, user_id, keys), now=now, until=until)
         if until is not None:   # kept before anything goes: a decision after this sees it
             windows.keep(windows.subject(user_id), until)
-        if keys:
-            store._do(lambda: store.client.delete(*keys))   # one slot: one command
+        store._do(lambda: store.client.delete(*keys))   # one slot: one command
         return None, None
 
     service.run_locked(user_id, None, step)
