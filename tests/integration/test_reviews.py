@@ -17,7 +17,7 @@ from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
 from service.usecases import review as reviewing
 from service.usecases.decide import Conflict
-from tests.conftest import NOW, payload
+from tests.conftest import NOW, RULES_DIR, payload
 
 pytestmark = pytest.mark.integration
 
@@ -304,3 +304,96 @@ def test_erasure_status_codes(api, service):
     response = api.delete("/users/u-off", json={"operator_id": "o", "reason": "r"}, headers=ADMIN)
     assert response.status_code == 503 and response.json["error"]["code"] == "erasure_off"
     assert api.get("/users/u-off/state", headers=CLIENT).status_code == 200    # nothing erased
+
+
+def test_mixed_log_replays_rebuilds_and_diffs(api, service, store_url, clock, tmp_path, monkeypatch):
+    """Decisions, reviews (approval with T2 hold, rejection with window, without), an override
+    and an erasure in one log: export shows them, replay reproduces every review and override,
+    rebuild and diff apply them."""
+    import json
+
+    from click.testing import CliRunner
+
+    from service.entrypoints.cli import main
+    from tests.loggen import generate
+
+    monkeypatch.setenv("REDIS_URL", store_url)
+    monkeypatch.setenv("ERASURE_HMAC_SECRET", SECRET.decode())
+    generate(service, 60, users=12)
+    for n in range(8):
+        review_case(api, f"u-mix-{n}", "r1", monthly_income=6000 if n % 2 else 1_000_000)
+        clock.advance(minutes=5)
+    outcomes = [("approved", []), ("rejected", ["DEVICE_SWITCHING"]), ("rejected", ["ID_CARD_EXPIRING"])]
+    for n in range(8):
+        outcome, codes = outcomes[n % 3]
+        clock.advance(minutes=7)
+        assert api.post("/applications/r1/review", json=body(f"u-mix-{n}", outcome, codes),
+                        headers=REVIEWER).status_code == 200
+    clock.advance(hours=1)
+    assert api.post("/users/u-mix-1/overrides", json={"action": "lift_cooldown", "operator_id": "op",
+                                                      "reason": "wrong"}, headers=ADMIN).status_code == 200
+    assert api.delete("/users/u-mix-4", json={"operator_id": "op", "reason": "request"},
+                      headers=ADMIN).status_code == 200
+    service.archive_rules()
+    runner = CliRunner()
+    exported = runner.invoke(main, ["log", "export"])
+    assert exported.exit_code == 0, exported.output
+    lines = [line for line in exported.stdout.splitlines() if line.strip()]
+    kinds = [json.loads(line)["kind"] for line in lines]
+    assert kinds.count("review") == 7 and kinds.count("override") == 1 and kinds.count("erasure") == 1
+    assert all(json.loads(line)["v"] == 2 for line in lines)
+    assert "u-mix-4" not in exported.stdout
+    log = tmp_path / "mixed.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+
+    summary = json.loads(runner.invoke(main, ["replay", str(log), "--json"]).stdout)
+    assert summary["reviews"] == {"total": 7, "identical": 7}
+    assert summary["overrides"] == {"total": 1, "identical": 1}
+    assert summary["identical"] == summary["total"] > 60
+    text = runner.invoke(main, ["replay", str(log)])
+    assert "reviews 7 (identical 7)" in text.stdout
+
+    assert runner.invoke(main, ["state", "diff", str(log)]).exit_code == 0
+    client = redis_connection.connect(store_url)
+    for key in list(client.scan_iter(match="ld:{*}:*")):
+        if not key.decode().endswith(":log"):
+            client.delete(key)                      # lose the state, keep the log
+    assert runner.invoke(main, ["state", "diff", str(log)]).exit_code == 1
+    assert runner.invoke(main, ["state", "rebuild", str(log)]).exit_code == 0
+    after = runner.invoke(main, ["state", "diff", str(log)])
+    assert after.exit_code == 0, after.output
+    state = api.get("/users/u-mix-7/state", headers=CLIENT).json      # a rebuilt review's window
+    assert state["reapply_after"] is not None
+    assert api.get("/users/u-mix-1/state", headers=CLIENT).json["reapply_after"] is None
+
+
+def test_replay_spots_a_review_whose_effects_were_tampered(api, service, clock, tmp_path):
+    import io
+    import json
+
+    from service.adapters import decision_log
+    from service.usecases import replay as replaying
+
+    review_case(api, "u-tamper", "a1")
+    api.post("/applications/a1/review", json=body("u-tamper", "rejected", ["DEVICE_SWITCHING"]), headers=REVIEWER)
+    out = io.StringIO()
+    decision_log.export(service.store.client, service.store.prefix, out)
+    lines = out.getvalue().splitlines()
+    record = json.loads(lines[-1])
+    assert record["kind"] == "review"
+    record["review"]["reapply_after"] = "2030-01-01T00:00:00Z"
+    lines[-1] = json.dumps(record)
+    source = replaying.PolicySource(default_dir=RULES_DIR)
+    summary = replaying.replay(enumerate(lines, 1), source)
+    assert summary.to_dict()["reviews"] == {"total": 1, "identical": 0}
+
+
+def test_metrics_show_the_review_queue(api, clock):
+    review_case(api, "u-met", "a1")
+    review_case(api, "u-met", "a2")
+    clock.advance(minutes=10)
+    api.post("/applications/a2/review", json=body("u-met", "rejected", ["DEVICE_SWITCHING"]), headers=REVIEWER)
+    text = api.get("/metrics").data.decode()
+    assert "review_cases_pending 1.0" in text
+    assert "review_oldest_pending_age_seconds 600.0" in text
+    assert 'reviews_total{outcome="rejected"}' in text
