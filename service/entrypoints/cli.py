@@ -288,3 +288,7 @@ def reviews_repair() -> None:
     from service.usecases import review as reviewing
 
     click.echo(json.dumps(reviewing.repair(_redis_service())))
+
+
+if __name__ == "__main__":   # `python -m service.entrypoints.cli`: this checkout's CLI
+    main()
