@@ -64,6 +64,9 @@ def review(service: DecisionService, application_id: str, data: dict) -> ReviewR
             return ReviewResult(stored.view(now), replayed=True), None
         if stored.decision["outcome"] != "review":
             raise Conflict(f"application {application_id!r} is {stored.status_at(now)}, not in review")
+        if "case" not in stored.doc:   # decided before cases kept their request
+            raise Conflict(f"application {application_id!r} was decided before review cases kept "
+                           "the request; decide it again under a new application_id")
         request = stored.doc["case"]["request"]
         state = snapshot.state()
         outcome = review_effects(service.policy, _load(service, request), state, now,
@@ -139,7 +142,7 @@ def pending(service: DecisionService, limit: int, cursor: Optional[str]) -> dict
 def _item(doc: dict) -> dict:
     decision = doc["decision"]
     return {"application_id": doc["application_id"], "user_id": doc["user_id"],
-            "product": decision["product"], "amount": doc["case"]["request"].get("amount"),
+            "product": decision["product"], "amount": doc.get("case", {}).get("request", {}).get("amount"),
             "reason_codes": [r["code"] for r in decision["reasons"]],
             "decided_at": decision["decided_at"]}
 

@@ -397,3 +397,18 @@ def test_metrics_show_the_review_queue(api, clock):
     assert "review_cases_pending 1.0" in text
     assert "review_oldest_pending_age_seconds 600.0" in text
     assert 'reviews_total{outcome="rejected"}' in text
+
+
+def test_a_review_case_decided_before_cases_kept_requests(api, service):
+    """A record written before this feature has no request: listed, and a 409 to close, not a 500."""
+    import json
+
+    review_case(api, "u-old", "a1")
+    key = service.store.keys("u-old", "a1")[3]
+    doc = json.loads(service.store.client.get(key))
+    del doc["case"]
+    service.store.client.set(key, json.dumps(doc))
+    items = api.get("/reviews", headers=REVIEWER).json["items"]
+    assert [(i["application_id"], i["amount"]) for i in items] == [("a1", None)]
+    response = api.post("/applications/a1/review", json=body("u-old"), headers=REVIEWER)
+    assert response.status_code == 409
