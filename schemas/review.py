@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
 
 from schemas.request import _id_field
 

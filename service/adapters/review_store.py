@@ -31,7 +31,13 @@ import re
 from typing import Iterator, Optional
 from urllib.parse import quote, unquote
 
-from service.adapters.state_store import RedisStateStore, StoreUnavailable, _s, epoch, from_epoch
+from service.adapters.state_store import (
+    RedisStateStore,
+    StoreUnavailable,
+    _s,
+    epoch,
+    from_epoch,
+)
 from service.domain.decision import parse_iso_utc
 
 log = logging.getLogger("loan_decide.api")

@@ -23,7 +23,12 @@ from service.adapters.review_store import (
     pending_case,
     user_keys,
 )
-from service.adapters.state_store import COOLDOWN_UNTIL, CommitPlan, StoreUnavailable, epoch
+from service.adapters.state_store import (
+    COOLDOWN_UNTIL,
+    CommitPlan,
+    StoreUnavailable,
+    epoch,
+)
 from service.domain.decision import iso_utc, parse_iso_utc
 from service.domain.review import LIFT_COOLDOWN
 from service.usecases.decide import Conflict, DecisionService, NotFound

@@ -156,11 +156,12 @@ class DecisionService:
 
     def _with_erased_window(self, snapshot: UserSnapshot,
                             now: dt.datetime) -> tuple[UserState, Optional[dt.datetime]]:
-        """The state, with an erased user's kept 90-day window (issue 11) when the user has no
-        state hash: read under the lock (an erasure holds it while it keeps the window), and
-        written back into the hash by this decision, so it is read once, not on every request."""
+        """The state, with an erased user's kept 90-day window (issue 11) when the user looks new
+        (no state hash, no application in the T3 window: what an erased user looks like). Read
+        under the lock (an erasure holds it while it keeps the window) and written back into the
+        hash by this decision, so an erased user's window is read once, and a known user's never."""
         state = snapshot.state()
-        if snapshot.fields or not self.erasure_secret:
+        if snapshot.fields or snapshot.applications_in_window or not self.erasure_secret:
             return state, None
         until = ErasedWindows(self.store, self.erasure_secret).until(snapshot.user_id, now)
         if until is None or state.in_cooldown(now):

@@ -412,3 +412,21 @@ def test_a_review_case_decided_before_cases_kept_requests(api, service):
     assert [(i["application_id"], i["amount"]) for i in items] == [("a1", None)]
     response = api.post("/applications/a1/review", json=body("u-old"), headers=REVIEWER)
     assert response.status_code == 409
+
+
+def test_erased_window_holds_after_a_grace_use_and_costs_known_users_nothing(api, service, clock):
+    user = "u-erase-grace"
+    review_case(api, user, "a1")
+    api.post("/applications/a1/review", json=body(user, "rejected", ["DEVICE_SWITCHING"]), headers=REVIEWER)
+    assert api.delete(f"/users/{user}", json={"operator_id": "o", "reason": "r"}, headers=ADMIN).status_code == 200
+    api.post(f"/users/{user}/grace-uses", json={"days": 1}, headers=CLIENT)   # a key again, no hash
+    refused = api.post("/decide", json=dict(payload(), user_id=user, application_id="a2"), headers=CLIENT).json
+    assert refused["reasons"][0]["code"] == "REAPPLY_COOLDOWN"
+    # round trips of a decision: BEGIN and COMMIT; a user who looks new also reads the kept windows
+    store = service.store
+    before = store.round_trips
+    api.post("/decide", json=dict(payload(), user_id="u-new", application_id="a1"), headers=CLIENT)
+    assert store.round_trips - before == 3
+    before = store.round_trips
+    api.post("/decide", json=dict(payload(), user_id="u-new", application_id="a2"), headers=CLIENT)
+    assert store.round_trips - before == 2
