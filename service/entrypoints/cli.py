@@ -252,6 +252,10 @@ def state_rebuild(logfile: str) -> None:
     service = _redis_service()
     count = rebuilding.rebuild(service, rebuilding.records(_lines(logfile, progress=True)))
     click.echo(f"applied {count} records", err=True)
+    from service.usecases import review as reviewing
+
+    repaired = reviewing.repair(service)   # the pending index is not in the log: found again
+    click.echo(f"review cases pending {repaired['pending']} (indexed again {repaired['added']})", err=True)
 
 
 @state.command("diff")

@@ -430,3 +430,45 @@ def test_erased_window_holds_after_a_grace_use_and_costs_known_users_nothing(api
     before = store.round_trips
     api.post("/decide", json=dict(payload(), user_id="u-new", application_id="a2"), headers=CLIENT)
     assert store.round_trips - before == 2
+
+
+def test_rebuild_of_an_export_taken_before_an_erasure_erases_again(api, service, store_url, monkeypatch,
+                                                                   tmp_path):
+    """An export made before the erasure still names the user: rebuilding it with the erasure
+    record (and the same secret) leaves nothing of the user but the kept window."""
+    import io
+
+    from click.testing import CliRunner
+
+    from service.adapters import decision_log
+    from service.entrypoints.cli import main
+
+    monkeypatch.setenv("REDIS_URL", store_url)
+    monkeypatch.setenv("ERASURE_HMAC_SECRET", SECRET.decode())
+    user = "u-old-export"
+    review_case(api, user, "a1")
+    review_case(api, "u-stays", "a1")
+    api.post("/applications/a1/review", json=body(user, "rejected", ["DEVICE_SWITCHING"]), headers=REVIEWER)
+    before = io.StringIO()
+    decision_log.export(service.store.client, service.store.prefix, before)
+    assert api.delete(f"/users/{user}", json={"operator_id": "o", "reason": "r"}, headers=ADMIN).status_code == 200
+    after = io.StringIO()
+    decision_log.export(service.store.client, service.store.prefix, after)
+    erasure = [line for line in after.getvalue().splitlines() if '"kind":"erasure"' in line]
+    combined = before.getvalue() + "\n".join(erasure) + "\n"
+    client = redis_connection.connect(store_url)
+    for key in list(client.scan_iter(match="ld:*")):
+        if not key.decode().startswith("ld:rules"):
+            client.delete(key)
+    path = tmp_path / "old.jsonl"
+    path.write_text(combined)
+    runner = CliRunner()
+    assert runner.invoke(main, ["state", "rebuild", str(path)]).exit_code == 0
+    keys = _all_keys(store_url)
+    assert not [k for k in keys if quote(user, safe="") in k]
+    assert len([k for k in keys if k.startswith("ld:erased:")]) == 1
+    assert any(quote("u-stays", safe="") in k for k in keys)
+    assert [i["user_id"] for i in api.get("/reviews", headers=REVIEWER).json["items"]] == ["u-stays"]
+    refused = api.post("/decide", json=dict(payload(), user_id=user, application_id="a5"), headers=CLIENT).json
+    assert refused["reasons"][0]["code"] == "REAPPLY_COOLDOWN"
+    assert runner.invoke(main, ["state", "diff", str(path)]).exit_code == 0
