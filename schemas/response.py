@@ -97,6 +97,21 @@ class ErrorSchema(_Strict):
     error = fields.Nested(ErrorBodySchema, required=True)
 
 
+class ReviewSchema(_Strict):
+    """A reviewer's closing of a case (issue 11) and its effects at review time."""
+
+    reviewer_id = fields.String(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(["approved", "rejected"]))
+    reason_codes = fields.List(fields.String(), required=True)
+    note = fields.String(required=True)
+    reviewed_at = fields.String(required=True)
+    rules_version = fields.String(required=True)
+    offer = fields.Nested(OfferSchema, required=True, allow_none=True)
+    funds_available_at = fields.String(required=True, allow_none=True)
+    cancel_until = fields.String(required=True, allow_none=True)
+    reapply_after = fields.String(required=True, allow_none=True)
+
+
 class ApplicationViewSchema(_Strict):
     application_id = fields.String(required=True)
     user_id = fields.String(required=True)
@@ -104,6 +119,40 @@ class ApplicationViewSchema(_Strict):
         ["approved", "rejected", "review", "cooling_off", "released", "cancelled"]))
     cancelled_at = fields.String(required=True, allow_none=True)
     decision = fields.Nested(DecisionSchema, required=True)
+    # a reviewed case (issue 11): the review, and its effects beside the original decision
+    review = fields.Nested(ReviewSchema)
+    offer = fields.Nested(OfferSchema, allow_none=True)
+    funds_available_at = fields.String(allow_none=True)
+    cancel_until = fields.String(allow_none=True)
+    reapply_after = fields.String(allow_none=True)
+
+
+class ReviewItemSchema(_Strict):
+    application_id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    product = fields.String(required=True)
+    amount = fields.Float(required=True, allow_none=True)
+    reason_codes = fields.List(fields.String(), required=True)
+    decided_at = fields.String(required=True)
+
+
+class ReviewPageSchema(_Strict):
+    items = fields.List(fields.Nested(ReviewItemSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class ErasureResultSchema(_Strict):
+    erased = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    receipt_id = fields.String(required=True)
+
+
+class ErasureReceiptSchema(_Strict):
+    receipt_id = fields.String(required=True)
+    erased_at = fields.String(required=True)
+    operator_id = fields.String(required=True)
+    reason = fields.String(required=True)
+    erased = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    window_kept = fields.Boolean(required=True)
 
 
 class CoolingOffSchema(_Strict):

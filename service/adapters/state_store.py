@@ -30,6 +30,7 @@ from urllib.parse import quote
 import redis
 from redis.exceptions import RedisClusterException
 
+from service.domain.review import final_status
 from service.domain.userstate import UserState
 
 UTC = dt.timezone.utc
@@ -161,6 +162,8 @@ class StoredApplication:
         """approved | rejected | review | cooling_off | released | cancelled."""
         if self.doc.get("cancelled_at"):
             return "cancelled"
+        if self.doc.get("review"):
+            return final_status(self.doc["review"], now)
         decision = self.decision
         if decision["outcome"] == "cooling_off":
             release = dt.datetime.fromisoformat(decision["funds_available_at"].replace("Z", "+00:00"))
@@ -168,9 +171,15 @@ class StoredApplication:
         return decision["outcome"]
 
     def view(self, now: dt.datetime) -> dict:
-        return {"application_id": self.doc["application_id"], "user_id": self.doc["user_id"],
+        view = {"application_id": self.doc["application_id"], "user_id": self.doc["user_id"],
                 "status": self.status_at(now), "cancelled_at": self.doc.get("cancelled_at"),
                 "decision": self.decision}
+        review = self.doc.get("review")
+        if review:   # a reviewed case (issue 11): the reviewer's outcome and its effects
+            view["review"] = review
+            for name in ("offer", "funds_available_at", "cancel_until", "reapply_after"):
+                view[name] = review[name]
+        return view
 
 
 @dataclass

@@ -273,3 +273,26 @@ class Policy:
         spec = template.reason
         return Reason(spec.code, template.rule_id, spec.message_zh, spec.message_en, spec.advice_zh,
                       spec.advice_en, {"field": source})
+
+    # -- human review (issue 11) ----------------------------------------------------------
+    def review_terms(self, request: Mapping[str, Any], state: UserState,
+                     now: dt.datetime) -> tuple[Offer, Optional[str]]:
+        """A reviewer's approval: the offer the rules give the amount, and T2's hold end when
+        its condition holds, both as if the rules had approved at `now` (API.md "Human review").
+        The eligibility checks are the reviewer's call; the pricing and T2 rules still apply."""
+        plan = self.engine.plans[request["product"]]
+        run = self._run(request, plan, state, now.replace(microsecond=0), 1.0)
+        adjustments, hold = [], False
+        for compiled in plan.rules:
+            rule = compiled.rule
+            if rule.is_check or rule.key not in run.fired:
+                continue
+            if rule.pricing:
+                adjustments.append(rule.pricing)
+            hold = hold or bool(rule.cooling_off)
+        product = plan.product
+        daily, monthly, apr = pricing.rates(product, adjustments, self.book.apr_cap, self.book.rate_decimals)
+        offer = Offer(request["amount"], daily, monthly, apr, product.term_days_min,
+                      product.term_days_max, product.interest_free_days)
+        until = iso_utc(now + dt.timedelta(hours=self.book.time.cooling_off_hours)) if hold else None
+        return offer, until

@@ -30,6 +30,7 @@ def build_service(settings: Settings, clock: Clock | None = None) -> DecisionSer
     store = RedisStateStore(client, prefix=settings.key_prefix, lock_ttl_ms=settings.lock_ttl_ms,
                             lock_wait_s=settings.lock_wait_s, retention_days=settings.retention_days)
     service = DecisionService(policy, store, clock=clock)
+    service.erasure_secret = settings.erasure_secret
     if service.archive_rules():
         try:   # the rules this process starts with are the ones every worker runs
             service.publish_active(policy.version)

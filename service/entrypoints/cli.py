@@ -190,6 +190,8 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
     click.echo(f"total {doc['total']}  identical {doc['identical']}  changed {doc['changed']}  "
                f"(exact {doc['exact']}, other records {doc['other_records']}, "
                f"bad lines {doc['bad_lines']})")
+    click.echo(f"reviews {doc['reviews']['total']} (identical {doc['reviews']['identical']})  "
+               f"overrides {doc['overrides']['total']} (identical {doc['overrides']['identical']})")
     if doc["transitions"]:
         click.echo("\noutcome transitions")
         for name, count in doc["transitions"].items():
@@ -250,6 +252,10 @@ def state_rebuild(logfile: str) -> None:
     service = _redis_service()
     count = rebuilding.rebuild(service, rebuilding.records(_lines(logfile, progress=True)))
     click.echo(f"applied {count} records", err=True)
+    from service.usecases import review as reviewing
+
+    repaired = reviewing.repair(service)   # the pending index is not in the log: found again
+    click.echo(f"review cases pending {repaired['pending']} (indexed again {repaired['added']})", err=True)
 
 
 @state.command("diff")
@@ -270,3 +276,23 @@ def state_diff(logfile: str) -> None:
     click.echo(f"{result.users} users, {len(result.differences)} differences", err=True)
     if result.differences:
         raise SystemExit(1)
+
+
+# -- review cases (issue 11) ------------------------------------------------------------------
+@main.group()
+def reviews() -> None:
+    """Review cases: the pending index beside the per-user records."""
+
+
+@reviews.command("repair")
+def reviews_repair() -> None:
+    """Re-add open review cases the pending index lacks (an index write lost after a commit)."""
+    import json
+
+    from service.usecases import review as reviewing
+
+    click.echo(json.dumps(reviewing.repair(_redis_service())))
+
+
+if __name__ == "__main__":   # `python -m service.entrypoints.cli`: this checkout's CLI
+    main()

@@ -24,6 +24,8 @@ class Settings:
     api_keys: tuple[str, ...] = ()        # client keys (X-API-Key); none: no key needed
     admin_keys: tuple[str, ...] = ()      # admin keys (X-Admin-Key); none: admin endpoints off
     reload_sample: int = 200              # recent decisions replayed before a rules reload
+    reviewer_keys: tuple[str, ...] = ()   # reviewer keys (X-API-Key); none: reviewer endpoints off
+    erasure_secret: bytes | None = None   # HMAC key of erased users' kept windows; none: erasure off
 
     def __repr__(self) -> str:   # keys never appear in a log or a traceback
         return f"Settings(rules_dir={self.rules_dir!s}, redis_url={'set' if self.redis_url else None})"
@@ -44,4 +46,12 @@ class Settings:
             api_keys=tuple(read_keys(env.get("API_KEYS"), env.get("API_KEYS_FILE"))),
             admin_keys=tuple(read_keys(env.get("ADMIN_API_KEY"), env.get("ADMIN_API_KEY_FILE"))),
             reload_sample=int(env.get("RELOAD_SAMPLE") or 200),
+            reviewer_keys=tuple(read_keys(env.get("REVIEWER_API_KEYS"), env.get("REVIEWER_API_KEYS_FILE"))),
+            erasure_secret=_secret(env.get("ERASURE_HMAC_SECRET"), env.get("ERASURE_HMAC_SECRET_FILE")),
         )
+
+
+def _secret(inline: str | None, file: str | None) -> bytes | None:
+    """The erasure HMAC key, from the variable or a file (its whole content, stripped)."""
+    value = (inline or "").strip() or (Path(file).read_text(encoding="utf-8").strip() if file else "")
+    return value.encode() if value else None

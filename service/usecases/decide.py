@@ -11,11 +11,12 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from schemas.request import canonical_request
 from service.adapters import decision_log
+from service.adapters.review_store import ErasedWindows, open_case_in_index
 from service.adapters.rule_engine import policy_for
 from service.adapters.state_store import (
     COOLDOWN_UNTIL,
@@ -33,7 +34,7 @@ from service.adapters.state_store import (
 from service.domain.clock import Clock, SystemClock
 from service.domain.decision import iso_utc
 from service.domain.policy import Policy
-from service.domain.userstate import StateChange
+from service.domain.userstate import StateChange, UserState
 
 T = TypeVar("T")
 
@@ -87,6 +88,7 @@ class DecisionService:
         self._archived = False
         self.rules_sync_interval = 1.0
         self._next_sync = 0.0
+        self.erasure_secret: Optional[bytes] = None   # HMAC key of erased users' windows (issue 11)
 
     @property
     def rules_version(self) -> str:
@@ -136,17 +138,35 @@ class DecisionService:
                     raise Conflict(f"application {request['application_id']!r} was already decided "
                                    "with a different payload")
                 return DecideResult(stored.decision, replayed=True), None
-            state = snapshot.state()
+            state, restored = self._with_erased_window(snapshot, now)
             outcome = self.policy.evaluate(request, state, now)
             self.evaluations += outcome.evaluated
+            change = replace(outcome.change, cooldown_until=restored) if restored else outcome.change
             decision = outcome.decision.to_dict()
             body = _dumps(decision)
-            plan = self.plan_decision(payload, decision, outcome.change, now, body, digest)
+            plan = self.plan_decision(payload, decision, change, now, body, digest)
             plan.log = decision_log.encode_decision_record(payload, state, now, decision, body,
-                                                          outcome.change, outcome.evaluated)
+                                                          change, outcome.evaluated)
             return DecideResult(decision, replayed=False, body=body), plan
 
-        return self.run_locked(request["user_id"], request["application_id"], step)
+        result = self.run_locked(request["user_id"], request["application_id"], step)
+        if not result.replayed and result.decision["outcome"] == "review":
+            open_case_in_index(self.store, result.decision)
+        return result
+
+    def _with_erased_window(self, snapshot: UserSnapshot,
+                            now: dt.datetime) -> tuple[UserState, Optional[dt.datetime]]:
+        """The state, with an erased user's kept 90-day window (issue 11) when the user looks new
+        (no state hash, no application in the T3 window: what an erased user looks like). Read
+        under the lock (an erasure holds it while it keeps the window) and written back into the
+        hash by this decision, so an erased user's window is read once, and a known user's never."""
+        state = snapshot.state()
+        if snapshot.fields or snapshot.applications_in_window or not self.erasure_secret:
+            return state, None
+        until = ErasedWindows(self.store, self.erasure_secret).until(snapshot.user_id, now)
+        if until is None or state.in_cooldown(now):
+            return state, None
+        return replace(state, cooldown_until=until), until
 
     def plan_decision(self, payload: Mapping[str, Any], decision: dict, change: StateChange,
                       now: dt.datetime, decision_json: Optional[str] = None,
@@ -154,6 +174,8 @@ class DecisionService:
         """The writes of one decision: its application record and its state change."""
         record = {"application_id": decision["application_id"], "user_id": decision["user_id"],
                   "payload_sha256": digest or payload_digest(payload)}
+        if decision["outcome"] == "review":   # a review case keeps what a reviewer decides on
+            record["case"] = {"request": dict(payload)}
         value = (_dumps(record)[:-1] + ',"decision":' + (decision_json or _dumps(decision))
                  + ',"cancelled_at":null}')
         time_rules = self.policy.book.time

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
+from service.adapters.review_store import ErasedWindows, user_keys
+from service.adapters.state_store import COOLDOWN_UNTIL, CommitPlan
 from service.domain.decision import parse_iso_utc
+from service.domain.review import LIFT_COOLDOWN
 from service.domain.userstate import change_from_dict
 from service.usecases.decide import DecisionService, raw_payload_digest
+from service.usecases.review import plan_review
 
 
-def apply_record(service: DecisionService, record: dict) -> None:
+def apply_record(service: DecisionService, record: dict, seen: Optional[set] = None) -> None:
     """Write one record's effects (application record, state change) without logging it again."""
     now = parse_iso_utc(record["at"])
     kind, user_id = record["kind"], record["user_id"]
@@ -31,15 +35,58 @@ def apply_record(service: DecisionService, record: dict) -> None:
             return None, service.plan_cancel(snapshot, now)[1]
         if kind == "grace":
             return None, service.plan_grace(record["days"], now, record.get("use_id"))
+        if kind in AUDITED:
+            return None, AUDITED[kind](service, snapshot, record)
         raise ValueError(f"unknown record kind {kind!r}")
 
+    if kind == "erasure":
+        apply_erasure(service, record, seen if seen is not None else set())
+        return
+    if seen is not None:
+        seen.add(user_id)   # a later erasure record finds its user among these, by hash
     service.run_locked(user_id, app_id, step, now=now)
 
 
+def _plan_review(service: DecisionService, snapshot, record: dict):
+    """A review record: the application record gains its review; the recorded change applies."""
+    if snapshot.application is None:
+        return None
+    doc = dict(snapshot.application.doc, review=record["review"])
+    return plan_review(service, snapshot, doc, change_from_dict(record["change"]))
+
+
+def _plan_override(_service: DecisionService, _snapshot, record: dict):
+    if record["action"] != LIFT_COOLDOWN:
+        raise ValueError(f"unknown override action {record['action']!r}")
+    return CommitPlan(hdel=[COOLDOWN_UNTIL])
+
+
+AUDITED = {"review": _plan_review, "override": _plan_override}
+
+
+def apply_erasure(service: DecisionService, record: dict, seen: set) -> None:
+    """An erasure record: the kept window under its keyed hash; the erased user's own records
+    are gone from a log exported after it. A log exported before it still names the user: with
+    the service's ERASURE_HMAC_SECRET, the user whose hash it is loses every key again."""
+    if record.get("window_until"):
+        until = parse_iso_utc(record["window_until"])
+        if until > service.clock.now():
+            ErasedWindows(service.store, b"").keep(record["subject"], until)
+    secret = service.erasure_secret
+    if not secret:
+        return
+    windows = ErasedWindows(service.store, secret)
+    for user_id in [u for u in seen if windows.subject(u) == record["subject"]]:
+        keys = user_keys(service.store, user_id)
+        if keys:
+            service.store.client.delete(*keys)
+        seen.discard(user_id)
+
+
 def rebuild(service: DecisionService, records: Iterable[dict]) -> int:
-    count = 0
+    count, seen = 0, set()
     for record in records:
-        apply_record(service, record)
+        apply_record(service, record, seen)
         count += 1
     return count
 
@@ -76,8 +123,13 @@ def diff(implied: DecisionService, live: DecisionService, records: Iterable[dict
     """Rebuild `records` into `implied` (an empty store) and compare it with `live`."""
     users: dict[str, set[str]] = {}
     requests: dict[tuple[str, str], dict] = {}
+    seen: set = set()
     for record in records:
-        apply_record(implied, record)
+        apply_record(implied, record, seen)
+        if record["kind"] == "erasure":
+            for user_id in set(users) - seen:
+                users.pop(user_id)   # erased: neither side holds anything of the user
+            continue
         apps = users.setdefault(record["user_id"], set())
         if record.get("application_id"):
             apps.add(record["application_id"])

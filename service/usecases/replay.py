@@ -21,7 +21,8 @@ from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
 from service.domain.decision import parse_iso_utc
 from service.domain.policy import Policy
-from service.domain.userstate import state_from_dict
+from service.domain.review import LIFT_COOLDOWN, review_effects
+from service.domain.userstate import change_to_dict, state_from_dict
 
 RESULT_FIELDS = ("outcome", "offer", "flags", "funds_available_at", "cancel_until", "reapply_after")
 REQUIRED = ("kind", "at", "user_id", "application_id", "rules_version")
@@ -118,8 +119,41 @@ def parse_line(number: int, text: str) -> dict:
     return record
 
 
+AUDITED_REQUIRED = {"review": ("request", "state", "review", "change"),
+                    "override": ("action", "operator_id", "reason", "state")}
+EFFECT_FIELDS = ("offer", "funds_available_at", "cancel_until", "reapply_after")
+
+
+def replay_audited(source: PolicySource, number: int, record: dict) -> Replayed:
+    """A review or override (issue 11): recompute its effects from its recorded inputs and
+    state at its time, and compare them with the recorded ones."""
+    missing = [name for name in AUDITED_REQUIRED[record["kind"]] if name not in record]
+    if missing:
+        raise BadRecord(number, f"missing field(s) {', '.join(missing)}")
+    try:
+        state = state_from_dict(record["state"])
+        now = parse_iso_utc(record["at"])
+        if record["kind"] == "override":
+            same = record["action"] == LIFT_COOLDOWN and state.in_cooldown(now)
+            return Replayed(number, "override", record, changed=not same, exact=same)
+        policy = source.for_version(record["rules_version"])
+        request = DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(record["request"])
+        given = record["review"]
+        effects, change = review_effects(policy, request, state, now, given["outcome"],
+                                         given["reason_codes"])
+    except ValidationError as exc:
+        raise BadRecord(number, f"request is not valid: {exc.messages}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRecord(number, f"malformed record: {exc!r}") from None
+    same = ({k: given.get(k) for k in EFFECT_FIELDS} == effects
+            and change_to_dict(change) == record["change"])
+    return Replayed(number, "review", record, dict(given, **effects), changed=not same, exact=same)
+
+
 def replay_one(source: PolicySource, number: int, text: str) -> Replayed:
     record = parse_line(number, text)
+    if record["kind"] in AUDITED_REQUIRED:
+        return replay_audited(source, number, record)
     if record["kind"] != "decision":
         return Replayed(number, record["kind"], record)
     try:
@@ -213,8 +247,14 @@ class Summary:
     bad_lines: int = 0
     transitions: Counter = field(default_factory=Counter)
     rules: Counter = field(default_factory=Counter)
+    # reviews and overrides (issue 11): [replayed, identical]
+    audited: dict = field(default_factory=lambda: {"reviews": [0, 0], "overrides": [0, 0]})
 
     def add(self, item: Replayed) -> None:
+        if item.kind in AUDITED_REQUIRED:
+            self.audited[f"{item.kind}s"][0] += 1
+            self.audited[f"{item.kind}s"][1] += not item.changed
+            return
         if item.kind != "decision":
             self.other_records += 1
             return
@@ -234,7 +274,9 @@ class Summary:
                 "exact": self.exact, "other_records": self.other_records,
                 "bad_lines": self.bad_lines,
                 "transitions": dict(sorted(self.transitions.items())),
-                "rules": dict(sorted(self.rules.items()))}
+                "rules": dict(sorted(self.rules.items())),
+                **{kind: {"total": total, "identical": same}
+                   for kind, (total, same) in self.audited.items()}}
 
 
 def change_report(item: Replayed) -> dict:
@@ -270,6 +312,6 @@ def replay(lines: Iterable[tuple[int, str]], source: PolicySource, *, jobs: int 
                 raise item
             continue
         summary.add(item)
-        if item.changed and on_change:
+        if item.changed and on_change and item.kind == "decision":
             on_change(change_report(item))
     return summary

@@ -3,7 +3,8 @@
 Routes only translate (request -> use case -> JSON); errors are mapped once (errors.py). Every
 request gets an id (X-Request-ID, accepted or made), returned in the response and carried by
 every log line, and one JSON log line when it ends. Client keys guard everything but the open
-operational paths and /admin/, which takes only the admin key (admin.py).
+operational paths and the admin endpoints, which take only the admin key (admin.py); reviewer
+keys guard the reviewer endpoints (roles.py).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from service.domain.clock import Clock
 from service.entrypoints import logs
 from service.entrypoints.bootstrap import build_service
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
+from service.entrypoints.http import audited, reviews, roles
 from service.entrypoints.security import KeyRing
 from service.entrypoints.settings import Settings
 from service.usecases.decide import DecisionService
@@ -35,16 +37,19 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     client_keys, admin_keys = KeyRing(settings.api_keys), KeyRing(settings.admin_keys)
     if client_keys.overlaps(admin_keys):
         raise ValueError("ADMIN_API_KEY must differ from every client key in API_KEYS")
+    reviewer_keys = KeyRing(settings.reviewer_keys)
+    if reviewer_keys.overlaps(client_keys) or reviewer_keys.overlaps(admin_keys):
+        raise ValueError("REVIEWER_API_KEYS must differ from every client key and the admin key")
     app = Flask("loan_decide")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     app.extensions.update(decision_service=service, settings=settings,
-                          client_keys=client_keys, admin_keys=admin_keys)
+                          client_keys=client_keys, admin_keys=admin_keys, reviewer_keys=reviewer_keys)
     app.before_request(_begin)
     app.after_request(_end)
     app.teardown_request(_teardown)
-    for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp):
+    for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp, reviews.bp, audited.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     return app
@@ -59,9 +64,9 @@ def _begin() -> Response | None:
     g.fields = {}
     if request.path in operations.OPEN_PATHS or request.path.startswith("/admin/"):
         return None
-    client_keys = current_app.extensions["client_keys"]
-    if client_keys and not client_keys.accepts(request.headers.get("X-API-Key")):
-        return errors.error_response(401, "unauthorized", "A valid X-API-Key header is required.")
+    refused = roles.refusal()   # client, reviewer and admin roles (issue 11)
+    if refused is not None:
+        return refused
     current_app.extensions["decision_service"].sync_rules()
     return None
 

@@ -13,6 +13,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 DECISIONS = Counter("decisions_total", "Decisions made (replays of a stored decision excluded)",
                     ["product", "outcome"])
@@ -22,6 +23,25 @@ LATENCY = Histogram("http_request_duration_seconds", "Request latency", ["method
 REDIS_ERRORS = Counter("redis_errors_total", "Requests that failed because Redis was unavailable",
                        ["route"])
 RULES_RELOADS = Counter("rules_reloads_total", "Rules reload attempts", ["result"])
+REVIEWS = Counter("reviews_total", "Review cases closed by a reviewer", ["outcome"])
+
+
+def review_queue(pending: int, oldest_age_seconds: float | None) -> bytes:
+    """The review queue, read from Redis at scrape time (one truth for every worker)."""
+    registry = CollectorRegistry()
+    registry.register(_Queue(pending, oldest_age_seconds or 0.0))
+    return generate_latest(registry)
+
+
+class _Queue:
+    def __init__(self, pending: int, oldest: float):
+        self.pending, self.oldest = pending, oldest
+
+    def collect(self):
+        yield GaugeMetricFamily("review_cases_pending", "Review cases waiting for a reviewer",
+                                value=self.pending)
+        yield GaugeMetricFamily("review_oldest_pending_age_seconds",
+                                "Age of the oldest pending review case (0: none)", value=self.oldest)
 
 
 def count_decision(decision: dict) -> None:

@@ -7,6 +7,7 @@ from marshmallow import validate
 
 from schemas import request as rq
 from schemas import response as rs
+from schemas import review as rv
 from schemas.fields import StrictBoolean, StrictDate, StrictNumber
 
 
@@ -91,6 +92,7 @@ def build_spec(version: str, book=None) -> dict:
                       "401": {"description": "The X-Admin-Key is wrong", "content": _json("Error")},
                       "403": {"description": "Admin endpoints are off or no X-Admin-Key was sent",
                               "content": _json("Error")}, **_errors(422, 503)}}})
+    _review_paths(spec, app_id, user_path)
     for path, summary in [("/healthz", "Process up"), ("/readyz", "Redis reachable, rules loaded")]:
         spec.path(path, operations={"get": {"summary": summary, "security": [], "responses": {
             "200": {"description": "OK", "content": _json("Health")}, **_errors(503)}}})
@@ -107,3 +109,41 @@ def build_spec(version: str, book=None) -> dict:
             minimum=low, maximum=high, description="Within the product's term range (rules/products.yaml).")
         schemas["GraceRequest"]["properties"]["days"].update(minimum=1, maximum=book.time.grace.max_days)
     return doc
+
+
+def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
+    """Issue 11: reviewer endpoints (reviewer key in X-API-Key) and audited admin actions."""
+    for name, schema in [("ReviewRequest", rv.ReviewRequestSchema), ("OverrideRequest", rv.OverrideRequestSchema),
+                         ("ErasureRequest", rv.ErasureRequestSchema), ("ReviewPage", rs.ReviewPageSchema),
+                         ("ErasureResult", rs.ErasureResultSchema), ("ErasureReceipt", rs.ErasureReceiptSchema)]:
+        spec.components.schema(name, schema=schema)
+    reviewer, admin = [{"ApiKey": []}], [{"AdminKey": []}]
+    forbidden = {"403": {"description": "A key of another role, or the role is off", "content": _json("Error")}}
+    query = lambda name, schema: {"name": name, "in": "query", "required": False, "schema": schema}
+    spec.path("/reviews", operations={"get": {
+        "summary": "Pending review cases, oldest first (reviewer key)", "security": reviewer,
+        "parameters": [query("status", {"type": "string", "enum": ["pending"]}),
+                       query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+                       query("cursor", {"type": "string"})],
+        "responses": {"200": {"description": "A page", "content": _json("ReviewPage")}, **forbidden,
+                      **_errors(400, 401, 503)}}})
+    spec.path("/applications/{application_id}/review", operations={"post": {
+        "summary": "Close a review case (reviewer key)", "security": reviewer, "parameters": [app_id],
+        "requestBody": {"required": True, "content": _json("ReviewRequest")},
+        "responses": {"200": {"description": "The application view", "content": _json("ApplicationView")},
+                      **forbidden, **_errors(400, 401, 404, 409, 413, 415, 503)}}})
+    spec.path("/users/{user_id}/overrides", operations={"post": {
+        "summary": "Lift an active 90-day window (admin key)", "security": admin, "parameters": [user_path],
+        "requestBody": {"required": True, "content": _json("OverrideRequest")},
+        "responses": {"200": {"description": "The user state", "content": {"application/json": {
+            "schema": {"type": "object"}}}}, **forbidden, **_errors(400, 401, 409, 413, 415, 503)}}})
+    spec.path("/users/{user_id}", operations={"delete": {
+        "summary": "Erase the user's personal data (PIPL art. 47; admin key)", "security": admin,
+        "parameters": [user_path], "requestBody": {"required": True, "content": _json("ErasureRequest")},
+        "responses": {"200": {"description": "Counts and the receipt id", "content": _json("ErasureResult")},
+                      **forbidden, **_errors(400, 401, 404, 413, 415, 503)}}})
+    spec.path("/admin/erasures/{receipt_id}", operations={"get": {
+        "summary": "An erasure receipt (admin key)", "security": admin,
+        "parameters": [{"name": "receipt_id", "in": "path", "required": True, "schema": dict(rq.ID_JSON_SCHEMA)}],
+        "responses": {"200": {"description": "The receipt", "content": _json("ErasureReceipt")},
+                      **forbidden, **_errors(400, 401, 404, 503)}}})

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from service.adapters.review_store import ReviewIndex
+from service.adapters.state_store import StoreUnavailable, from_epoch
 from service.entrypoints.http import metrics
 from service.entrypoints.http.errors import RETRY, ApiError
 from service.entrypoints.http.openapi import build_spec
@@ -28,7 +30,18 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def prometheus() -> Response:
     body, content_type = metrics.exposition()
-    return Response(body, content_type=content_type)
+    return Response(body + _review_queue(), content_type=content_type)
+
+
+def _review_queue() -> bytes:
+    """The pending review count and oldest age (issue 11); left out when Redis cannot say."""
+    service = decision_service()
+    try:
+        pending, oldest = ReviewIndex(service.store).stats()
+    except StoreUnavailable:
+        return b""
+    age = max((service.clock.now() - from_epoch(oldest)).total_seconds(), 0) if oldest else None
+    return metrics.review_queue(pending, age)
 
 
 @bp.get("/openapi.json")

@@ -1,0 +1,75 @@
+"""Request schemas of issue 11: a review, an override, an erasure (API.md "Additions").
+
+The fixed reason codes come from the loaded rules (`codes`), as the term ranges do for the
+decide request: this package imports nothing of the service.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
+
+from schemas.request import _id_field
+
+NOTE_MAX = 2000
+ACTOR_MAX = 128
+
+
+def _text(max_length: int, required: bool = True) -> fields.String:
+    return fields.String(required=required, validate=validate.Length(min=1, max=max_length))
+
+
+class ReviewRequestSchema(Schema):
+    """POST /applications/<id>/review."""
+
+    class Meta:
+        unknown = RAISE
+
+    user_id = _id_field()
+    reviewer_id = _id_field()
+    outcome = fields.String(required=True, validate=validate.OneOf(("approved", "rejected")))
+    reason_codes = fields.List(fields.String(), load_default=list)
+    note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX))
+
+    def __init__(self, *args, codes: Iterable[str] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.codes = frozenset(codes)
+
+    @validates_schema
+    def _codes(self, data, **kwargs):
+        codes = data.get("reason_codes", [])
+        unknown = sorted({c for c in codes if c not in self.codes})
+        if unknown:
+            raise ValidationError(f"Unknown reason code(s): {', '.join(unknown)}.", "reason_codes")
+        if len(set(codes)) != len(codes):
+            raise ValidationError("A reason code is given twice.", "reason_codes")
+        if data.get("outcome") == "rejected" and not codes:
+            raise ValidationError("Required and non-empty when rejecting.", "reason_codes")
+
+
+class OverrideRequestSchema(Schema):
+    """POST /users/<id>/overrides."""
+
+    class Meta:
+        unknown = RAISE
+
+    action = fields.String(required=True, validate=validate.OneOf(("lift_cooldown",)))
+    operator_id = _text(ACTOR_MAX)
+    reason = _text(NOTE_MAX)
+
+
+class ErasureRequestSchema(Schema):
+    """DELETE /users/<id>."""
+
+    class Meta:
+        unknown = RAISE
+
+    operator_id = _text(ACTOR_MAX)
+    reason = _text(NOTE_MAX)

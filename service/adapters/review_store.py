@@ -1,0 +1,198 @@
+"""Keys of issue 11 that are not one user's: the pending-review index, erased users' windows,
+erasure receipts and the erasure log stream.
+
+Why the pending index is written apart from the decision: a user's keys share the hash tag
+`{user}` (one cluster slot), and the index is one key for every user, in another slot. One Lua
+script touching both is a cross-slot error on Redis Cluster. So the source of truth is the
+per-user application record (written atomically with the decision by COMMIT: a case is pending
+while its record has outcome `review` and no `review` entry), and the index
+`ld:reviews:pending` is written after it, in a command of its own:
+
+- a decision with outcome `review` adds its entry after its commit;
+- a review removes the entry after its commit;
+- a listing checks each entry against its record and drops the stale ones (a review whose
+  removal was lost); `loan-decide reviews repair` re-adds entries whose add was lost (a
+  process that died, or Redis gone, between the commit and the add) by scanning the records.
+
+Entries are members of one sorted set, all with score 0, ordered by their bytes:
+"<decided_at epoch, 10 digits>|<user id, %-encoded>|<application id, %-encoded>". So the order
+is oldest first, and a cursor is simply the last member seen (ZRANGE BYLEX from it, exclusive).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import re
+from typing import Iterator, Optional
+from urllib.parse import quote, unquote
+
+from service.adapters.state_store import (
+    RedisStateStore,
+    StoreUnavailable,
+    _s,
+    epoch,
+    from_epoch,
+)
+from service.domain.decision import parse_iso_utc
+
+log = logging.getLogger("loan_decide.api")
+
+_MEMBER = re.compile(r"^\d{10}\|[^|]+\|[^|]+$")
+# A name no %-encoded user id can take (quote() encodes '#'), so no user's log is this stream.
+ERASURE_STREAM_TAG = "#erasures"
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def entry(user_id: str, application_id: str, decided_at: int) -> str:
+    return f"{decided_at:010d}|{quote(user_id, safe='')}|{quote(application_id, safe='')}"
+
+
+def parse_entry(member: str) -> tuple[int, str, str]:
+    stamp, user, app = member.split("|")
+    return int(stamp), unquote(user), unquote(app)
+
+
+def encode_cursor(member: str) -> str:
+    return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        member = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadCursor("The cursor is not one this service gave.") from None
+    if not _MEMBER.match(member):
+        raise BadCursor("The cursor is not one this service gave.")
+    return member
+
+
+class ReviewIndex:
+    """The pending-review index: one sorted set, written after the per-user commits."""
+
+    def __init__(self, store: RedisStateStore):
+        self.store = store
+        self.key = f"{store.prefix}:reviews:pending"
+
+    def add(self, user_id: str, application_id: str, decided_at: int) -> None:
+        member = entry(user_id, application_id, decided_at)
+        self.store._do(lambda: self.store.client.zadd(self.key, {member: 0}))
+
+    def remove(self, members: list[str]) -> None:
+        if members:
+            self.store._do(lambda: self.store.client.zrem(self.key, *members))
+
+    def page(self, after: Optional[str], count: int) -> list[str]:
+        low = "(" + after if after else "-"
+        raw = self.store._do(lambda: self.store.client.zrangebylex(self.key, low, "+", 0, count))
+        return [_s(m) for m in raw]
+
+    def stats(self) -> tuple[int, Optional[int]]:
+        """(pending entries, decided_at of the oldest) for the metrics."""
+        def read():
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.zcard(self.key)
+            pipe.zrangebylex(self.key, "-", "+", 0, 1)
+            return pipe.execute()
+
+        count, first = self.store._do(read)
+        return int(count), parse_entry(_s(first[0]))[0] if first else None
+
+    def records(self, members: list[str]) -> list[Optional[dict]]:
+        """The application record behind each entry (None: gone), read in one pipeline."""
+        def read():
+            pipe = self.store.client.pipeline(transaction=False)
+            for member in members:
+                _, user, app = parse_entry(member)
+                pipe.get(self.store.keys(user, app)[3])
+            return pipe.execute()
+
+        return [json.loads(raw) if raw else None for raw in (self.store._do(read) if members else [])]
+
+
+def pending_case(doc: Optional[dict]) -> bool:
+    """Whether an application record is an open review case."""
+    return bool(doc) and doc["decision"]["outcome"] == "review" and not doc.get("review")
+
+
+def scan_records(store: RedisStateStore) -> Iterator[dict]:
+    """Every application record (the repair path: a full scan, not a request path)."""
+    for key in store.client.scan_iter(match=f"{store.prefix}:{{*}}:app:*", count=1000):
+        raw = store.client.get(key)
+        if raw:
+            yield json.loads(raw)
+
+
+def user_keys(store: RedisStateStore, user_id: str) -> list[str]:
+    """Every key of one user (its hash tag), the lock excepted: found by SCAN, so records of
+    applications no index names (refusals by state, old ones) are found too."""
+    base = store._base(user_id)
+    pattern = base.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + ":*"
+    keys = {_s(k) for k in store._do(lambda: list(store.client.scan_iter(match=pattern, count=1000)))}
+    return sorted(k for k in keys if k != f"{base}:lock")
+
+
+class ErasedWindows:
+    """An erased user's active 90-day window, kept only as its end time under
+    HMAC-SHA256(secret, user id): no key or value holds the user id."""
+
+    def __init__(self, store: RedisStateStore, secret: bytes):
+        self.store, self.secret = store, secret
+
+    def subject(self, user_id: str) -> str:
+        return hmac.new(self.secret, user_id.encode(), hashlib.sha256).hexdigest()
+
+    def key_of(self, subject: str) -> str:
+        return f"{self.store.prefix}:erased:{{{subject}}}"
+
+    def until(self, user_id: str, now: dt.datetime) -> Optional[dt.datetime]:
+        raw = self.store._do(lambda: self.store.client.get(self.key_of(self.subject(user_id))))
+        end = from_epoch(_s(raw)) if raw else None
+        return end if end and end > now else None
+
+    def keep(self, subject: str, until: dt.datetime) -> None:
+        self.store._do(lambda: self.store.client.set(self.key_of(subject), str(epoch(until)),
+                                                     exat=epoch(until)))
+
+    def drop(self, user_id: str) -> None:
+        self.store._do(lambda: self.store.client.delete(self.key_of(self.subject(user_id))))
+
+
+class Receipts:
+    """Erasure receipts (who, when, why, counts; no personal data) and the erasure log stream."""
+
+    def __init__(self, store: RedisStateStore):
+        self.store = store
+        self.stream = f"{store.prefix}:{{{ERASURE_STREAM_TAG}}}:log"
+
+    def key(self, receipt_id: str) -> str:
+        return f"{self.store.prefix}:erasure:{receipt_id}"
+
+    def save(self, receipt: dict, log_record: str) -> None:
+        client, ttl = self.store.client, self.store.log_ttl
+        self.store._do(lambda: client.set(self.key(receipt["receipt_id"]),
+                                          json.dumps(receipt, ensure_ascii=False), ex=ttl))
+        self.store._do(lambda: client.xadd(self.stream, {"r": log_record}))
+        self.store._do(lambda: client.expire(self.stream, ttl))
+
+    def load(self, receipt_id: str) -> Optional[dict]:
+        raw = self.store._do(lambda: self.store.client.get(self.key(receipt_id)))
+        return json.loads(raw) if raw else None
+
+
+def open_case_in_index(store: RedisStateStore, decision: dict) -> None:
+    """Add a new review case to the pending index, after its decision's commit. Lost (Redis
+    gone meanwhile): the decision stands, and `loan-decide reviews repair` adds the entry."""
+    try:
+        ReviewIndex(store).add(decision["user_id"], decision["application_id"],
+                               epoch(parse_iso_utc(decision["decided_at"])))
+    except StoreUnavailable as exc:
+        log.warning(
+            "review case not indexed; run `loan-decide reviews repair`", extra={"fields": {"error": str(exc)}})

@@ -1,0 +1,44 @@
+"""Audited admin actions on users (admin key only, wherever the path is): lift a 90-day window,
+erase a user's personal data (PIPL art. 47), read an erasure receipt."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+
+from schemas.review import ErasureRequestSchema, OverrideRequestSchema
+from service.entrypoints.http import admin
+from service.entrypoints.http.errors import ApiError
+from service.entrypoints.http.requests import checked_id, decision_service, json_body
+from service.usecases import audit
+
+log = logging.getLogger("loan_decide.api")
+bp = Blueprint("audited", __name__)
+bp.before_request(admin.require_admin)
+
+
+@bp.post("/users/<user_id>/overrides")
+def override(user_id: str) -> Response:
+    checked_id("user_id", user_id)
+    data = OverrideRequestSchema().load(json_body())
+    state = audit.lift_cooldown(decision_service(), user_id, data["operator_id"], data["reason"])
+    log.warning("override", extra={"fields": {"action": data["action"]}})
+    return jsonify(state)
+
+
+@bp.delete("/users/<user_id>")
+def erase(user_id: str) -> Response:
+    checked_id("user_id", user_id)
+    data = ErasureRequestSchema().load(json_body())
+    try:
+        receipt = audit.erase(decision_service(), user_id, data["operator_id"], data["reason"])
+    except audit.ErasureOff as exc:
+        raise ApiError(503, "erasure_off", str(exc)) from None
+    log.warning("erasure", extra={"fields": {"receipt_id": receipt["receipt_id"]}})
+    return jsonify({"erased": receipt["erased"], "receipt_id": receipt["receipt_id"]})
+
+
+@bp.get("/admin/erasures/<receipt_id>")
+def erasure_receipt(receipt_id: str) -> Response:
+    checked_id("receipt_id", receipt_id)
+    return jsonify(audit.receipt(decision_service(), receipt_id))

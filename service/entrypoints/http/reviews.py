@@ -1,0 +1,55 @@
+"""Reviewer endpoints (reviewer key, roles.py): the pending review cases and closing one."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from schemas.review import ReviewRequestSchema
+from service.adapters.review_store import BadCursor
+from service.domain.review import reason_codes
+from service.entrypoints.http import metrics
+from service.entrypoints.http.errors import ApiError
+from service.entrypoints.http.requests import checked_id, decision_service, json_body
+from service.usecases import review as reviewing
+
+bp = Blueprint("reviews", __name__)
+PAGE_MAX = 100
+PAGE_DEFAULT = 50
+
+
+@bp.get("/reviews")
+def pending() -> Response:
+    unknown = sorted(set(request.args) - {"status", "limit", "cursor"})
+    if unknown:
+        raise ApiError(400, "invalid_request", "Unknown query parameter(s).",
+                       {name: ["Unknown query parameter."] for name in unknown})
+    if request.args.get("status", "pending") != "pending":
+        raise ApiError(400, "invalid_request", "Only pending cases are listed.",
+                       {"status": ["Must be 'pending'."]})
+    limit = _limit(request.args.get("limit"))
+    try:
+        page = reviewing.pending(decision_service(), limit, request.args.get("cursor") or None)
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_request", str(exc), {"cursor": [str(exc)]}) from None
+    return jsonify(page)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return PAGE_DEFAULT
+    if not raw.isdigit() or not 1 <= int(raw) <= PAGE_MAX:
+        raise ApiError(400, "invalid_request", "The limit is invalid.",
+                       {"limit": [f"Must be an integer between 1 and {PAGE_MAX}."]})
+    return int(raw)
+
+
+@bp.post("/applications/<application_id>/review")
+def close(application_id: str) -> Response:
+    checked_id("application_id", application_id)
+    service = decision_service()
+    data = ReviewRequestSchema(codes=reason_codes(service.policy.book)).load(json_body())
+    result = reviewing.review(service, application_id, data)
+    g.fields = {"decision_id": result.view["decision"]["decision_id"], "status": result.view["status"],
+                "replayed": result.replayed}
+    if not result.replayed:
+        metrics.REVIEWS.labels(data["outcome"]).inc()
+    return jsonify(result.view)

@@ -1,0 +1,40 @@
+"""Who may call what (API.md "Additions", keys): client, reviewer and admin roles.
+
+`X-API-Key` carries a client key (API_KEYS) or a reviewer key (REVIEWER_API_KEYS). A reviewer
+key reaches the reviewer endpoints and reads (GET) of applications and user state, never
+`/decide` or another write (403); a client key never reaches the reviewer endpoints (403). Admin
+endpoints (the `admin` and `audited` blueprints) take only `X-Admin-Key`, checked by their
+blueprints wherever their path is. A missing or unknown key is a 401.
+"""
+from __future__ import annotations
+
+from flask import Response, current_app, request
+
+from service.entrypoints.http import errors
+
+REVIEWER_BLUEPRINTS = frozenset({"reviews"})
+ADMIN_BLUEPRINTS = frozenset({"admin", "audited"})
+
+
+def refusal() -> Response | None:
+    """The 401/403 this request gets for its key, or None when it may go on."""
+    if request.blueprint in ADMIN_BLUEPRINTS:
+        return None
+    extensions = current_app.extensions
+    clients, reviewers = extensions["client_keys"], extensions["reviewer_keys"]
+    presented = request.headers.get("X-API-Key")
+    if request.blueprint in REVIEWER_BLUEPRINTS:
+        if not reviewers:
+            return errors.error_response(403, "forbidden", "Reviewer endpoints are off: set REVIEWER_API_KEYS.")
+        if reviewers.accepts(presented):
+            return None
+        if clients.accepts(presented):
+            return errors.error_response(403, "forbidden", "A client key cannot use reviewer endpoints.")
+        return errors.error_response(401, "unauthorized", "A valid reviewer X-API-Key header is required.")
+    if reviewers.accepts(presented):
+        if request.method in ("GET", "HEAD"):
+            return None
+        return errors.error_response(403, "forbidden", "A reviewer key cannot decide or change applications.")
+    if clients and not clients.accepts(presented):
+        return errors.error_response(401, "unauthorized", "A valid X-API-Key header is required.")
+    return None
