@@ -263,9 +263,14 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
     )
 
 
+# libyaml's parser with the same safe constructor: the same documents, ~10x faster (a reload,
+# an archived version and each mutant of `loan-decide test --mutate` parse every file).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse_yaml(name: str, data: bytes) -> Any:
     try:
-        return yaml.safe_load(data)
+        return yaml.load(data, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise RulesError(f"{name}: not valid YAML: {exc}") from exc
 
