@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 import yaml
 
 from service.domain.decision import iso_utc, parse_iso_utc
+from service.domain.rulebook import RulesError
 from service.domain.userstate import UserState, change_to_dict
 
 BASE_FILE = "base.yaml"
@@ -29,7 +30,7 @@ EXPECT_KEYS = ("outcome", "reasons", "largest_allowed_amount", "offer", "flags",
                "reapply_after", "state_change")
 
 
-class KitError(ValueError):
+class KitError(RulesError):
     """The kit itself is malformed; the message names the file and case."""
 
 
