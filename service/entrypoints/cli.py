@@ -341,3 +341,7 @@ def rules_archive(directory: str) -> None:
         click.echo(failure, err=True)
     click.echo(f"kit: {kit['passed']}/{kit['cases']} cases pass", err=True)
     click.echo(result["rules_version"])
+
+
+if __name__ == "__main__":   # `python -m service.entrypoints.cli`: the CLI of the code on PYTHONPATH
+    main()

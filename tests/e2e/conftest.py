@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,11 +41,13 @@ class LiveServer:
     def __init__(self, args: list[str], env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = shutil.which("loan-decide", path=str(Path(sys.executable).parent)) or "loan-decide"
+        # the CLI module of the code under test (PYTHONPATH), not whatever the venv's
+        # `loan-decide` script was installed from
+        command = [sys.executable, "-m", "service.entrypoints.cli"]
         # the log goes to a file: a pipe nobody reads fills up and blocks the workers
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [command, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            [*command, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
             env={**os.environ, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
