@@ -14,6 +14,7 @@ from service.adapters.state_store import RedisStateStore, StoreUnavailable
 from service.domain import rulebook
 from service.domain.clock import Clock
 from service.entrypoints.settings import Settings
+from service.usecases import rule_changes
 from service.usecases.decide import DecisionService
 
 log = logging.getLogger("loan_decide.api")
@@ -32,7 +33,11 @@ def build_service(settings: Settings, clock: Clock | None = None) -> DecisionSer
     service = DecisionService(policy, store, clock=clock)
     if service.archive_rules():
         try:   # the rules this process starts with are the ones every worker runs
+            previous = store._do(lambda: store.client.get(f"{store.prefix}:rules:active"))
             service.publish_active(policy.version)
+            if not redis_connection.is_embedded(settings.redis_url):   # history of a shared store
+                rule_changes.record_start(service, previous.decode() if previous else None,
+                                          settings.rules_dir)
         except StoreUnavailable:
             pass
     return service

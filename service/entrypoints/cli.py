@@ -328,12 +328,16 @@ def rules() -> None:
 def rules_archive(directory: str) -> None:
     """Validate DIRECTORY, run its own kit (reported, not refused), store it as a version in
     the Redis that REDIS_URL names, and print the version."""
+    from service.adapters import redis_connection
     from service.domain import policy_kit, rulebook
     from service.usecases import rule_changes
 
-    service = _redis_service()
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise click.UsageError("set REDIS_URL to the service's Redis")
+    client = redis_connection.connect(settings.redis_url, timeout=settings.redis_timeout)
     try:
-        result = rule_changes.archive(service, directory)
+        result = rule_changes.archive(client, settings.key_prefix, directory)
     except (rulebook.RulesError, policy_kit.KitError) as exc:
         raise click.ClickException(str(exc))
     kit = result["kit"]

@@ -178,14 +178,30 @@ def _archive(service: DecisionService) -> RulesArchive:
     return RulesArchive(service.store.client, service.store.prefix)
 
 
-def archive(service: DecisionService, directory: Path | str) -> dict:
-    """Validate a directory, run its kit (reported, not refused), store rules and kit."""
+def archive(client, prefix: str, directory: Path | str) -> dict:
+    """Validate a directory, run its kit (reported, not refused), store rules and kit.
+
+    Takes a bare client: it must not start a service, which would publish its own rules as
+    the active version."""
     book, result = policy_tests.run_directory(directory)
-    files = policy_tests.kit_files(directory)
-    store = _archive(service)
-    service.store._do(lambda: store.save(book))
-    service.store._do(lambda: store.save_kit(book.version, files))
+    store = RulesArchive(client, prefix)
+    store.save(book)
+    store.save_kit(book.version, policy_tests.kit_files(directory))
     return {"rules_version": book.version, "kit": result.to_dict()}
+
+
+def record_start(service: DecisionService, previous: Optional[str], rules_dir: Path) -> None:
+    """History: a process started on a version other than the active one (start-up activation)."""
+    if previous == service.rules_version:
+        return
+    try:
+        files = policy_tests.kit_files(rules_dir)
+        kit = policy_tests.run_files(service.policy.book, files, service.policy).to_dict()
+        _archive(service).save_kit(service.rules_version, files)
+    except rulebook.RulesError as exc:   # a start is not refused; the history says why
+        kit = {"ok": False, "error": str(exc)}
+    record(service, "start-up", "service", rules_version=service.rules_version,
+           previous_version=previous, kit=kit)
 
 
 def load_version(service: DecisionService, version: str) -> tuple[rulebook.RuleBook, dict]:

@@ -134,8 +134,10 @@ def test_rule_change_workflow(live_server, real_redis_url, tmp_path):
 
     status, body, _ = http("GET", server.url + "/admin/rules/history", headers=ADMIN)
     events = [(e["event"], e["rules_version"]) for e in body["history"]]
-    assert events == [("shadow", good), ("shadow_stopped", good), ("challenger", good), ("promote", good)]
+    assert events == [("start-up", live_version), ("shadow", good), ("shadow_stopped", good),
+                      ("challenger", good), ("promote", good)]
+    assert body["history"][0]["admin"] == "service" and body["history"][0]["kit"]["ok"] is True
     assert all(e["admin"].startswith("admin-key:") and "ops-secret" not in json.dumps(e)
-               for e in body["history"])
+               for e in body["history"][1:])
     assert body["history"][-1]["previous_version"] == live_version
     assert body["history"][-1]["kit"]["ok"] is True and "sample" in body["history"][-1]

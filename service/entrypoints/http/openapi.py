@@ -91,6 +91,7 @@ def build_spec(version: str, book=None) -> dict:
                       "401": {"description": "The X-Admin-Key is wrong", "content": _json("Error")},
                       "403": {"description": "Admin endpoints are off or no X-Admin-Key was sent",
                               "content": _json("Error")}, **_errors(422, 503)}}})
+    _rule_change_paths(spec)
     for path, summary in [("/healthz", "Process up"), ("/readyz", "Redis reachable, rules loaded")]:
         spec.path(path, operations={"get": {"summary": summary, "security": [], "responses": {
             "200": {"description": "OK", "content": _json("Health")}, **_errors(503)}}})
@@ -107,3 +108,23 @@ def build_spec(version: str, book=None) -> dict:
             minimum=low, maximum=high, description="Within the product's term range (rules/products.yaml).")
         schemas["GraceRequest"]["properties"]["days"].update(minimum=1, maximum=book.time.grace.max_days)
     return doc
+
+
+def _rule_change_paths(spec) -> None:
+    """Rule changes (API.md "Rule changes"): admin key only; bodies are JSON objects."""
+    admin = [{"AdminKey": []}]
+    obj = {"application/json": {"schema": {"type": "object"}}}
+    body = {"required": True, "content": obj}
+    for path, method, summary, codes, has_body in [
+            ("/admin/rules/shadow", "post", "Evaluate an archived version beside every live decision", (400, 404, 422, 503), True),
+            ("/admin/rules/shadow", "delete", "Stop the shadow", (503,), False),
+            ("/admin/shadow", "get", "The shadow's counts", (404, 503), False),
+            ("/admin/rules/challenger", "post", "Send a share of users to an archived version (kit-gated)", (400, 404, 422, 503), True),
+            ("/admin/rules/challenger", "delete", "End the challenger", (503,), False),
+            ("/admin/rules/promote", "post", "Make the challenger live (kit-gated)", (404, 422, 503), False),
+            ("/admin/rules/history", "get", "Every activation: who, when, versions, kit, sample", (503,), False)]:
+        operation = {"summary": summary, "security": admin,
+                     "responses": {"200": {"description": "OK", "content": obj}, **_errors(*codes)}}
+        if has_body:
+            operation["requestBody"] = body
+        spec.path(path, operations={method: operation})   # apispec merges a path's methods
