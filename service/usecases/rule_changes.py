@@ -117,8 +117,9 @@ class Arms:
             counts = self.pending.setdefault(shadow.version, Counter())
             counts.update(compare(live, new))
             self.flush(service)
-        except Exception:   # the answer is sent; a shadow failure must not touch anything else
-            log.exception("shadow evaluation failed")
+        except Exception as exc:   # the answer is sent; a shadow failure must not touch anything else
+            # the type only: a message or traceback could carry the applicant's values
+            log.error("shadow evaluation failed", extra={"fields": {"error": type(exc).__name__}})
 
     def flush(self, service: DecisionService) -> None:
         """Write every pending count in one pipeline; on failure they stay pending."""
