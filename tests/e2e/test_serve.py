@@ -45,11 +45,10 @@ def test_serve_logs_no_personal_data(live_server):
 def test_embedded_store_refuses_several_workers():
     import subprocess
     import sys
-    from pathlib import Path
 
-    command = str(Path(sys.executable).parent / "loan-decide")
+    command = [sys.executable, "-m", "service.entrypoints.cli"]   # the CLI of the code under test
     env = {k: v for k, v in __import__("os").environ.items() if k != "REDIS_URL"}
-    result = subprocess.run([command, "serve", "--workers", "2", "--port", "1"], env=env,
+    result = subprocess.run([*command, "serve", "--workers", "2", "--port", "1"], env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "embedded store" in result.stderr and "REDIS_URL" in result.stderr
