@@ -123,8 +123,12 @@ def _rule_change_paths(spec) -> None:
             ("/admin/rules/challenger", "delete", "End the challenger", (503,), False),
             ("/admin/rules/promote", "post", "Make the challenger live (kit-gated)", (404, 422, 503), False),
             ("/admin/rules/history", "get", "Every activation: who, when, versions, kit, sample", (503,), False)]:
-        operation = {"summary": summary, "security": admin,
-                     "responses": {"200": {"description": "OK", "content": obj}, **_errors(*codes)}}
+        keys = {"401": {"description": "The X-Admin-Key is wrong", "content": _json("Error")},
+                "403": {"description": "Admin endpoints are off or no X-Admin-Key was sent",
+                        "content": _json("Error")}}
+        operation = {"summary": summary, "security": admin, "responses": {
+            "200": {"description": "OK", "content": obj}, **keys,
+            **_errors(*codes, *((413, 415) if has_body else ()))}}
         if has_body:
             operation["requestBody"] = body
         spec.path(path, operations={method: operation})   # apispec merges a path's methods
