@@ -22,6 +22,8 @@ run: setup
 test: setup
 	@bash scripts/ensure-redis.sh >/dev/null
 	$(BIN)/lint-imports
+	$(BIN)/loan-decide test
+	$(BIN)/loan-decide test --mutate
 	$(BIN)/python -m pytest -q -m "not docker"
 
 # The image and both compose files run for real: sets up Docker (root), the stand-in base images

@@ -81,6 +81,8 @@ class DecisionSchema(_Strict):
     reapply_after = fields.String(required=True, allow_none=True)
     flags = fields.List(fields.String(), required=True)
     rules_version = fields.String(required=True, validate=validate.Regexp(r"^sha256:[0-9a-f]{64}$"))
+    # only while a challenger runs: which arm decided (rules_version says with which rules)
+    arm = fields.String(validate=validate.OneOf(["champion", "challenger"]))
     decided_at = fields.String(required=True)
     trace = fields.List(fields.Nested(TraceEntrySchema), required=True)
     # issue 13: present (null for an offer) when the rules version declares recourse
@@ -190,12 +192,22 @@ class ReloadSampleSchema(_Strict):
     rules = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
+class KitResultSchema(_Strict):
+    """A rules version's policy test kit result (rules/tests)."""
+    cases = fields.Integer(required=True)
+    passed = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    ok = fields.Boolean(required=True)
+    failures = fields.List(fields.String(), required=True)
+
+
 class ReloadResultSchema(_Strict):
     rules_version = fields.String(required=True)
     previous_version = fields.String(required=True)
     dry_run = fields.Boolean(required=True)
     changed_version = fields.Boolean(required=True)
     sample = fields.Nested(ReloadSampleSchema, required=True)
+    kit = fields.Nested(KitResultSchema)
 
 
 class HealthSchema(_Strict):

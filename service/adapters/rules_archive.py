@@ -26,6 +26,24 @@ class RulesArchive:
         if not self.client.exists(key):
             self.client.hset(key, mapping=dict(book.files))
 
+    def kit_key(self, version: str) -> str:
+        return f"{self.prefix}:rules:{version}:kit"
+
+    def save_kit(self, version: str, files: dict[str, bytes]) -> None:
+        """The policy test kit archived beside its rules version (the last one archived wins):
+        what goes live later is checked against its own kit."""
+        key = self.kit_key(version)
+        pipe = self.client.pipeline()
+        pipe.delete(key)
+        if files:
+            pipe.hset(key, mapping=dict(files))
+        pipe.execute()
+
+    def load_kit(self, version: str) -> dict[str, bytes]:
+        files = self.client.hgetall(self.kit_key(version))
+        return {(k.decode() if isinstance(k, bytes) else k): v if isinstance(v, bytes) else v.encode()
+                for k, v in files.items()}
+
     def load(self, version: str) -> Optional[RuleBook]:
         files = self.client.hgetall(self.key(version))
         if not files:

@@ -315,11 +315,14 @@ def _recourse(document: Any) -> RecourseSpec:
     search = doc["search"]
     return RecourseSpec(tuple(actionable), frozenset(doc["state_waits"]), search["max_evaluations"],
                         search["max_fields"], search["max_options"])
+# libyaml's parser with the same safe constructor: the same documents, ~10x faster (a reload,
+# an archived version and each mutant of `loan-decide test --mutate` parse every file).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _parse_yaml(name: str, data: bytes) -> Any:
     try:
-        return yaml.safe_load(data)
+        return yaml.load(data, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise RulesError(f"{name}: not valid YAML: {exc}") from exc
 

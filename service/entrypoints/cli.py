@@ -80,7 +80,7 @@ def _redis_service(require_url: bool = True):
     settings = Settings.from_env()
     if require_url and not settings.redis_url:
         raise click.UsageError("set REDIS_URL to the service's Redis")
-    return build_service(settings)
+    return build_service(settings, publish=False)
 
 
 def _instant(value: str | None, name: str) -> str | None:
@@ -294,5 +294,80 @@ def reviews_repair() -> None:
     click.echo(json.dumps(reviewing.repair(_redis_service())))
 
 
-if __name__ == "__main__":   # `python -m service.entrypoints.cli`: this checkout's CLI
+# -- rule changes: the policy test kit and archived versions ------------------------------------
+@main.command("test")
+@click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
+              help="Rules directory whose kit (DIR/tests) runs (default: RULES_DIR or rules/).")
+@click.option("--mutate", is_flag=True,
+              help="Move every threshold one step each way; report the mutants no case catches.")
+@click.option("--min-score", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+              help="With --mutate: exit 1 when fewer mutants than this share are caught.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def test_kit(rules_dir: str | None, mutate: bool, min_score: float, as_json: bool) -> None:
+    """Run the rules' policy test kit; exit 1 on a failing case (or, with --mutate, when
+    fewer than --min-score of the mutants are caught)."""
+    import json
+
+    from service.domain import policy_kit, rulebook
+    from service.usecases import policy_tests
+
+    directory = rules_dir or str(Settings.from_env().rules_dir)
+    try:
+        book, result = policy_tests.run_directory(directory)
+        kit = policy_kit.parse_kit(policy_tests.kit_files(directory)) if mutate else None
+    except (rulebook.RulesError, policy_kit.KitError) as exc:
+        raise click.ClickException(str(exc))
+    if not mutate:
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        else:
+            for failure in result.failures:
+                click.echo(failure)
+            click.echo(f"{result.passed}/{result.cases} cases pass ({book.version[:19]})")
+        raise SystemExit(0 if result.ok else 1)
+    if not result.ok:
+        raise click.ClickException(f"the kit fails on the rules themselves "
+                                   f"({len(result.failures)} cases); fix that first:\n"
+                                   + "\n".join(result.failures))
+    report = policy_tests.mutation_run(book, kit).to_dict()
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        for name in report["surviving"]:
+            click.echo(f"SURVIVED {name}")
+        click.echo(f"{report['caught']}/{report['mutants']} mutants caught "
+                   f"({report['score']:.1%}) in {report['seconds']:.1f}s")
+    raise SystemExit(0 if report["score"] >= min_score else 1)
+
+
+@main.group()
+def rules() -> None:
+    """Rules versions: archive a directory as a version (what shadow and challenger name)."""
+
+
+@rules.command("archive")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def rules_archive(directory: str) -> None:
+    """Validate DIRECTORY, run its own kit (reported, not refused), store it as a version in
+    the Redis that REDIS_URL names, and print the version."""
+    from service.adapters import redis_connection
+    from service.domain import policy_kit, rulebook
+    from service.usecases import rule_changes
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise click.UsageError("set REDIS_URL to the service's Redis")
+    client = redis_connection.connect(settings.redis_url, timeout=settings.redis_timeout)
+    try:
+        result = rule_changes.archive(client, settings.key_prefix, directory)
+    except (rulebook.RulesError, policy_kit.KitError) as exc:
+        raise click.ClickException(str(exc))
+    kit = result["kit"]
+    for failure in kit["failures"]:
+        click.echo(failure, err=True)
+    click.echo(f"kit: {kit['passed']}/{kit['cases']} cases pass", err=True)
+    click.echo(result["rules_version"])
+
+
+if __name__ == "__main__":   # `python -m service.entrypoints.cli`: the CLI of the code on PYTHONPATH
     main()

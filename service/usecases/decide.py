@@ -70,6 +70,8 @@ class DecideResult:
     decision: dict
     replayed: bool   # True: the stored decision of an earlier identical request
     body: str = ""   # the decision as JSON, encoded once for the record, the log and the response
+    # (request, state, now) a shadow evaluates after the response is sent (rule_changes)
+    shadow_input: Optional[tuple] = None
 
     def json(self) -> str:
         return self.body or _dumps(self.decision)
@@ -89,6 +91,7 @@ class DecisionService:
         self.rules_sync_interval = 1.0
         self._next_sync = 0.0
         self.erasure_secret: Optional[bytes] = None   # HMAC key of erased users' windows (issue 11)
+        self.arms = None   # rule_changes.Arms: challenger and shadow, synced with the active version
 
     @property
     def rules_version(self) -> str:
@@ -139,15 +142,20 @@ class DecisionService:
                                    "with a different payload")
                 return DecideResult(stored.decision, replayed=True), None
             state, restored = self._with_erased_window(snapshot, now)
-            outcome = self.policy.evaluate(request, state, now)
+            policy, arm = self.arms.policy_for(self.policy, request["user_id"]) if self.arms \
+                else (self.policy, None)
+            outcome = policy.evaluate(request, state, now)
             self.evaluations += outcome.evaluated
             change = replace(outcome.change, cooldown_until=restored) if restored else outcome.change
             decision = outcome.decision.to_dict()
+            if arm is not None:
+                decision["arm"] = arm
             body = _dumps(decision)
             plan = self.plan_decision(payload, decision, change, now, body, digest)
             plan.log = decision_log.encode_decision_record(payload, state, now, decision, body,
                                                           change, outcome.evaluated)
-            return DecideResult(decision, replayed=False, body=body), plan
+            shadow = (request, state, now) if self.arms and self.arms.shadow else None
+            return DecideResult(decision, replayed=False, body=body, shadow_input=shadow), plan
 
         result = self.run_locked(request["user_id"], request["application_id"], step)
         if not result.replayed and result.decision["outcome"] == "review":
@@ -321,7 +329,7 @@ class DecisionService:
             return False
         self._next_sync = now + self.rules_sync_interval
         try:
-            active = self.store._do(lambda: self.store.client.get(self._active_key()))
+            active = self.store._do(self._read_active)
             active = active.decode() if isinstance(active, bytes) else active
             if not active or active == self.rules_version:
                 return False
@@ -332,6 +340,17 @@ class DecisionService:
             return False
         self.use_policy(policy_for(book))
         return True
+
+    def _read_active(self):
+        """The active version; with rule changes on, their settings in the same round trip."""
+        if self.arms is None:
+            return self.store.client.get(self._active_key())
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.get(self._active_key())
+        self.arms.read(pipe)
+        active, *rest = pipe.execute()
+        self.arms.apply(rest, self)
+        return active
 
     def ready(self) -> bool:
         return self.store.ping() and self.archive_rules()

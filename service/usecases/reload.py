@@ -53,16 +53,23 @@ def reload_rules(service: DecisionService, rules_dir: Path, sample_size: int = 2
         candidate = policy_for(book)
     except EngineError as exc:
         raise rulebook.RulesError(f"{rules_dir}: {exc}") from exc
+    # what goes live passes its own policy test kit (rules_dir/tests), else nothing changes
+    from service.usecases import policy_tests, rule_changes
+
+    kit_files = policy_tests.kit_files(rules_dir)
+    kit = rule_changes.gate(book, kit_files, candidate)
     lines = ((n, text) for n, text in enumerate(recent_decisions(service, sample_size), 1))
     summary = replay.replay(lines, _Fixed(candidate), skip_bad=True)
     previous = service.rules_version
     result = {"rules_version": book.version, "previous_version": previous,
               "dry_run": dry_run, "changed_version": book.version != previous,
               "sample": {"total": summary.total, "changed": summary.changed,
-                         "transitions": dict(summary.transitions), "rules": dict(summary.rules)}}
+                         "transitions": dict(summary.transitions), "rules": dict(summary.rules)},
+              "kit": kit}
     if not dry_run:
         archive = RulesArchive(service.store.client, service.store.prefix)
         service.store._do(lambda: archive.save(book))
+        service.store._do(lambda: archive.save_kit(book.version, kit_files))
         service.publish_active(book.version)
         service.use_policy(candidate)
     return result

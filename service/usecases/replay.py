@@ -101,7 +101,8 @@ def results_of(decision: dict) -> dict:
 
 
 def _without_version(decision: dict) -> dict:
-    return {k: v for k, v in decision.items() if k != "rules_version"}
+    # `arm` (champion/challenger) names who decided, as rules_version does; not what was decided
+    return {k: v for k, v in decision.items() if k not in ("rules_version", "arm")}
 
 
 def parse_line(number: int, text: str) -> dict:

@@ -41,8 +41,8 @@ class LiveServer:
     def __init__(self, args: list[str], env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # the CLI of this checkout: the venv's `loan-decide` script imports whichever tree the
-        # venv was installed from, which need not be the code under test
+        # the CLI module of the code under test (PYTHONPATH), not whatever the venv's
+        # `loan-decide` script was installed from
         command = [sys.executable, "-m", "service.entrypoints.cli"]
         # the log goes to a file: a pipe nobody reads fills up and blocks the workers
         self.log = tempfile.TemporaryFile()

@@ -39,7 +39,8 @@ def worker_pids(master_pid):
 
 def test_reload_reaches_every_worker_and_respawns(live_server, real_redis_url, tmp_path):
     rules = tmp_path / "rules"
-    shutil.copytree(RULES_DIR, rules)
+    # a threshold moved on purpose: the bundled kit would refuse it, so the copy has none
+    shutil.copytree(RULES_DIR, rules, ignore=shutil.ignore_patterns("tests"))
     server = live_server("--workers", "3", env={"REDIS_URL": real_redis_url, "RULES_DIR": str(rules),
                                                 "ADMIN_API_KEY": "ops-secret"})
     (old,) = versions_seen(server.url)

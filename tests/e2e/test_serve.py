@@ -46,8 +46,7 @@ def test_embedded_store_refuses_several_workers():
     import subprocess
     import sys
 
-    # this checkout's CLI (the venv's `loan-decide` script imports the tree it was installed from)
-    command = [sys.executable, "-m", "service.entrypoints.cli"]
+    command = [sys.executable, "-m", "service.entrypoints.cli"]   # the CLI of the code under test
     env = {k: v for k, v in __import__("os").environ.items() if k != "REDIS_URL"}
     result = subprocess.run([*command, "serve", "--workers", "2", "--port", "1"], env=env,
                             capture_output=True, text=True, timeout=30)

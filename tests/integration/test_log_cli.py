@@ -44,3 +44,16 @@ def test_export_replay_rebuild_diff(service, store_url, tmp_path, monkeypatch):
     after = runner.invoke(main, ["state", "diff", str(log)])
     assert after.exit_code == 0, after.output
     assert "0 differences" in after.stderr
+
+
+def test_a_cli_command_leaves_the_active_rules_version_alone(real_redis_url, monkeypatch):
+    """`log export` (any command that reads or repairs) must not publish its own rules as the
+    active version: after a promote that would switch every worker back."""
+    import redis
+
+    client = redis.Redis.from_url(real_redis_url)
+    client.set("ld:rules:active", "sha256:promoted")
+    monkeypatch.setenv("REDIS_URL", real_redis_url)
+    result = CliRunner().invoke(main, ["log", "export"])
+    assert result.exit_code == 0, result.output
+    assert client.get("ld:rules:active") == b"sha256:promoted"

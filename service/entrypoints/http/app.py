@@ -20,6 +20,7 @@ from service.entrypoints import logs
 from service.entrypoints.bootstrap import build_service
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
 from service.entrypoints.http import audited, reviews, roles
+from service.entrypoints.http import rule_changes
 from service.entrypoints.security import KeyRing
 from service.entrypoints.settings import Settings
 from service.usecases.decide import DecisionService
@@ -49,8 +50,10 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     app.before_request(_begin)
     app.after_request(_end)
     app.teardown_request(_teardown)
-    for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp, reviews.bp, audited.bp):
+    for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp, reviews.bp, audited.bp,
+                      rule_changes.bp):
         app.register_blueprint(blueprint)
+    rule_changes.changes.arms_of(service)   # every worker follows shadow/challenger settings
     errors.register(app)
     return app
 

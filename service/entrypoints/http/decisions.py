@@ -20,4 +20,10 @@ def decide() -> Response:
                 "rules_version": decision["rules_version"]}
     if not result.replayed:
         metrics.count_decision(decision)
-    return Response(result.json(), mimetype="application/json")
+        if "arm" in decision:
+            metrics.DECISIONS_BY_ARM.labels(decision["arm"], decision["outcome"]).inc()
+    response = Response(result.json(), mimetype="application/json")
+    if result.shadow_input is not None:   # the shadow decides after the answer is sent
+        service = decision_service()
+        response.call_on_close(lambda: service.arms.observe(service, decision, result.shadow_input))
+    return response

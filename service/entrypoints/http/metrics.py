@@ -23,6 +23,9 @@ LATENCY = Histogram("http_request_duration_seconds", "Request latency", ["method
 REDIS_ERRORS = Counter("redis_errors_total", "Requests that failed because Redis was unavailable",
                        ["route"])
 RULES_RELOADS = Counter("rules_reloads_total", "Rules reload attempts", ["result"])
+DECISIONS_BY_ARM = Counter("decisions_by_arm_total", "Decisions while a challenger runs, by arm",
+                           ["arm", "outcome"])
+
 REVIEWS = Counter("reviews_total", "Review cases closed by a reviewer", ["outcome"])
 
 

@@ -93,6 +93,7 @@ def build_spec(version: str, book=None) -> dict:
                       "403": {"description": "Admin endpoints are off or no X-Admin-Key was sent",
                               "content": _json("Error")}, **_errors(422, 503)}}})
     _review_paths(spec, app_id, user_path)
+    _rule_change_paths(spec)
     for path, summary in [("/healthz", "Process up"), ("/readyz", "Redis reachable, rules loaded")]:
         spec.path(path, operations={"get": {"summary": summary, "security": [], "responses": {
             "200": {"description": "OK", "content": _json("Health")}, **_errors(503)}}})
@@ -147,3 +148,27 @@ def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
         "parameters": [{"name": "receipt_id", "in": "path", "required": True, "schema": dict(rq.ID_JSON_SCHEMA)}],
         "responses": {"200": {"description": "The receipt", "content": _json("ErasureReceipt")},
                       **forbidden, **_errors(400, 401, 404, 503)}}})
+
+
+def _rule_change_paths(spec) -> None:
+    """Rule changes (API.md "Rule changes"): admin key only; bodies are JSON objects."""
+    admin = [{"AdminKey": []}]
+    obj = {"application/json": {"schema": {"type": "object"}}}
+    body = {"required": True, "content": obj}
+    for path, method, summary, codes, has_body in [
+            ("/admin/rules/shadow", "post", "Evaluate an archived version beside every live decision", (400, 404, 422, 503), True),
+            ("/admin/rules/shadow", "delete", "Stop the shadow", (503,), False),
+            ("/admin/shadow", "get", "The shadow's counts", (404, 503), False),
+            ("/admin/rules/challenger", "post", "Send a share of users to an archived version (kit-gated)", (400, 404, 422, 503), True),
+            ("/admin/rules/challenger", "delete", "End the challenger", (503,), False),
+            ("/admin/rules/promote", "post", "Make the challenger live (kit-gated)", (404, 422, 503), False),
+            ("/admin/rules/history", "get", "Every activation: who, when, versions, kit, sample", (503,), False)]:
+        keys = {"401": {"description": "The X-Admin-Key is wrong", "content": _json("Error")},
+                "403": {"description": "Admin endpoints are off or no X-Admin-Key was sent",
+                        "content": _json("Error")}}
+        operation = {"summary": summary, "security": admin, "responses": {
+            "200": {"description": "OK", "content": obj}, **keys,
+            **_errors(*codes, *((413, 415) if has_body else ()))}}
+        if has_body:
+            operation["requestBody"] = body
+        spec.path(path, operations={method: operation})   # apispec merges a path's methods

@@ -1,0 +1,89 @@
+"""The policy test kit (rules/tests) and its mutation check, as `loan-decide test` runs them."""
+import json
+import shutil
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from service.domain import mutation, policy_kit, rulebook
+from service.entrypoints.cli import main
+from service.usecases import policy_tests
+from tests.conftest import RULES_DIR
+
+
+def moved_rules(tmp_path, rule_id: str, param: str, value, file: str = "eligibility.yaml"):
+    """A copy of the bundled rules (kit included) with one threshold moved."""
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    doc = yaml.safe_load((rules / file).read_text())
+    next(r for r in doc["rules"] if r["id"] == rule_id and param in r.get("params", {}))["params"][param] = value
+    (rules / file).write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return rules
+
+
+def test_the_bundled_rules_pass_their_own_kit():
+    book, result = policy_tests.run_directory(RULES_DIR)
+    assert result.cases >= 100 and result.ok, result.failures
+    assert result.passed == result.cases
+
+
+def test_a_moved_boundary_fails_naming_the_case_and_the_difference(tmp_path):
+    rules = moved_rules(tmp_path, "E2", "min_age", 19)
+    _, result = policy_tests.run_directory(rules)
+    assert not result.ok
+    failure = next(f for f in result.failures if "E2 age 18 is accepted" in f)
+    assert "outcome: expected 'approved', got 'rejected'" in failure
+    assert "reasons: expected [], got ['AGE_OUT_OF_RANGE']" in failure
+
+
+def test_cli_test_exit_codes_and_readable_diff(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["test", "--rules", str(RULES_DIR)])
+    assert ok.exit_code == 0 and "cases pass" in ok.output
+    bad = runner.invoke(main, ["test", "--rules", str(moved_rules(tmp_path, "R3",
+                        "max_night_device_switches_30d", 2, "rejections.yaml"))])
+    assert bad.exit_code == 1
+    assert "FAIL rejections.yaml: R3 3 night-time device switches are allowed" in bad.output
+    as_json = json.loads(runner.invoke(main, ["test", "--rules", str(RULES_DIR), "--json"]).output)
+    assert as_json["ok"] is True and as_json["failed"] == 0
+
+
+def test_a_malformed_kit_is_named(tmp_path):
+    with pytest.raises(policy_kit.KitError, match="broken.yaml: a case: unknown key"):
+        policy_kit.parse_kit({"base.yaml": (RULES_DIR / "tests" / "base.yaml").read_bytes(),
+                              "broken.yaml": b"cases:\n  - {name: a case, amout: 5, expect: {outcome: approved}}\n"})
+    result = CliRunner().invoke(main, ["test", "--rules", str(_with_kit_file(tmp_path, b"cases: 3\n"))])
+    assert result.exit_code == 1 and "expected a list under 'cases'" in result.output
+
+
+def _with_kit_file(tmp_path, text: bytes):
+    rules = tmp_path / "kitless"
+    shutil.copytree(RULES_DIR, rules)
+    (rules / "tests" / "zz.yaml").write_bytes(text)
+    return rules
+
+
+def test_every_threshold_and_date_offset_is_mutated_one_step_each_way():
+    book = rulebook.load(RULES_DIR)
+    names = [m.name for m in mutation.mutants(book.files)]
+    assert len(names) >= 30 and len(names) % 2 == 0
+    assert "eligibility.yaml E2.age min_age: 18 -> 17" in names
+    assert "eligibility.yaml E2.age partner.max_age: 55 -> 56" in names
+    assert "rejections.yaml R4.credit_utilization max_credit_card_utilization: 0.85 -> 0.86" in names
+    assert "rejections.yaml R2.id_card_expiry earliest_allowed_expiry: {months: 3} -> {months: 3, days: -1}" in names
+    assert "products.yaml xiaoe.max_amount: 50000 -> 50001" in names
+    assert "time.yaml reapply_window_days: 90 -> 91" in names
+    for mutant in mutation.mutants(book.files):   # each loads: one value moved, the rest intact
+        assert rulebook.load_files(mutant.files).version != book.version
+
+
+def test_a_kit_without_a_boundary_case_lets_its_mutant_survive():
+    book = rulebook.load(RULES_DIR)
+    kit = policy_kit.parse_kit(policy_tests.kit_files(RULES_DIR))
+    age = [m for m in mutation.mutants(book.files) if " E2.age " in m.name]
+    full = policy_tests.mutation_run(book, kit, age)
+    assert full.mutants == 6 and full.caught == 6 and full.surviving == []
+    thinner = policy_kit.Kit(tuple(c for c in kit.cases if c.name != "E2 age 18 is accepted"))
+    report = policy_tests.mutation_run(book, thinner, age)
+    assert report.surviving == ["eligibility.yaml E2.age min_age: 18 -> 19"]
