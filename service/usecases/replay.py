@@ -131,7 +131,11 @@ def replay_one(source: PolicySource, number: int, text: str) -> Replayed:
         raise BadRecord(number, f"request is not valid: {exc.messages}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRecord(number, f"malformed record: {exc!r}") from None
-    new = policy.evaluate(request, state, now).decision.to_dict()
+    return compared(number, record, policy.evaluate(request, state, now).decision.to_dict())
+
+
+def compared(number: int, record: dict, new: dict) -> Replayed:
+    """A logged decision beside its new decision (replayed here, or simulated)."""
     old = record["decision"]
     before, after = results_of(old), results_of(new)
     rules = tuple(sorted(k for k in set(before["rules"]) | set(after["rules"])
