@@ -38,7 +38,7 @@ class Impact:
     rows: list = field(default_factory=list)             # change reports, at most ROW_LIMIT
 
     def add(self, item: Replayed) -> None:
-        if item.kind != "decision" or item.new is None:
+        if not isinstance(item, Replayed) or item.kind != "decision" or item.new is None:
             return
         record, old, new = item.record, item.record["decision"], item.new
         before, after = old["outcome"] in LENDS, new["outcome"] in LENDS
