@@ -51,6 +51,7 @@ def child_generate(records: int, users: int, seed: int, out_path: str) -> None:
     from tests.loggen import generate
 
     service = embedded_service(policy_for(rulebook.load(bench_replay.RULES)), FixedClock(NOW))
+    service.store.lock_ttl_ms = 3_600_000   # one thread: a loaded machine must not expire the lock
     written = generate(service, records, users=users, seed=seed)
     tmp = Path(out_path + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:

@@ -111,8 +111,10 @@ def _days(impact: Impact) -> Callable:
         if not days:
             return _empty(axes, "decisions")
         xs = range(len(days))
-        axes.plot(list(xs), [impact.days[(d, "before")] for d in days], label="before", color=BEFORE)
-        axes.plot(list(xs), [impact.days[(d, "after")] for d in days], label="after", color=AFTER)
+        axes.plot(list(xs), [impact.days[(d, "before")] for d in days], label="before", color=BEFORE,
+                  marker=".")
+        axes.plot(list(xs), [impact.days[(d, "after")] for d in days], label="after", color=AFTER,
+                  marker=".")
         step = max(len(days) // 10, 1)
         axes.set_xticks(list(xs)[::step], days[::step], rotation=30, fontsize=8)
         axes.set_ylabel("approvals")
@@ -130,12 +132,17 @@ def _table(impact: Impact) -> str:
     e = html.escape
 
     def cell(change: dict, side: str) -> str:
-        return e(f"{change[side]['outcome']}: {', '.join(change[side]['reasons']) or '-'}")
+        window = change[side].get("reapply_after")
+        return e(f"{change[side]['outcome']}: {', '.join(change[side]['reasons']) or '-'}"
+                 + (f" (window until {window})" if window else ""))
+
+    def rules(names: list[str]) -> str:
+        return e(", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else ""))
 
     rows = "".join(
         f"<tr><td>{c['line']}</td><td>{e(c['at'])}</td><td>{e(c['user_id'])}</td>"
         f"<td>{e(c['application_id'])}</td><td>{cell(c, 'old')}</td><td>{cell(c, 'new')}</td>"
-        f"<td>{e(', '.join(c['changed_rules']))}</td></tr>\n" for c in impact.rows)
+        f"<td>{rules(c['changed_rules'])}</td></tr>\n" for c in impact.rows)
     note = (f"<p>The first {ROW_LIMIT:,} of {impact.changed:,} changed decisions, by line.</p>"
             if impact.changed > len(impact.rows) else "")
     return (f"<h2>Changed decisions ({impact.changed:,})</h2>{note}<table id=changes>"

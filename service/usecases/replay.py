@@ -252,9 +252,9 @@ def change_report(item: Replayed) -> dict:
     return {"line": item.line, "at": item.record["at"], "user_id": item.record["user_id"],
             "application_id": item.record["application_id"],
             "old": {"outcome": old["outcome"], "reasons": [r["code"] for r in old["reasons"]],
-                    "rules_version": old["rules_version"]},
+                    "rules_version": old["rules_version"], "reapply_after": old.get("reapply_after")},
             "new": {"outcome": new["outcome"], "reasons": [r["code"] for r in new["reasons"]],
-                    "rules_version": new["rules_version"]},
+                    "rules_version": new["rules_version"], "reapply_after": new.get("reapply_after")},
             "changed_rules": list(item.changed_rules), "trace": trace}
 
 

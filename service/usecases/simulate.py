@@ -49,6 +49,7 @@ from service.usecases.replay import (
     parse_line,
 )
 
+LOCK_TTL_MS = 3_600_000
 STATE_REFUSALS = frozenset({"REAPPLY_COOLDOWN", "COOLING_OFF_PENDING"})
 _USER_ID = re.compile(r'"user_id"\s*:\s*("(?:[^"\\]|\\.)*")')
 
@@ -125,7 +126,9 @@ class Partition:
         """The partition's service under the rules that decide `version`'s records now."""
         policy = self.source.for_version(version)
         if self.service is None:
-            store = RedisStateStore(redis_connection.connect(None))
+            # one thread owns this store: the user lock is never contended, and a TTL in wall
+            # time must not expire under a slow, loaded machine between BEGIN and COMMIT
+            store = RedisStateStore(redis_connection.connect(None), lock_ttl_ms=LOCK_TTL_MS)
             self.service = DecisionService(policy, store, clock=FixedClock(dt.datetime.now(dt.timezone.utc)))
         elif self.service.policy is not policy:
             self.service.use_policy(policy)
