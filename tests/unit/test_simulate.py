@@ -209,3 +209,12 @@ def test_cli_simulate_json_and_impact_pages(policy, no_window_rules, tmp_path):
     assert summaries["simulate"]["changed"] - summaries["plain"]["changed"] == 3
     text_run = runner.invoke(main, ["replay", str(log), "--rules", str(no_window_rules), "--simulate"])
     assert text_run.exit_code == 0 and "simulated: refusals by state" in text_run.output
+
+
+def test_the_partition_store_lock_does_not_expire_on_a_loaded_machine():
+    """One thread owns a partition's store: a wall-clock lock TTL of seconds only made a slow
+    step (a loaded machine) fail with StoreBusy between BEGIN and COMMIT."""
+    from service.usecases.simulate import LOCK_TTL_MS, Partition
+
+    part = Partition(replaying.PolicySource(rules_dir=RULES_DIR), False, False, False)
+    assert part.service_for("any").store.lock_ttl_ms == LOCK_TTL_MS >= 600_000
