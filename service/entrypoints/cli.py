@@ -150,14 +150,17 @@ def _lines(path: str, progress: bool):
 @click.option("--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Processes (0: all cores).")
 @click.option("--skip-bad", is_flag=True, help="Report malformed lines and go on.")
+@click.option("--simulate", is_flag=True,
+              help="Carry state forward: each user's state is built from the new decisions.")
 def replay(logfile: str, rules_dir: str | None, rules_version: str | None, report: str | None,
-           as_json: bool, jobs: int, skip_bad: bool) -> None:
+           as_json: bool, jobs: int, skip_bad: bool, simulate: bool) -> None:
     """Re-run each logged decision at its recorded time and state; summarise what changed.
 
     By default each record runs under its own rules version (the bundled rules, or the Redis
-    archive named by REDIS_URL).
+    archive named by REDIS_URL). With --simulate, the decisions are made again in time order
+    on the state the new decisions build (see service/usecases/simulate.py). A --report
+    ending in .html is the impact page (charts and the changed decisions).
     """
-    import json
     import os
     from pathlib import Path
 
@@ -170,12 +173,16 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
                                     version=rules_version, redis_url=settings.redis_url,
                                     default_dir=settings.rules_dir,
                                     prefix=settings.key_prefix)
-    writer = _ReportWriter(report) if report else None
+    if simulate:
+        return _simulate(logfile, source, report, as_json, jobs or os.cpu_count() or 1, skip_bad)
+    impact = _impact(report)
+    writer = _ReportWriter(report) if report and impact is None else None
     try:
         summary = replaying.replay(
             _lines(logfile, progress=not as_json), source, jobs=jobs or os.cpu_count() or 1,
             skip_bad=skip_bad, on_change=writer.add if writer else None,
-            on_bad=lambda bad: click.echo(f"skipped {bad}", err=True))
+            on_bad=lambda bad: click.echo(f"skipped {bad}", err=True),
+            on_item=impact.add if impact is not None else None)
     except replaying.BadRecord as bad:
         raise click.ClickException(f"{logfile}: {bad} (use --skip-bad to go on)")
     except LookupError as missing:
@@ -183,10 +190,17 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
     finally:
         if writer:
             writer.close()
+    if impact is not None:
+        _write_impact(report, impact, summary.to_dict(), simulated=False)
+    _print_summary(summary.to_dict(), as_json, report)
+
+
+def _print_summary(doc: dict, as_json: bool, report: str | None) -> None:
+    import json
+
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+        click.echo(json.dumps(doc, ensure_ascii=False))
         return
-    doc = summary.to_dict()
     click.echo(f"total {doc['total']}  identical {doc['identical']}  changed {doc['changed']}  "
                f"(exact {doc['exact']}, other records {doc['other_records']}, "
                f"bad lines {doc['bad_lines']})")
@@ -200,8 +214,53 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
         click.echo("\nrules whose results changed")
         for name, count in sorted(doc["rules"].items(), key=lambda kv: (-kv[1], kv[0])):
             click.echo(f"  {name:<28} {count}")
+    if doc.get("simulated"):
+        click.echo(f"\nsimulated: refusals by state {doc['state_refusals']}; applied "
+                   f"{doc['applied']}, no longer apply {doc['no_longer_apply']}, "
+                   f"skipped kinds {doc['skipped_kinds']}")
     if report:
         click.echo(f"\nchanged decisions written to {report}")
+
+
+def _impact(report: str | None):
+    """The impact figures a .html report charts (None for other reports)."""
+    if not (report and report.endswith((".html", ".htm"))):
+        return None
+    from service.usecases.impact import Impact
+
+    return Impact()
+
+
+def _write_impact(path: str, impact, summary: dict, simulated: bool) -> None:
+    from service.entrypoints import impact_page
+
+    impact_page.write(path, impact, summary, simulated=simulated)
+
+
+def _simulate(logfile: str, source, report: str | None, as_json: bool, jobs: int,
+              skip_bad: bool) -> None:
+    """`replay --simulate`: the same summary plus what carrying state forward changed."""
+    from service.usecases import replay as replaying
+    from service.usecases import simulate as simulating
+
+    html = _impact(report) is not None
+    try:
+        result = simulating.simulate(
+            _lines(logfile, progress=not as_json), source, jobs=jobs, skip_bad=skip_bad,
+            keep_changes=bool(report) and not html, impact=html,
+            on_bad=lambda bad: click.echo(f"skipped {bad}", err=True))
+    except replaying.BadRecord as bad:
+        raise click.ClickException(f"{logfile}: {bad} (use --skip-bad to go on)")
+    except LookupError as missing:
+        raise click.ClickException(str(missing))
+    if html:
+        _write_impact(report, result.impact, result.to_dict(), simulated=True)
+    elif report:
+        writer = _ReportWriter(report)
+        for change in result.changes:
+            writer.add(change)
+        writer.close()
+    _print_summary(result.to_dict(), as_json, report)
 
 
 class _ReportWriter:

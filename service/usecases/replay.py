@@ -166,7 +166,11 @@ def replay_one(source: PolicySource, number: int, text: str) -> Replayed:
         raise BadRecord(number, f"request is not valid: {exc.messages}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRecord(number, f"malformed record: {exc!r}") from None
-    new = policy.evaluate(request, state, now).decision.to_dict()
+    return compared(number, record, policy.evaluate(request, state, now).decision.to_dict())
+
+
+def compared(number: int, record: dict, new: dict) -> Replayed:
+    """A logged decision beside its new decision (replayed here, or simulated)."""
     old = record["decision"]
     before, after = results_of(old), results_of(new)
     rules = tuple(sorted(k for k in set(before["rules"]) | set(after["rules"])
@@ -291,9 +295,9 @@ def change_report(item: Replayed) -> dict:
     return {"line": item.line, "at": item.record["at"], "user_id": item.record["user_id"],
             "application_id": item.record["application_id"],
             "old": {"outcome": old["outcome"], "reasons": [r["code"] for r in old["reasons"]],
-                    "rules_version": old["rules_version"]},
+                    "rules_version": old["rules_version"], "reapply_after": old.get("reapply_after")},
             "new": {"outcome": new["outcome"], "reasons": [r["code"] for r in new["reasons"]],
-                    "rules_version": new["rules_version"]},
+                    "rules_version": new["rules_version"], "reapply_after": new.get("reapply_after")},
             "changed_rules": list(item.changed_rules), "trace": trace}
 
 

@@ -1,0 +1,312 @@
+"""Replay that carries state forward: what the log's period would have looked like under other rules.
+
+`replay` re-runs each decision with the state it recorded. Simulation instead builds each
+user's state from the candidate's own decisions, in log order (the export's time order): a
+rejection that no longer happens opens no 90-day window, and an application the old window
+refused (REAPPLY_COOLDOWN, COOLING_OFF_PENDING) is evaluated on its payload. The state lives
+in an in-process store (fakeredis, the same Lua scripts as Redis) written by the service's own
+unit of work and commit plans (DecisionService.run_locked, plan_decision, plan_cancel,
+plan_grace), so T1 windows, T2 holds, T3 counts, T4 grants and T5 uses follow the same code as
+live decisions.
+
+Other records are applied where they still apply, and counted where they no longer can: a
+cancel whose loan is not in a cooling-off hold under the candidate, a grace use beyond the
+candidate's limit. A record kind this module has no handler for is counted and skipped
+(`HANDLERS` maps kinds to handlers; a new record kind registers one).
+
+State never crosses users, so `jobs` > 1 partitions the log by a stable hash of the user id,
+one process and one store a partition; every figure is a count and the changed decisions are
+listed by line, so the answer is the same for any number of jobs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+from marshmallow import ValidationError
+
+from schemas.request import DecideRequestSchema
+from service.adapters import redis_connection
+from service.adapters.state_store import RedisStateStore
+from service.domain.clock import FixedClock
+from service.domain.decision import parse_iso_utc
+from service.domain.policy import Policy
+from service.usecases.decide import DecisionService
+from service.usecases.impact import Impact
+from service.usecases.replay import (
+    BadRecord,
+    PolicySource,
+    Replayed,
+    Summary,
+    change_report,
+    compared,
+    parse_line,
+)
+
+LOCK_TTL_MS = 3_600_000
+STATE_REFUSALS = frozenset({"REAPPLY_COOLDOWN", "COOLING_OFF_PENDING"})
+_USER_ID = re.compile(r'"user_id"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def refused_by_state(decision: dict) -> bool:
+    """A refusal by state (T1, T2): no rule was evaluated, only the user's state refused."""
+    return decision["outcome"] == "rejected" and any(
+        r["code"] in STATE_REFUSALS for r in decision["reasons"])
+
+
+@dataclass
+class Simulation:
+    """What a simulation found: replay's summary, plus what only carrying state forward shows."""
+
+    summary: Summary = field(default_factory=Summary)
+    state_refusals: Counter = field(default_factory=Counter)   # before, after, vanished, appeared
+    applied: Counter = field(default_factory=Counter)          # kind -> records applied
+    no_longer_apply: Counter = field(default_factory=Counter)  # kind -> records that cannot apply
+    skipped_kinds: Counter = field(default_factory=Counter)    # kind with no handler -> records
+    changes: list = field(default_factory=list)                # change reports (when kept)
+    bad: list = field(default_factory=list)                    # (line, problem)
+    impact: Optional[Impact] = None
+
+    def merge(self, other: "Simulation") -> None:
+        mine, theirs = self.summary, other.summary
+        for name in ("total", "identical", "changed", "exact", "other_records", "bad_lines"):
+            setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
+        mine.transitions.update(theirs.transitions)
+        mine.rules.update(theirs.rules)
+        for name in ("state_refusals", "applied", "no_longer_apply", "skipped_kinds"):
+            getattr(self, name).update(getattr(other, name))
+        self.changes = sorted(self.changes + other.changes, key=lambda c: c["line"])
+        self.bad = sorted(self.bad + other.bad)
+        if other.impact is not None:
+            if self.impact is None:
+                self.impact = Impact()
+            self.impact.merge(other.impact)
+
+    def to_dict(self) -> dict:
+        refusals = {k: self.state_refusals[k] for k in ("before", "after", "vanished", "appeared")}
+        return {**self.summary.to_dict(), "simulated": True, "state_refusals": refusals,
+                "applied": dict(sorted(self.applied.items())),
+                "no_longer_apply": dict(sorted(self.no_longer_apply.items())),
+                "skipped_kinds": dict(sorted(self.skipped_kinds.items()))}
+
+
+class Partition:
+    """Some users' records, in log order, against one in-process store."""
+
+    def __init__(self, source: PolicySource, skip_bad: bool, keep_changes: bool, impact: bool):
+        self.source, self.skip_bad, self.keep_changes = source, skip_bad, keep_changes
+        self.result = Simulation(impact=Impact() if impact else None)
+        self.service: Optional[DecisionService] = None
+        self.schemas: dict[str, DecideRequestSchema] = {}
+        self.stopped = False   # at the first bad record, unless skip_bad
+
+    def feed(self, number: int, text: str) -> None:
+        if self.stopped:
+            return
+        try:
+            record = parse_line(number, text)
+            handler = HANDLERS.get(record["kind"])
+            if handler is None:
+                self.result.skipped_kinds[str(record["kind"])] += 1
+                self.result.summary.add(Replayed(number, str(record["kind"]), record))
+                return
+            self.result.summary.add(handler(self, number, record))
+        except BadRecord as bad:
+            self.result.summary.bad_lines += 1
+            self.result.bad.append((bad.line, bad.problem))
+            self.stopped = not self.skip_bad
+
+    def service_for(self, version: str) -> DecisionService:
+        """The partition's service under the rules that decide `version`'s records now."""
+        policy = self.source.for_version(version)
+        if self.service is None:
+            # one thread owns this store: the user lock is never contended, and a TTL in wall
+            # time must not expire under a slow, loaded machine between BEGIN and COMMIT
+            store = RedisStateStore(redis_connection.connect(None), lock_ttl_ms=LOCK_TTL_MS)
+            self.service = DecisionService(policy, store, clock=FixedClock(dt.datetime.now(dt.timezone.utc)))
+        elif self.service.policy is not policy:
+            self.service.use_policy(policy)
+        return self.service
+
+    def schema(self, policy: Policy) -> DecideRequestSchema:
+        if policy.version not in self.schemas:
+            self.schemas[policy.version] = DecideRequestSchema(term_ranges=policy.book.term_ranges())
+        return self.schemas[policy.version]
+
+    def count_applied(self, kind: str, applied: bool) -> None:
+        (self.result.applied if applied else self.result.no_longer_apply)[kind] += 1
+
+
+def _at(number: int, record: dict) -> dt.datetime:
+    try:
+        return parse_iso_utc(record["at"])
+    except (TypeError, ValueError) as exc:
+        raise BadRecord(number, f"malformed record: {exc!r}") from None
+
+
+def simulate_decision(part: Partition, number: int, record: dict) -> Replayed:
+    """Decide the logged request again, on the state the candidate's own decisions built."""
+    service = part.service_for(record["rules_version"])
+    now = _at(number, record)
+    try:
+        request = part.schema(service.policy).load(record["request"])
+    except ValidationError as exc:
+        raise BadRecord(number, f"request is not valid: {exc.messages}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRecord(number, f"malformed record: {exc!r}") from None
+
+    def step(snapshot, now):
+        outcome = service.policy.evaluate(request, snapshot.state(), now)
+        decision = outcome.decision.to_dict()
+        return decision, service.plan_decision(record["request"], decision, outcome.change, now)
+
+    new = service.run_locked(record["user_id"], record["application_id"], step, now=now)
+    item = compared(number, record, new)
+    _count(part, item)
+    return item
+
+
+def _count(part: Partition, item: Replayed) -> None:
+    before, after = refused_by_state(item.record["decision"]), refused_by_state(item.new)
+    refusals = part.result.state_refusals
+    refusals["before"] += before
+    refusals["after"] += after
+    refusals["vanished"] += before and not after
+    refusals["appeared"] += after and not before
+    if part.result.impact is not None:
+        part.result.impact.add(item)
+    if item.changed and part.keep_changes:
+        part.result.changes.append(change_report(item))
+
+
+def simulate_cancel(part: Partition, number: int, record: dict) -> Replayed:
+    """A cancel applies while the candidate holds the loan's funds; otherwise it is counted."""
+    service = part.service_for(record["rules_version"])
+
+    def step(snapshot, now):
+        stored = snapshot.application
+        if stored is None or stored.status_at(now) != "cooling_off":
+            return False, None
+        return True, service.plan_cancel(snapshot, now)[1]
+
+    applied = service.run_locked(record["user_id"], record["application_id"], step,
+                                 now=_at(number, record))
+    part.count_applied("cancel", applied)
+    return Replayed(number, "cancel", record)
+
+
+def simulate_grace(part: Partition, number: int, record: dict) -> Replayed:
+    """A grace use applies within the candidate's T5 limits; otherwise it is counted."""
+    service = part.service_for(record["rules_version"])
+    grace = service.policy.book.time.grace
+    days = record.get("days")
+    if not isinstance(days, int):
+        raise BadRecord(number, "a grace record needs whole `days`")
+
+    def step(snapshot, now):
+        if not 1 <= days <= grace.max_days or len(snapshot.grace_uses) >= grace.max_uses:
+            return False, None
+        return True, service.plan_grace(days, now, record.get("use_id"))
+
+    applied = service.run_locked(record["user_id"], None, step, now=_at(number, record))
+    part.count_applied("grace", applied)
+    return Replayed(number, "grace", record)
+
+
+Handler = Callable[[Partition, int, dict], Replayed]
+HANDLERS: dict[str, Handler] = {
+    "decision": simulate_decision,
+    "cancel": simulate_cancel,
+    "grace": simulate_grace,
+}
+
+
+# -- running: one partition, or one process per partition -----------------------------------------
+def partition_of(text: str, jobs: int) -> int:
+    """The partition of a log line: a stable hash of its user id (the first `user_id` field,
+    which the export writes before the request), so every record of a user goes to one."""
+    match = _USER_ID.search(text)
+    if match is None:
+        return 0   # not a record: its partition reports it as bad
+    try:
+        user_id = json.loads(match.group(1))
+    except ValueError:
+        return 0
+    return zlib.crc32(str(user_id).encode()) % jobs
+
+
+def _partition_main(source, options, inbox, outbox) -> None:
+    part = Partition(source, *options)
+    failure = None
+    while (batch := inbox.get()) is not None:
+        if failure is not None:
+            continue   # keep draining: the parent never blocks on a full queue
+        try:
+            for number, text in batch:
+                part.feed(number, text)
+        except Exception as exc:   # e.g. a rules version that cannot be found
+            failure = exc
+    outbox.put(("failed", failure) if failure is not None else ("done", part.result))
+
+
+def _run_processes(lines: Iterable[tuple[int, str]], source: PolicySource, jobs: int,
+                   options: tuple, batch_size: int) -> Simulation:
+    context = multiprocessing.get_context("fork")
+    inboxes = [context.Queue(maxsize=4) for _ in range(jobs)]
+    outbox = context.Queue()
+    workers = [context.Process(target=_partition_main, args=(source, options, inbox, outbox),
+                               daemon=True) for inbox in inboxes]
+    for worker in workers:
+        worker.start()
+    buffers: list[list] = [[] for _ in range(jobs)]
+    try:
+        for number, text in lines:
+            index = partition_of(text, jobs)
+            buffers[index].append((number, text))
+            if len(buffers[index]) >= batch_size:
+                inboxes[index].put(buffers[index])
+                buffers[index] = []
+    finally:
+        for index, inbox in enumerate(inboxes):
+            if buffers[index]:
+                inbox.put(buffers[index])
+            inbox.put(None)
+    results = [outbox.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    total = Simulation(impact=Impact() if options[2] else None)
+    for status, value in results:
+        if status == "failed":
+            raise value
+        total.merge(value)
+    return total
+
+
+def simulate(lines: Iterable[tuple[int, str]], source: PolicySource, *, jobs: int = 1,
+             skip_bad: bool = False, keep_changes: bool = False, impact: bool = False,
+             on_bad: Optional[Callable[[BadRecord], None]] = None,
+             batch_size: int = 200) -> Simulation:
+    """Simulate the log under `source`'s rules; raises the first BadRecord unless skip_bad."""
+    options = (skip_bad, keep_changes, impact)
+    if jobs <= 1:
+        part = Partition(source, *options)
+        for number, text in lines:
+            part.feed(number, text)
+            if part.stopped:
+                break
+        result = part.result
+    else:
+        result = _run_processes(lines, source, jobs, options, batch_size)
+    bads = [BadRecord(line, problem) for line, problem in result.bad]
+    if bads and not skip_bad:
+        raise bads[0]
+    for bad in bads:
+        if on_bad:
+            on_bad(bad)
+    return result

@@ -1,0 +1,99 @@
+"""The impact page in a real browser: headless Chromium (Debian's `chromium` and `chromium-driver`,
+installed by .ci/run) driven by Selenium opens the file, finds its charts and its table, and
+saves a screenshot. Skipped, saying why, only when the browser or its driver is not installed.
+
+Set IMPACT_SCREENSHOT=/some/file.png to keep the screenshot (otherwise it is in tmp_path).
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service.adapters import decision_log
+from service.domain.clock import FixedClock
+from service.entrypoints import impact_page
+from service.usecases import replay as replaying
+from service.usecases.simulate import simulate
+from tests.conftest import NOW, RULES_DIR, embedded_service
+from tests.loggen import generate
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="headless Chromium is not installed: `apt-get install -y chromium chromium-driver` "
+           f"(found chromium={CHROMIUM}, chromedriver={CHROMEDRIVER})")
+
+
+@pytest.fixture(scope="module")
+def page(policy, tmp_path_factory) -> tuple[Path, dict]:
+    """The impact page of a simulation under rules where no rejection opens the 90-day window."""
+    service = embedded_service(policy, FixedClock(NOW))
+    generate(service, 300, users=30, seed=3)
+    out = io.StringIO()
+    decision_log.export(service.store.client, "ld", out)
+    lines = list(enumerate(out.getvalue().splitlines(keepends=True), 1))
+    rules = tmp_path_factory.mktemp("candidate") / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    for file in rules.glob("*.yaml"):
+        file.write_text(file.read_text().replace("starts_cooldown: true", "starts_cooldown: false"))
+    result = simulate(iter(lines), replaying.PolicySource(rules_dir=rules), impact=True)
+    path = tmp_path_factory.mktemp("page") / "impact.html"
+    impact_page.write(str(path), result.impact, result.to_dict(), simulated=True)
+    return path, result.to_dict()
+
+
+@pytest.fixture(scope="module")
+def browser(monkeypatch_module):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch_module.setenv("SE_OFFLINE", "true")   # never let Selenium fetch a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument("--window-size=1200,900")
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_the_page_shows_its_charts_and_table(page, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    path, summary = page
+    assert summary["changed"] > 0 and summary["state_refusals"]["vanished"] > 0
+    browser.get(path.as_uri())
+    assert browser.title.startswith("Impact")
+    charts = browser.find_elements(By.CSS_SELECTOR, "figure.chart")
+    assert [c.get_attribute("id") for c in charts] == [
+        "by-product", "by-group", "transitions", "reasons", "per-day"]
+    for chart in charts:
+        svg = chart.find_element(By.TAG_NAME, "svg")
+        assert svg.size["width"] > 300 and svg.size["height"] > 200, (chart.get_attribute("id"), svg.size)
+        assert chart.find_elements(By.CSS_SELECTOR, "path, image"), chart.get_attribute("id")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table#changes tr")
+    assert len(rows) == summary["changed"] + 1
+    assert "REAPPLY_COOLDOWN" in browser.find_element(By.ID, "changes").text
+    # self-contained: the browser loaded nothing besides the page itself
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1200, min(height + 100, 8000))
+    shot = Path(os.environ.get("IMPACT_SCREENSHOT") or tmp_path / "impact.png")
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000

@@ -1,0 +1,220 @@
+"""Replay that carries state forward (`replay --simulate`): state built from the new decisions."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from schemas.request import DecideRequestSchema
+from service.adapters import decision_log
+from service.adapters.rule_engine import policy_for
+from service.domain import rulebook
+from service.domain.clock import FixedClock
+from service.usecases import replay as replaying
+from service.usecases.simulate import HANDLERS, simulate
+from tests.conftest import NOW, RULES_DIR, embedded_service, payload
+from tests.loggen import generate
+
+
+def variant(tmp_path_factory, name: str, edits: dict[str, tuple[str, str]]):
+    """A copy of the bundled rules with text replaced in some files (each must match)."""
+    path = tmp_path_factory.mktemp(name) / "rules"
+    shutil.copytree(RULES_DIR, path)
+    for file, (old, new) in edits.items():
+        text = (path / file).read_text()
+        assert old in text, (file, old)
+        (path / file).write_text(text.replace(old, new))
+    return path
+
+
+@pytest.fixture(scope="module")
+def no_window_rules(tmp_path_factory):
+    """A candidate under which no rejection opens the 90-day window."""
+    path = variant(tmp_path_factory, "no-window", {})
+    for file in path.glob("*.yaml"):
+        file.write_text(file.read_text().replace("starts_cooldown: true", "starts_cooldown: false"))
+    return path
+
+
+def make_log(policy, steps) -> list[tuple[int, str]]:
+    """Run `steps` through the service ((days after NOW, kind, args)); the exported log."""
+    service = embedded_service(policy, FixedClock(NOW))
+    schema = DecideRequestSchema(term_ranges=policy.book.term_ranges())
+    for days, kind, args in steps:
+        service.clock.set(NOW + dt.timedelta(days=days))
+        if kind == "decide":
+            user, app, doc = args
+            doc = dict(doc, user_id=user, application_id=app)
+            service.decide(doc, schema.load(doc))
+        elif kind == "cancel":
+            service.cancel(*args)
+        else:
+            service.use_grace(*args)
+    out = io.StringIO()
+    decision_log.export(service.store.client, "ld", out)
+    return list(enumerate(out.getvalue().splitlines(keepends=True), 1))
+
+
+# A rejection that opens the window, then three good applications inside it; another user's approval.
+WINDOW_STEPS = [(0, "decide", ("u-a", "a1", payload(bureau_major_adverse=True))),
+                (1, "decide", ("u-b", "b1", payload())),
+                (5, "decide", ("u-a", "a2", payload())),
+                (20, "decide", ("u-a", "a3", payload())),
+                (40, "decide", ("u-a", "a4", payload())),
+                (45, "decide", ("u-b", "b2", payload()))]
+
+
+def changes_of(lines, source, simulated: bool) -> dict[int, dict]:
+    if simulated:
+        result = simulate(iter(lines), source, keep_changes=True)
+        return {c["line"]: c for c in result.changes}, result.to_dict()
+    found = {}
+    summary = replaying.replay(iter(lines), source, on_change=lambda c: found.setdefault(c["line"], c))
+    return found, summary.to_dict()
+
+
+def differing(lines, plain: dict, simulated: dict) -> set[int]:
+    """Lines whose decision under plain replay and under simulation differ (outcome, reasons)."""
+    def new(changes, number, text):
+        side = changes[number]["new"] if number in changes else json.loads(text)["decision"]
+        return side["outcome"], [r if isinstance(r, str) else r["code"] for r in side["reasons"]]
+    return {n for n, text in lines if new(plain, n, text) != new(simulated, n, text)}
+
+
+def state_refused_lines(lines) -> set[int]:
+    return {n for n, text in lines if any(
+        r["code"] == "REAPPLY_COOLDOWN" for r in json.loads(text)["decision"]["reasons"])}
+
+
+def test_removing_window_starts_the_refusals_by_state_vanish(policy, no_window_rules):
+    lines = make_log(policy, WINDOW_STEPS)
+    refused = state_refused_lines(lines)
+    assert len(refused) == 3
+    source = replaying.PolicySource(rules_dir=no_window_rules)
+    plain, plain_summary = changes_of(lines, source, simulated=False)
+    simulated, summary = changes_of(lines, source, simulated=True)
+    assert summary["simulated"] is True and set(plain_summary) <= set(summary)
+    assert summary["state_refusals"] == {"before": 3, "after": 0, "vanished": 3, "appeared": 0}
+    # plain replay: only the rejection changed (it no longer opens the window)
+    assert set(plain) == {1} and plain[1]["new"]["outcome"] == "rejected"
+    # simulate differs from plain replay exactly by the refusals that vanish
+    assert set(simulated) - set(plain) == refused == differing(lines, plain, simulated)
+    assert all(simulated[n] == plain[n] for n in plain)
+    # re-decided on their payloads, with T3's count built from the candidate's own decisions:
+    # the third application in 6 months is one too many
+    assert [simulated[n]["new"]["reasons"] for n in sorted(refused)] == [[], [], ["TOO_MANY_APPLICATIONS"]]
+    assert summary["transitions"] == {"rejected->approved": 2}
+
+
+def test_adding_window_starts_the_refusals_by_state_appear(no_window_rules, policy):
+    candidate_log = make_log(policy_for(rulebook.load(no_window_rules)), WINDOW_STEPS)
+    assert not state_refused_lines(candidate_log)
+    source = replaying.PolicySource(rules_dir=RULES_DIR)   # the bundled rules open the window
+    plain, _ = changes_of(candidate_log, source, simulated=False)
+    simulated, summary = changes_of(candidate_log, source, simulated=True)
+    assert summary["state_refusals"] == {"before": 0, "after": 3, "vanished": 0, "appeared": 3}
+    appeared = differing(candidate_log, plain, simulated)
+    assert len(appeared) == 3 and 1 not in appeared
+    assert all(simulated[n]["new"]["reasons"] == ["REAPPLY_COOLDOWN"] for n in appeared)
+    assert all(simulated[n] == plain[n] for n in set(plain) - appeared)
+
+
+def test_under_its_own_rules_the_log_is_reproduced_for_any_job_count(policy, no_window_rules):
+    service = embedded_service(policy, FixedClock(NOW))
+    generate(service, 400, users=40, seed=5)
+    out = io.StringIO()
+    decision_log.export(service.store.client, "ld", out)
+    lines = list(enumerate(out.getvalue().splitlines(keepends=True), 1))
+    own = simulate(iter(lines), replaying.PolicySource(default_dir=RULES_DIR)).to_dict()
+    assert own["total"] == own["identical"] == own["exact"] == 400
+    assert own["no_longer_apply"] == {} and own["applied"]
+    source = replaying.PolicySource(rules_dir=no_window_rules)
+    results = [simulate(iter(lines), source, jobs=jobs, keep_changes=True, impact=True)
+               for jobs in (1, 2, 3)]
+    assert results[0].to_dict()["state_refusals"]["vanished"] > 0
+    for other in results[1:]:
+        assert other.to_dict() == results[0].to_dict()
+        assert other.changes == results[0].changes
+        assert other.impact == results[0].impact
+
+
+def test_cancels_and_grace_uses_that_no_longer_apply_are_counted(policy, tmp_path_factory):
+    steps = [(0, "decide", ("u-c", "c1", payload(monthly_income=6000))),   # cooling-off
+             (0, "cancel", ("u-c", "c1")),
+             (2, "grace", ("u-c", 1)), (3, "grace", ("u-c", 2))]
+    lines = make_log(policy, steps)
+    assert json.loads(lines[0][1])["decision"]["outcome"] == "cooling_off"
+    stricter = variant(tmp_path_factory, "stricter", {
+        "eligibility.yaml": ("params: {min_age: 18, max_age: 60}", "params: {min_age: 31, max_age: 60}"),
+        "time.yaml": ("max_uses: 2", "max_uses: 1")})
+    result = simulate(iter(lines), replaying.PolicySource(rules_dir=stricter)).to_dict()
+    assert result["transitions"] == {"cooling_off->rejected": 1}
+    assert result["applied"] == {"grace": 1}
+    assert result["no_longer_apply"] == {"cancel": 1, "grace": 1}
+    same = simulate(iter(lines), replaying.PolicySource(rules_dir=RULES_DIR)).to_dict()
+    assert same["applied"] == {"cancel": 1, "grace": 2} and same["no_longer_apply"] == {}
+
+
+def test_an_unknown_record_kind_is_counted_and_skipped(policy):
+    lines = make_log(policy, WINDOW_STEPS[:2])
+    review = {"v": 1, "kind": "review-of-the-future", "at": "2026-11-23T09:00:00Z",
+              "user_id": "u-a", "application_id": "a1", "rules_version": "x"}
+    lines.append((len(lines) + 1, json.dumps(review) + "\n"))
+    assert "review-of-the-future" not in HANDLERS
+    result = simulate(iter(lines), replaying.PolicySource(default_dir=RULES_DIR)).to_dict()
+    assert result["skipped_kinds"] == {"review-of-the-future": 1}
+    assert result["other_records"] == 1 and result["total"] == result["identical"] == 2
+
+
+def test_a_bad_line_is_named_or_skipped(policy):
+    lines = make_log(policy, WINDOW_STEPS)
+    lines[2] = (3, "{not json\n")
+    source = replaying.PolicySource(default_dir=RULES_DIR)
+    for jobs in (1, 2):
+        with pytest.raises(replaying.BadRecord, match="line 3"):
+            simulate(iter(lines), source, jobs=jobs)
+    skipped = []
+    result = simulate(iter(lines), source, jobs=2, skip_bad=True, on_bad=skipped.append)
+    assert result.to_dict()["bad_lines"] == 1 and [b.line for b in skipped] == [3]
+
+
+def test_cli_simulate_json_and_impact_pages(policy, no_window_rules, tmp_path):
+    from service.entrypoints.cli import main
+
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(text for _, text in make_log(policy, WINDOW_STEPS)))
+    runner = CliRunner()
+    summaries = {}
+    for mode in ("plain", "simulate"):
+        page = tmp_path / f"{mode}.html"
+        args = ["replay", str(log), "--rules", str(no_window_rules), "--json", "--report", str(page)]
+        result = runner.invoke(main, args + (["--simulate", "--jobs", "2"] if mode == "simulate" else []))
+        assert result.exit_code == 0, result.output
+        summaries[mode] = json.loads(result.stdout)
+        text = page.read_text()
+        assert text.count("<figure class=chart") == 5 and text.count("<svg") == 5
+        assert text.count("<tr>") == summaries[mode]["changed"] + 1
+        # self-contained: every link is within the page, nothing to fetch, no script
+        links = re.findall(r'(?:href|src)="([^"]{0,16})', text)
+        assert all(link.startswith(("#", "data:image/")) for link in links), links
+        assert not re.findall(r"url\((?!#)", text) and "@import" not in text
+        assert "http://" not in text.replace("http://www.w3.org/", "") and "<script" not in text
+    assert summaries["simulate"]["simulated"] is True and "simulated" not in summaries["plain"]
+    assert set(summaries["plain"]) <= set(summaries["simulate"])
+    assert summaries["simulate"]["changed"] - summaries["plain"]["changed"] == 3
+    text_run = runner.invoke(main, ["replay", str(log), "--rules", str(no_window_rules), "--simulate"])
+    assert text_run.exit_code == 0 and "simulated: refusals by state" in text_run.output
+
+
+def test_the_partition_store_lock_does_not_expire_on_a_loaded_machine():
+    """One thread owns a partition's store: a wall-clock lock TTL of seconds only made a slow
+    step (a loaded machine) fail with StoreBusy between BEGIN and COMMIT."""
+    from service.usecases.simulate import LOCK_TTL_MS, Partition
+
+    part = Partition(replaying.PolicySource(rules_dir=RULES_DIR), False, False, False)
+    assert part.service_for("any").store.lock_ttl_ms == LOCK_TTL_MS >= 600_000
