@@ -320,7 +320,10 @@ def stop_challenger(service: DecisionService, admin: str) -> dict:
 def promote(service: DecisionService, admin: str) -> dict:
     """The challenger becomes the live version for everyone (gated again by its kit)."""
     arms = arms_of(service)
-    version = arms.control.get("challenger")
+    # the control hash, not this worker's copy: a worker that served no decision since the
+    # challenger started has not synced it yet
+    control = service.store._do(lambda: service.store.client.hgetall(arms.keys["control"]))
+    version = _text(control.get(b"challenger") or control.get("challenger"))
     if not version:
         raise UnknownVersion("no challenger is running")
     book, kit = load_version(service, version)

@@ -143,3 +143,27 @@ def test_the_settings_ride_on_the_once_a_second_version_check(service, monkeypat
     counting = Counting(monkeypatch, service.store.client)
     service.sync_rules(force=True)
     assert counting.trips == 1
+
+
+def test_promote_through_a_worker_that_has_not_synced_the_challenger(tmp_path, policy):
+    """Two workers on one store: the challenger is started through one, and the promote reaches
+    the other before it served a decision (so before its once-a-second sync). The promote reads
+    the control hash, not the worker's copy: 200, not 404."""
+    import fakeredis
+
+    from service.adapters.state_store import RedisStateStore
+    from service.usecases.decide import DecisionService
+
+    server = fakeredis.FakeServer()
+    first, second = (DecisionService(policy, RedisStateStore(fakeredis.FakeRedis(server=server)),
+                                     clock=FixedClock(NOW)) for _ in range(2))
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    (rules / "products.yaml").write_text((rules / "products.yaml").read_text() + "\n# candidate\n")
+    version = rule_changes.archive(first.store.client, "ld", rules)["rules_version"]
+    started = app_for(first).post("/admin/rules/challenger", json={"rules_version": version, "share": 0.5},
+                                  headers=ADMIN)
+    assert started.status_code == 200, started.get_json()
+    promoted = app_for(second).post("/admin/rules/promote", headers=ADMIN)
+    assert promoted.status_code == 200, promoted.get_json()
+    assert promoted.get_json()["rules_version"] == version
