@@ -11,8 +11,13 @@ live decisions.
 
 Other records are applied where they still apply, and counted where they no longer can: a
 cancel whose loan is not in a cooling-off hold under the candidate, a grace use beyond the
-candidate's limit. A record kind this module has no handler for is counted and skipped
-(`HANDLERS` maps kinds to handlers; a new record kind registers one).
+candidate's limit, a review of an application the candidate did not send to review, a lifted
+window the candidate never opened. Reviews and overrides run through the live use cases
+(review.review, audit.lift_cooldown) with the clock at the record's time, so their effects
+(T2 hold or 90-day window from review time) are the service's. A record kind this module has no
+handler for is counted and skipped (`HANDLERS` maps kinds to handlers; a new record kind
+registers one): erasures are, since the simulation holds no ERASURE_HMAC_SECRET to find the
+erased user, and an export after an erasure holds none of the user's earlier records anyway.
 
 State never crosses users, so `jobs` > 1 partitions the log by a stable hash of the user id,
 one process and one store a partition; every figure is a count and the changed decisions are
@@ -37,9 +42,13 @@ from service.adapters.state_store import RedisStateStore
 from service.domain.clock import FixedClock
 from service.domain.decision import parse_iso_utc
 from service.domain.policy import Policy
-from service.usecases.decide import DecisionService
+from service.domain.review import LIFT_COOLDOWN
+from service.usecases import audit
+from service.usecases import review as reviewing
+from service.usecases.decide import Conflict, DecisionService, NotFound
 from service.usecases.impact import Impact
 from service.usecases.replay import (
+    EFFECT_FIELDS,
     BadRecord,
     PolicySource,
     Replayed,
@@ -79,6 +88,8 @@ class Simulation:
             setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
         mine.transitions.update(theirs.transitions)
         mine.rules.update(theirs.rules)
+        for kind, (total, same) in theirs.audited.items():
+            mine.audited[kind] = [mine.audited[kind][0] + total, mine.audited[kind][1] + same]
         for name in ("state_refusals", "applied", "no_longer_apply", "skipped_kinds"):
             getattr(self, name).update(getattr(other, name))
         self.changes = sorted(self.changes + other.changes, key=lambda c: c["line"])
@@ -219,11 +230,49 @@ def simulate_grace(part: Partition, number: int, record: dict) -> Replayed:
     return Replayed(number, "grace", record)
 
 
+def simulate_review(part: Partition, number: int, record: dict) -> Replayed:
+    """A review applies, through the live use case at review time, while the candidate still
+    sent the application to review; otherwise (NotFound, Conflict) it is counted."""
+    service = part.service_for(record["rules_version"])
+    given = record.get("review")
+    if not isinstance(given, dict) or any(name not in given for name in reviewing.REVIEW_INPUT):
+        raise BadRecord(number, "a review record needs the reviewer's input in `review`")
+    service.clock.set(_at(number, record))
+    try:
+        view = reviewing.review(service, record["application_id"],
+                                dict(given, user_id=record["user_id"])).view["review"]
+    except (NotFound, Conflict):
+        part.count_applied("review", False)
+        return Replayed(number, "review", record, changed=True, exact=False)
+    part.count_applied("review", True)
+    same = all(view.get(name) == given.get(name) for name in EFFECT_FIELDS)
+    return Replayed(number, "review", record, view, changed=not same, exact=same)
+
+
+def simulate_override(part: Partition, number: int, record: dict) -> Replayed:
+    """Lifting a window applies, through the live use case, while the candidate's window is
+    active; otherwise (Conflict) it is counted."""
+    service = part.service_for(record["rules_version"])
+    if record.get("action") != LIFT_COOLDOWN:
+        raise BadRecord(number, f"unknown override action {record.get('action')!r}")
+    service.clock.set(_at(number, record))
+    try:
+        audit.lift_cooldown(service, record["user_id"], str(record.get("operator_id")),
+                            str(record.get("reason")))
+    except Conflict:
+        part.count_applied("override", False)
+        return Replayed(number, "override", record, changed=True, exact=False)
+    part.count_applied("override", True)
+    return Replayed(number, "override", record)
+
+
 Handler = Callable[[Partition, int, dict], Replayed]
 HANDLERS: dict[str, Handler] = {
     "decision": simulate_decision,
     "cancel": simulate_cancel,
     "grace": simulate_grace,
+    "review": simulate_review,
+    "override": simulate_override,
 }
 
 

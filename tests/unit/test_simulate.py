@@ -15,7 +15,9 @@ from service.adapters import decision_log
 from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
 from service.domain.clock import FixedClock
+from service.usecases import audit
 from service.usecases import replay as replaying
+from service.usecases import review as reviewing
 from service.usecases.simulate import HANDLERS, simulate
 from tests.conftest import NOW, RULES_DIR, embedded_service, payload
 from tests.loggen import generate
@@ -53,6 +55,12 @@ def make_log(policy, steps) -> list[tuple[int, str]]:
             service.decide(doc, schema.load(doc))
         elif kind == "cancel":
             service.cancel(*args)
+        elif kind == "review":
+            user, app, outcome, codes = args
+            reviewing.review(service, app, {"user_id": user, "reviewer_id": "rev-1", "outcome": outcome,
+                                            "reason_codes": codes, "note": "checked"})
+        elif kind == "lift":
+            audit.lift_cooldown(service, args[0], "op-1", "wrongly refused")
         else:
             service.use_grace(*args)
     out = io.StringIO()
@@ -218,3 +226,41 @@ def test_the_partition_store_lock_does_not_expire_on_a_loaded_machine():
 
     part = Partition(replaying.PolicySource(rules_dir=RULES_DIR), False, False, False)
     assert part.service_for("any").store.lock_ttl_ms == LOCK_TTL_MS >= 600_000
+
+
+# Two review cases (pay_score missing): one approved, one rejected with a window-starting code
+# (the window opens at review time), then that window lifted and the user approved again.
+REVIEW_STEPS = [(0, "decide", ("u-r", "r1", payload(drop=("pay_score",), monthly_income=6000))),
+                (0, "decide", ("u-s", "s1", payload(drop=("pay_score",)))),
+                (1, "review", ("u-r", "r1", "approved", [])),
+                (1, "review", ("u-s", "s1", "rejected", ["DEVICE_SWITCHING"])),
+                (2, "decide", ("u-s", "s2", payload())),
+                (3, "lift", ("u-s",)),
+                (4, "decide", ("u-s", "s3", payload())),
+                (5, "decide", ("u-b", "b1", payload()))]
+
+
+def test_reviews_and_overrides_apply_as_recorded_or_are_counted(policy, tmp_path_factory):
+    lines = make_log(policy, REVIEW_STEPS)
+    kinds = [json.loads(text)["kind"] for _, text in lines]
+    assert kinds.count("review") == 2 and kinds.count("override") == 1
+    outcomes = [json.loads(t)["decision"]["outcome"] for _, t in lines if '"kind":"decision"' in t]
+    assert outcomes == ["review", "review", "rejected", "approved", "approved"]
+    own = replaying.PolicySource(default_dir=RULES_DIR)
+    no_review = variant(tmp_path_factory, "no-review", {
+        "presence.yaml": ("outcome: review", "outcome: rejected")})
+    candidate = replaying.PolicySource(rules_dir=no_review)
+    for jobs in (1, 2):
+        same = simulate(iter(lines), own, jobs=jobs).to_dict()
+        assert same["total"] == same["identical"] == same["exact"] == 5 and same["changed"] == 0
+        assert same["reviews"] == {"total": 2, "identical": 2}
+        assert same["overrides"] == {"total": 1, "identical": 1}
+        assert same["applied"] == {"override": 1, "review": 2} and same["no_longer_apply"] == {}
+        assert same["skipped_kinds"] == {}
+        # the candidate rejects the cases outright: nothing to review, no window to lift, and
+        # the refusal by the review's window (s2) vanishes
+        other = simulate(iter(lines), candidate, jobs=jobs, keep_changes=True).to_dict()
+        assert other["no_longer_apply"] == {"override": 1, "review": 2} and other["applied"] == {}
+        assert other["reviews"] == {"total": 2, "identical": 0}
+        assert other["transitions"] == {"rejected->approved": 1, "review->rejected": 2}
+        assert other["state_refusals"]["vanished"] == 1
