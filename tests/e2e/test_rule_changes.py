@@ -111,6 +111,7 @@ def test_rule_change_workflow(live_server, real_redis_url, tmp_path):
     status, body, _ = http("POST", server.url + "/admin/rules/challenger",
                            {"rules_version": good, "share": 0.5}, ADMIN)
     assert status == 200 and body["kit"]["ok"] is True, body
+    time.sleep(1.1)   # past every worker's once-a-second sync: each next request runs the challenger
     until(lambda: all("arm" in d for d in decide_many(server.url, f"w{time.time_ns()}", 4)),
           "both workers run the challenger")
     arms = decide_many(server.url, "arm", 40)
