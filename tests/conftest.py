@@ -1,7 +1,6 @@
 """Shared fixtures: the bundled rules, a fixed clock, and applicants that pass every rule."""
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import itertools
 import os
@@ -13,6 +12,7 @@ from schemas.request import DecideRequestSchema
 from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
 from service.domain.clock import FixedClock
+from service.domain.policy_kit import merge
 from service.domain.userstate import UserState
 from service.entrypoints.http.app import create_app
 from service.usecases.decide import DecisionService
@@ -58,16 +58,6 @@ PRODUCT_BASE = {
     "education": {"amount": 20000},
     "emergency": {"amount": 3000},
 }
-
-
-def merge(base: dict, changes: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def payload(product: str = "weilidai", amount=None, drop: tuple[str, ...] = (), **applicant) -> dict:
