@@ -40,16 +40,17 @@ class RulesArchive:
         pipe.execute()
 
     def load_kit(self, version: str) -> dict[str, bytes]:
-        files = self.client.hgetall(self.kit_key(version))
+        return self._files(self.kit_key(version))
+
+    def _files(self, key: str) -> dict[str, bytes]:
+        """A hash of file name -> content, names as text and contents as bytes (any client)."""
         return {(k.decode() if isinstance(k, bytes) else k): v if isinstance(v, bytes) else v.encode()
-                for k, v in files.items()}
+                for k, v in self.client.hgetall(key).items()}
 
     def load(self, version: str) -> Optional[RuleBook]:
-        files = self.client.hgetall(self.key(version))
+        files = self._files(self.key(version))
         if not files:
             return None
-        files = {(k.decode() if isinstance(k, bytes) else k): v if isinstance(v, bytes) else v.encode()
-                 for k, v in files.items()}
         book = rulebook.load_files(files, Path(f"<archive {version[:15]}>"))
         if book.version != version:
             raise rulebook.RulesError(f"archived rules {version} hash to {book.version}")
