@@ -276,3 +276,31 @@ def test_other_workers_follow_the_active_version(tmp_path, policy, service):
     new = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY}).get_json()["rules_version"]
     assert other.rules_version != new
     assert other.sync_rules(force=True) and other.rules_version == new
+
+
+@pytest.mark.parametrize("method, path, headers, doc", [
+    ("get", "/reviews", {"X-API-Key": "reviewer-1"}, None),
+    ("post", "/applications/a-1/review", {"X-API-Key": "reviewer-1"},
+     {"user_id": "u-1", "reviewer_id": "r-1", "outcome": "approved", "reason_codes": [], "note": ""}),
+    ("post", "/users/u-1/overrides", {"X-Admin-Key": "admin-1"},
+     {"action": "lift_cooldown", "operator_id": "op-1", "reason": "wrongly applied"}),
+    ("delete", "/users/u-1", {"X-Admin-Key": "admin-1"}, {"operator_id": "op-1", "reason": "PIPL request"}),
+    ("get", "/admin/rules/history", {"X-Admin-Key": "admin-1"}, None),
+])
+def test_new_endpoints_answer_503_when_redis_is_down(policy, method, path, headers, doc):
+    """Review, override, erasure and rule-change endpoints on a dead Redis: a JSON 503 with
+    Retry-After, never a 500."""
+    import redis
+
+    from service.adapters.state_store import RedisStateStore
+    from service.usecases.decide import DecisionService
+
+    dead = RedisStateStore(redis.Redis(port=1, socket_connect_timeout=0.2))
+    service = DecisionService(policy, dead, FixedClock(NOW))
+    service.erasure_secret = b"s" * 32
+    settings = Settings(**{**Settings().__dict__, "api_keys": ("client-1",), "reviewer_keys": ("reviewer-1",),
+                           "admin_keys": ("admin-1",), "erasure_secret": b"s" * 32})
+    c = create_app(settings, service=service).test_client()
+    response = getattr(c, method)(path, headers=headers, json=doc)
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Retry-After"] == "1" and "error" in response.get_json()
