@@ -26,7 +26,10 @@ cooldown path (first body, then a repeat of the same user) is checked once too. 
 application_id becomes @@APP@@ and user_id @@USER@@, which payloads.lua fills per request.
 
 Output: line 1 `#mix name:weight,...` (the shares payloads.lua schedules), then one
-`pool<TAB>json` line per body.
+`pool<TAB>json` line per body. With --sizes FILE, also the mean bytes, weighted by the mix, of
+what a decision writes and answers: {"response", "record" (the application record), "log" (the
+decision-log record)}, read back from the embedded store; bench/stateful_app.py (the stateful
+ceiling) writes and answers records of these sizes.
 """
 from __future__ import annotations
 
@@ -94,10 +97,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-pool", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mix", default=DEFAULT_MIX)
+    parser.add_argument("--sizes", type=Path, help="write the mix's mean response/record/log bytes here")
     args = parser.parse_args(argv)
     mix = parse_mix(args.mix)
 
-    client = create_app().test_client()
+    flask_app = create_app()
+    client = flask_app.test_client()
+    store = flask_app.extensions["decision_service"].store
+    written: dict[str, list[tuple[int, int, int]]] = collections.defaultdict(list)
+
+    def measure(pool: str, payload: dict, decision: dict) -> None:
+        """The bytes this decision answered and wrote (application record, log record)."""
+        keys = store.keys(payload["user_id"], payload["application_id"])
+        record = store.client.get(keys[3]) or b""
+        log = store.client.xrevrange(keys[5], count=1)
+        written[pool].append((len(json.dumps(decision, ensure_ascii=False, separators=(",", ":")).encode()),
+                              len(record), len(log[0][1][b"r"]) if log else 0))
     now = dt.datetime.now(dt.timezone.utc)          # the live service decides on the system clock
     rng = random.Random(args.seed)
     lines = [f"#mix {','.join(f'{n}:{w}' for n, w in mix)}"]
@@ -131,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             if pool == "cooldown_first" and not decision.get("reapply_after"):
                 continue
             made += 1
+            measure(pool, payload, decision)
             outcomes[pool][decision["outcome"]] += 1
             sizes.append(len(json.dumps(decision)))
             payload["application_id"] = "@@APP@@"
@@ -144,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat.update(application_id="bench-check-cd-2", user_id=f"u-bench-check-cd-{args.seed}")
     post(first)
     again = post(repeat)
+    measure("cooldown", repeat, again)
     codes = [r["code"] for r in again["reasons"]]
     if again["outcome"] != "rejected" or codes != ["REAPPLY_COOLDOWN"]:
         print(f"bodies.py: a repeat after a cooldown rejection got {again['outcome']} {codes}", file=sys.stderr)
@@ -158,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bodies:   {pool:<15} " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes[pool].items())))
     print("bodies: repeat of a cooldown user -> rejected REAPPLY_COOLDOWN (checked)")
     print(f"bodies: mix {args.mix}")
+    if args.sizes:
+        total = sum(w for _, w in mix)
+        mean = [sum(w * sum(s[i] for s in written[name]) / len(written[name]) for name, w in mix) / total
+                for i in range(3)]
+        sizes = dict(zip(("response", "record", "log"), (round(m) for m in mean)))
+        args.sizes.write_text(json.dumps(sizes) + "\n", encoding="utf-8")
+        print(f"bodies: mean bytes over the mix: response {sizes['response']}, application record "
+              f"{sizes['record']}, log record {sizes['log']} -> {args.sizes}")
     return 0
 
 
