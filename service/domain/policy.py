@@ -27,8 +27,8 @@ from service.domain.decision import (
     parse_iso_utc,
 )
 from service.domain.facts import FACT_FIELDS, add_calendar, build_fact
-from service.domain.product_plan import ProductPlan, RuleEvaluator
-from service.domain.rulebook import RuleBook
+from service.domain.product_plan import CompiledRule, ProductPlan, RuleEvaluator
+from service.domain.rulebook import Rule, RuleBook
 from service.domain.userstate import StateChange, UserState
 
 # RULEBOOK "Resolved points": date rules use calendar dates in Asia/Shanghai.
@@ -56,6 +56,39 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """What a decision concludes, without its explanation: the recourse search (issue 13)
+    evaluates many changed applications and reads only this of each, so it skips the trace,
+    the reasons' texts and the largest-allowed probe, none of which changes the outcome."""
+
+    outcome: str
+    codes: frozenset[str]           # the reasons' codes
+    fired_checks: tuple[Rule, ...]  # the checks that refused, in the product's rule order
+    missing: tuple[str, ...]        # the request fields MISSING_DATA names
+
+
+@dataclass(frozen=True)
+class _RuleView:
+    """One compiled rule with what every decision reads of it worked out once (issue 15):
+    the trace's input fields and parameters, its key, whether it is a check."""
+
+    compiled: CompiledRule
+    rule: Rule
+    key: str
+    is_check: bool
+    fields: tuple[str, ...]                 # every fact field the rule reads
+    trace_fields: tuple[str, ...]           # the ones the trace shows (reference dates left out)
+    params: tuple[tuple[str, Any], ...]     # (name, value) shown with the inputs
+
+
+def _views(plan: ProductPlan) -> tuple[_RuleView, ...]:
+    return tuple(_RuleView(c, c.rule, c.rule.key, c.rule.is_check, tuple(c.rule.fields),
+                           tuple(f for f in c.rule.fields if f not in plan.ref_dates),
+                           tuple(c.params.items()))
+                 for c in plan.rules)
+
+
+@dataclass(frozen=True)
 class _Pass:
     """One evaluation of the product's rules on one fact."""
 
@@ -71,6 +104,7 @@ class Policy:
         self.book = book
         self.engine = engine
         self.version = book.version
+        self._views = {name: _views(plan) for name, plan in engine.plans.items()}
 
     # -- windows ------------------------------------------------------------------------
     def count_window_start(self, now: dt.datetime) -> dt.datetime:
@@ -105,15 +139,44 @@ class Policy:
         if refusal:
             return Outcome(refusal, StateChange(), evaluated=False)
         plan = self.engine.plans[request["product"]]
-        first = self._run(request, plan, state, now, 1.0)
-        chosen, temp_limit_used = first, False
-        raised = self._with_temporary_limit(request, plan, state, now, first)
-        if raised is not None:
-            chosen = raised
-            temp_limit_used = not any(c.rule.is_check and c.rule.key in raised.fired for c in plan.rules)
+        chosen, temp_limit_used = self._passes(request, plan, state, now)
         largest = self._largest_allowed(request, plan, state, now, chosen)
         decision = self._assemble(request, plan, chosen, now, temp_limit_used, largest)
         return Outcome(decision, self._change(decision, state, now, temp_limit_used), evaluated=True)
+
+    def verdict(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Verdict:
+        """The outcome and what refused, as evaluate_plain would decide them, without the
+        explanation: what the recourse search evaluates its candidates with."""
+        now = now.replace(microsecond=0)
+        refusal = self._refusal_by_state(request, state, now)
+        if refusal:
+            return Verdict(refusal.outcome, frozenset(r.code for r in refusal.reasons), (), ())
+        plan = self.engine.plans[request["product"]]
+        chosen, _ = self._passes(request, plan, state, now)
+        return self._judge(plan, chosen)
+
+    def _passes(self, request, plan: ProductPlan, state: UserState,
+                now: dt.datetime) -> tuple[_Pass, bool]:
+        """The pass the decision is made on (T4's raised one when it applies), and whether the
+        temporary limit is what lets it through."""
+        first = self._run(request, plan, state, now, 1.0)
+        raised = self._with_temporary_limit(request, plan, state, now, first)
+        if raised is None:
+            return first, False
+        return raised, not any(c.rule.is_check and c.rule.key in raised.fired for c in plan.rules)
+
+    def _judge(self, plan: ProductPlan, run: _Pass) -> Verdict:
+        """The outcome of one pass: missing data, refusing checks, and T2's cooling-off."""
+        fired, views = run.fired, self._views[plan.product.name]
+        missing = tuple(dict.fromkeys(FACT_FIELDS[f].source for f in plan.needed if f in run.fact.missing))
+        checks = tuple(v.rule for v in views if v.is_check and v.key in fired)
+        outcomes = [self.book.missing_data.reason.outcome] * len(missing)
+        outcomes += [rule.reason.outcome for rule in checks]
+        if any(v.rule.cooling_off for v in views if not v.is_check and v.key in fired):
+            outcomes.append("cooling_off")
+        codes = frozenset([self.book.missing_data.reason.code] if missing else []) \
+            | {rule.reason.code for rule in checks}
+        return Verdict(combine_outcomes(outcomes), codes, checks, missing)
 
     def _run(self, request, plan: ProductPlan, state: UserState, now: dt.datetime,
              limit_factor: float) -> _Pass:
@@ -192,26 +255,25 @@ class Policy:
     def _assemble(self, request: Mapping[str, Any], plan: ProductPlan, run: _Pass,
                   now: dt.datetime, temp_limit_used: bool,
                   largest_allowed: Optional[float]) -> Decision:
-        book, fact, fired = self.book, run.fact, run.fired
+        book, display, fired = self.book, run.fact.display, run.fired
+        verdict = self._judge(plan, run)
         # one MISSING_DATA per request field (a derived fact field names its source)
-        missing = list(dict.fromkeys(FACT_FIELDS[f].source for f in plan.needed if f in fact.missing))
-        reasons: list[Reason] = [self._missing_reason(source) for source in missing]
+        reasons: list[Reason] = [self._missing_reason(source) for source in verdict.missing]
         trace: list[TraceEntry] = []
         flags: list[str] = [TEMPORARY_LIMIT_FLAG] if temp_limit_used else []
         adjustments: list[Mapping] = []
-        cooling_off = False
-        for compiled in plan.rules:
-            rule = compiled.rule
-            matched = rule.key in fired
-            inputs = {f: fact.display.get(f) for f in rule.fields if f not in plan.ref_dates}
-            inputs.update({name: fact.display.get(value, value) if isinstance(value, str) else value
-                           for name, value in compiled.params.items()})
-            unread = any(fact.display.get(f) is None for f in rule.fields)
-            if rule.is_check:
+        for view in self._views[plan.product.name]:
+            rule = view.rule
+            matched = view.key in fired
+            inputs = {f: display.get(f) for f in view.trace_fields}
+            for name, value in view.params:
+                inputs[name] = display.get(value, value) if isinstance(value, str) else value
+            unread = any(display.get(f) is None for f in view.fields)
+            if view.is_check:
                 passed = False if matched else (None if unread else True)
                 if matched:
                     reason_inputs = dict(inputs)
-                    if compiled.limit is not None:
+                    if view.compiled.limit is not None:
                         reason_inputs[LARGEST_ALLOWED] = largest_allowed
                     spec = rule.reason
                     reasons.append(Reason(spec.code, rule.rule_id, spec.message_zh, spec.message_en,
@@ -222,17 +284,10 @@ class Policy:
                     flags.append(rule.flag)
                 if matched and rule.pricing:
                     adjustments.append(rule.pricing)
-                cooling_off = cooling_off or (matched and rule.cooling_off)
             trace.append(TraceEntry(rule.rule_id, rule.check, passed, matched, inputs))
 
-        outcomes = [book.missing_data.reason.outcome] * len(missing)
-        outcomes += [c.rule.reason.outcome for c in plan.rules if c.rule.is_check and c.rule.key in fired]
-        if cooling_off:
-            outcomes.append("cooling_off")
-        outcome = combine_outcomes(outcomes)
-        cooldown = outcome == "rejected" and any(
-            c.rule.reason.starts_cooldown for c in plan.rules if c.rule.is_check and c.rule.key in fired)
-
+        outcome = verdict.outcome
+        cooldown = outcome == "rejected" and any(rule.reason.starts_cooldown for rule in verdict.fired_checks)
         product = plan.product
         offer = None
         if outcome in ("approved", "cooling_off"):

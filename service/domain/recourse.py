@@ -21,7 +21,6 @@ The search, bounded by `max_evaluations`:
 """
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import itertools
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
@@ -34,13 +33,12 @@ from service.domain.rulebook import Actionable, Rule
 from service.domain.userstate import StateChange, UserState
 
 if TYPE_CHECKING:   # policy.py imports this module lazily; no import cycle at run time
-    from service.domain.policy import Outcome, Policy
+    from service.domain.policy import Outcome, Policy, Verdict
 
 ACCEPTED = ("approved", "cooling_off")
 STATE_CODES = ("REAPPLY_COOLDOWN", "COOLING_OFF_PENDING")
 # RULEBOOK "Resolved points": date rules use calendar dates in Asia/Shanghai (as policy.py).
 POLICY_TZ = ZoneInfo("Asia/Shanghai")
-_MISSING = "MISSING_DATA"
 
 Candidate = tuple[tuple[Actionable, Any], ...]   # (declared action, value to set) pairs
 
@@ -83,22 +81,20 @@ def _get(request: Mapping[str, Any], path: str) -> Any:
 
 
 def apply_changes(request: Mapping[str, Any], changes: Iterable[tuple[str, Any]]) -> dict:
-    """A copy of the request with each (request path, value) set."""
-    out = copy.deepcopy(dict(request))
+    """A copy of the request with each (request path, value) set.
+
+    Only the objects on a changed path are copied; the rest is shared with `request`, which is
+    never written to (a deep copy of the whole request cost more than the evaluation)."""
+    out = dict(request)
     for path, value in changes:
         node = out
         *parents, last = path.split(".")
         for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
             node = node[part]
         node[last] = value
     return out
-
-
-def _fired_checks(plan, decision: Decision) -> list[Rule]:
-    matched = {f"{t.rule_id}.{t.check}" for t in decision.trace if t.matched}
-    return [c.rule for c in plan.rules if c.rule.is_check and c.rule.key in matched]
 
 
 def _codes(decision: Decision) -> set[str]:
@@ -121,17 +117,17 @@ class _Search:
         self.waits = {a.field for a in self.spec.actionable if a.action == "wait"}
 
     # -- evaluation ----------------------------------------------------------------------------
-    def _evaluate(self, candidate: Candidate, at: dt.datetime) -> Optional[Decision]:
+    def _evaluate(self, candidate: Candidate, at: dt.datetime) -> Optional["Verdict"]:
         if self.left <= 0:
             return None
         self.left -= 1
         changed = apply_changes(self.request, ((a.field, value) for a, value in candidate))
-        decision = self.policy.evaluate_plain(changed, self.state, at).decision
-        self.lifted |= self.codes - _codes(decision)
-        return decision
+        verdict = self.policy.verdict(changed, self.state, at)
+        self.lifted |= self.codes - verdict.codes
+        return verdict
 
     def _try(self, candidate: Candidate, at: dt.datetime,
-             decision: Optional[Decision] = None) -> Optional[Option]:
+             decision: Optional["Verdict"] = None) -> Optional[Option]:
         """The option this candidate gives at `at`, or after waiting out a date window."""
         decision = decision or self._evaluate(candidate, at)
         if decision is None:
@@ -157,7 +153,7 @@ class _Search:
                 if "REAPPLY_COOLDOWN" in self.spec.state_waits else None
         return self.now
 
-    def _window_end(self, decision: Decision, candidate: Candidate,
+    def _window_end(self, decision: "Verdict", candidate: Candidate,
                     at: dt.datetime) -> Optional[dt.datetime]:
         """When the date windows among the refusing rules all close (None: no such window).
 
@@ -165,7 +161,7 @@ class _Search:
         waiting is enough (an option) or only lifts some reasons (not `unreachable`)."""
         changed = apply_changes(self.request, ((a.field, v) for a, v in candidate))
         today = at.astimezone(POLICY_TZ).date()
-        days = [self._rule_window_end(rule, changed, today) for rule in _fired_checks(self.plan, decision)]
+        days = [self._rule_window_end(rule, changed, today) for rule in decision.fired_checks]
         days = [day for day in days if day is not None]
         if not days:
             return None
@@ -200,10 +196,10 @@ class _Search:
             sources.add(f"applicant.documents.{self.policy.book.time.temporary_limit.requires_document}")
         return sources
 
-    def _needs(self, decision: Decision) -> list[set[str]]:
+    def _needs(self, decision: "Verdict") -> list[set[str]]:
         """For each refusing rule (and missing field), the request fields that could lift it."""
-        needs = [self._sources(rule) for rule in _fired_checks(self.plan, decision)]
-        needs += [{r.inputs["field"]} for r in decision.reasons if r.code == _MISSING]
+        needs = [self._sources(rule) for rule in decision.fired_checks]
+        needs += [{source} for source in decision.missing]
         return needs
 
     def _values(self, action: Actionable, at: dt.datetime) -> list[Any]:
@@ -236,7 +232,7 @@ class _Search:
         return [_json_value(v) for v in sorted(values, reverse=True)
                 if product.min_amount <= v <= product.max_amount and v < amount]
 
-    def _relevant(self, decision: Decision, at: dt.datetime) -> list[tuple[Actionable, list[Any]]]:
+    def _relevant(self, decision: "Verdict", at: dt.datetime) -> list[tuple[Actionable, list[Any]]]:
         fields: set[str] = set().union(*self._needs(decision))
         out = []
         for action in self.spec.actionable:
@@ -276,7 +272,7 @@ class _Search:
                         return True
         return False
 
-    def _smallest_sets(self, base: Decision, relevant: list[tuple[Actionable, list[Any]]],
+    def _smallest_sets(self, base: "Verdict", relevant: list[tuple[Actionable, list[Any]]],
                        at: dt.datetime) -> list[Option]:
         needs = [need for need in self._needs(base) if need]
         for size in range(1, self.spec.max_fields + 1):
