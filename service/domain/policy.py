@@ -133,7 +133,7 @@ class Policy:
         return Outcome(decision, outcome.change, outcome.evaluated)
 
     def evaluate_plain(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Outcome:
-        """The decision without recourse: what the recourse search evaluates its candidates with."""
+        """The decision without recourse (its verdict is what the recourse search reads of each candidate)."""
         now = now.replace(microsecond=0)
         refusal = self._refusal_by_state(request, state, now)
         if refusal:

@@ -207,11 +207,12 @@ def test_the_search_cap_bounds_the_evaluations(book):
     files = _files(SEARCH.replace("10", "1") + "actionable: [{field: amount, action: amount}]\n")
     capped = policy_for(rulebook.load_files(files))
     calls = []
-    plain = capped.evaluate_plain
-    capped.evaluate_plain = lambda *args: calls.append(1) or plain(*args)
+    plain, verdict = capped.evaluate_plain, capped.verdict
+    capped.evaluate_plain = lambda *args: calls.append("decision") or plain(*args)
+    capped.verdict = lambda *args: calls.append("candidate") or verdict(*args)
     request = DecideRequestSchema(term_ranges=book.term_ranges()).load(payload(amount=300000))
     recourse = capped.evaluate(request, UserState(), NOW).decision.recourse
-    assert len(calls) == 2                       # the decision, and the one candidate allowed
+    assert calls == ["decision", "candidate"]    # the decision, and the one candidate allowed
     # cut short, the search claims nothing: no option, and no reason called unreachable
     assert recourse.options == () and recourse.unreachable == ()
 
@@ -314,3 +315,31 @@ def test_the_log_holds_the_recourse_and_replay_reproduces_it(policy):
     assert stored["recourse"] == logged[0]["recourse"]
     summary = replay.replay(iter(lines), replay.PolicySource(default_dir=RULES_DIR))
     assert summary.total == len(docs) and summary.exact == summary.total
+
+
+# -- the verdict the search reads is the decision's own conclusion (issue 15) --------------------
+def test_the_verdict_concludes_what_the_full_decision_concludes(book, policy):
+    """The search evaluates candidates as verdicts (no trace, no largest-allowed probe): each
+    must give the outcome, codes, refusing checks and missing fields the full decision gives."""
+    from tests.unit.test_engine_soak import varied_requests
+
+    states = [UserState(), UserState(applications_6m=5), UserState(temp_limit_grants=1),
+              UserState(cooldown_until=NOW + dt.timedelta(days=3)),
+              UserState(temp_limit_expires_at=NOW + dt.timedelta(days=2))]
+    refused = set()
+    for request in varied_requests(book, 35):
+        for amount in (500, 4000, 30000, 300000):
+            changed = dict(request, amount=amount)
+            for state in states:
+                decision = policy.evaluate_plain(changed, state, NOW).decision
+                verdict = policy.verdict(changed, state, NOW)
+                fired = {f"{t.rule_id}.{t.check}" for t in decision.trace if t.matched}
+                assert verdict.outcome == decision.outcome
+                assert verdict.codes == {r.code for r in decision.reasons}
+                assert [r.key for r in verdict.fired_checks] == [
+                    c.rule.key for c in policy.engine.plans[request["product"]].rules
+                    if c.rule.is_check and c.rule.key in fired]
+                assert list(verdict.missing) == [r.inputs["field"] for r in decision.reasons
+                                                 if r.code == "MISSING_DATA"]
+                refused |= verdict.codes
+    assert {"MISSING_DATA", "REAPPLY_COOLDOWN", "AMOUNT_OUT_OF_RANGE"} <= refused
