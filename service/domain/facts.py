@@ -83,37 +83,62 @@ class Fact:
 
 def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
                ref_dates: Mapping[str, Mapping[str, int]], limit_factor: float = 1.0) -> Fact:
+    """The fact of one evaluation. Written as flat loops, not a helper per field: it runs for
+    every evaluation (a decision, its T4 and largest-allowed passes, each recourse candidate),
+    and a call per field cost more than the rule engine itself (issue 15)."""
     applicant = request["applicant"]
     values: dict[str, Any] = {}
     display: dict[str, Any] = {}
     missing: set[str] = set()
 
-    def put(name: str, value: Any, kind: str, may_be_null: bool = False) -> None:
+    for name, value in (("amount", request["amount"]), ("term_days", request.get("term_days"))):
+        _put_number(name, value, values, display, missing)
+    for name, kind in _APPLICANT_KINDS:
+        value = applicant.get(name)
         if value is None:
-            if not may_be_null:
+            if not (name in NULL_MEANS_NO and name in applicant):   # null means "no" there
                 missing.add(name)
             display[name] = None
-            return
-        display[name] = value.isoformat() if kind == "date" else value
-        values[name] = day_number(value) if kind == "date" else durable_number(value)
-
-    put("amount", request["amount"], "number")
-    put("term_days", request.get("term_days"), "number")
-    for name, kind in APPLICANT_FIELDS.items():
-        null_means_no = name in NULL_MEANS_NO and name in applicant
-        put(name, applicant.get(name), kind, may_be_null=null_means_no)
+        elif kind == "date":
+            display[name] = value.isoformat()
+            values[name] = (value - EPOCH).days
+        else:
+            display[name] = value
+            values[name] = durable_number(value) if type(value) is float else value
     for source, derived in NULL_MEANS_NO.items():
         # null means "no"; only an absent key is missing data.
-        put(derived, (applicant[source] is not None) if source in applicant else None, "bool")
-    groups = set(applicant.get("groups") or ())
+        if source in applicant:
+            values[derived] = display[derived] = applicant[source] is not None
+        else:
+            missing.add(derived)
+            display[derived] = None
+    groups = applicant.get("groups") or ()
     for group in GROUPS:
-        put(f"is_{group}", group in groups, "bool")
+        values[f"is_{group}"] = display[f"is_{group}"] = group in groups
     documents = applicant.get("documents") or {}
     for doc in DOCUMENTS:
         # absent: not claimed (false); null: unknown, missing data if a rule reads it
-        put(doc, documents.get(doc, False), "bool")
+        claimed = documents.get(doc, False)
+        if claimed is None:
+            missing.add(doc)
+        else:
+            values[doc] = claimed
+        display[doc] = claimed
     for name, value in state.fact_fields(limit_factor).items():
-        put(name, value, "number")
+        _put_number(name, value, values, display, missing)
     for name, offset in ref_dates.items():
-        put(name, add_calendar(today, **offset), "date")
+        day = add_calendar(today, **offset)
+        display[name] = day.isoformat()
+        values[name] = (day - EPOCH).days
     return Fact(values, display, frozenset(missing))
+
+
+_APPLICANT_KINDS = tuple(APPLICANT_FIELDS.items())
+
+
+def _put_number(name: str, value: Any, values: dict, display: dict, missing: set) -> None:
+    display[name] = value
+    if value is None:
+        missing.add(name)
+    else:
+        values[name] = durable_number(value)

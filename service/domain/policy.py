@@ -105,6 +105,9 @@ class Policy:
         self.engine = engine
         self.version = book.version
         self._views = {name: _views(plan) for name, plan in engine.plans.items()}
+        # product -> check key -> compiled rule: what refused, looked up from the (few) fired keys
+        self._checks = {name: {v.key: v.compiled for v in views if v.is_check}
+                        for name, views in self._views.items()}
 
     # -- windows ------------------------------------------------------------------------
     def count_window_start(self, now: dt.datetime) -> dt.datetime:
@@ -163,7 +166,8 @@ class Policy:
         raised = self._with_temporary_limit(request, plan, state, now, first)
         if raised is None:
             return first, False
-        return raised, not any(c.rule.is_check and c.rule.key in raised.fired for c in plan.rules)
+        checks = self._checks[plan.product.name]
+        return raised, not any(key in checks for key in raised.fired)
 
     def _judge(self, plan: ProductPlan, run: _Pass) -> Verdict:
         """The outcome of one pass: missing data, refusing checks, and T2's cooling-off."""
@@ -191,7 +195,8 @@ class Policy:
         The second pass is the answer whether it passes (approved on the temporary limit) or
         not (refused, with the raised limit as the largest allowed amount).
         """
-        failed = [c for c in plan.rules if c.rule.is_check and c.rule.key in first.fired]
+        checks = self._checks[plan.product.name]
+        failed = [checks[key] for key in first.fired if key in checks]
         if not failed or not all(c.scales_with_limit for c in failed):
             return None
         if not self._temporary_limit_available(request, state, now):
