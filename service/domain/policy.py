@@ -76,13 +76,13 @@ class _RuleView:
     rule: Rule
     key: str
     is_check: bool
-    fields: tuple[str, ...]                 # every fact field the rule reads
+    fields: frozenset[str]                  # every fact field the rule reads
     trace_fields: tuple[str, ...]           # the ones the trace shows (reference dates left out)
     params: tuple[tuple[str, Any], ...]     # (name, value) shown with the inputs
 
 
 def _views(plan: ProductPlan) -> tuple[_RuleView, ...]:
-    return tuple(_RuleView(c, c.rule, c.rule.key, c.rule.is_check, tuple(c.rule.fields),
+    return tuple(_RuleView(c, c.rule, c.rule.key, c.rule.is_check, frozenset(c.rule.fields),
                            tuple(f for f in c.rule.fields if f not in plan.ref_dates),
                            tuple(c.params.items()))
                  for c in plan.rules)
@@ -267,13 +267,14 @@ class Policy:
         trace: list[TraceEntry] = []
         flags: list[str] = [TEMPORARY_LIMIT_FLAG] if temp_limit_used else []
         adjustments: list[Mapping] = []
+        unknown = {name for name, value in display.items() if value is None}   # absent or null
         for view in self._views[plan.product.name]:
             rule = view.rule
             matched = view.key in fired
             inputs = {f: display.get(f) for f in view.trace_fields}
             for name, value in view.params:
                 inputs[name] = display.get(value, value) if isinstance(value, str) else value
-            unread = any(display.get(f) is None for f in view.fields)
+            unread = not unknown.isdisjoint(view.fields) or not view.fields <= display.keys()
             if view.is_check:
                 passed = False if matched else (None if unread else True)
                 if matched:
