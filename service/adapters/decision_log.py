@@ -19,6 +19,7 @@ import os
 import tempfile
 from typing import IO, Any, Iterable, Iterator, Mapping, Optional
 
+from service.adapters import jsontext
 from service.domain.decision import iso_utc
 from service.domain.userstate import StateChange, UserState, change_to_dict, state_to_dict
 
@@ -85,7 +86,7 @@ def erasure_record(receipt: dict, subject: str, window_until: Optional[str],
 
 
 def encode(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return jsontext.dumps(record)
 
 
 # -- export ----------------------------------------------------------------------------------------

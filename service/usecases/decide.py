@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from schemas.request import canonical_request
-from service.adapters import decision_log
+from service.adapters import decision_log, jsontext
 from service.adapters.review_store import ErasedWindows, open_case_in_index
 from service.adapters.rule_engine import policy_for
 from service.adapters.state_store import (
@@ -78,7 +78,7 @@ class DecideResult:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsontext.dumps(value)
 
 
 class DecisionService:
@@ -223,7 +223,7 @@ class DecisionService:
 
     def plan_cancel(self, snapshot: UserSnapshot, now: dt.datetime) -> tuple[dict, CommitPlan]:
         record = dict(snapshot.application.doc, cancelled_at=iso_utc(now))
-        plan = CommitPlan(app={"value": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+        plan = CommitPlan(app={"value": _dumps(record),
                                "ttl": self.store.app_ttl})
         if snapshot.fields.get(COOLING_APP) == snapshot.application_id:
             plan.hdel = [COOLING_APP, COOLING_UNTIL]
