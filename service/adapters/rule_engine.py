@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import re
 import threading
 from typing import Any, Mapping
@@ -39,6 +38,7 @@ from typing import Any, Mapping
 import durable_rules_engine
 from durable.engine import Host
 
+from service.adapters import jsontext
 from service.domain.policy import Policy
 from service.domain.product_plan import compile_product
 from service.domain.rulebook import RuleBook
@@ -99,8 +99,9 @@ class RuleEngine:
             sid = str(next(self._sids))
             try:
                 try:
+                    # the standard encoder's numbers (jsontext), which durable_rules' parser takes
                     result = durable_rules_engine.assert_fact(
-                        handle, json.dumps({**fact, "sid": sid, _SENTINEL: 1}, ensure_ascii=False))
+                        handle, jsontext.dumps({**fact, "sid": sid, _SENTINEL: 1}))
                     if result[0] != 0:   # 1 not handled, 2 observed, 3 queued: never for a fresh sid
                         raise EngineError(f"durable_rules did not take the fact for {product} (code {result[0]})")
                     fired = _drain(handle, result[1], keys)
