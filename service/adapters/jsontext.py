@@ -17,13 +17,17 @@ the request schema and the rules loader refuse them, so no decision holds one.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-# a number token (after ':' ',' or '[') holding an exponent, or of the form 0.0000...
-_PYTHON_WRITES_DIFFERENTLY = re.compile(rb"(?:\A|[:,\[])-?(?:[0-9][0-9.]*[eE]|0\.0000)")
+# Where a number Python writes differently may be: orjson writes every exponent with its sign
+# (`1e+16`, `1.5e-7`), and small numbers as 0.0000... Found with bytes.find (a regex scan cost
+# as much as the encoding saved), then each hit is looked at, since text holds "e-" too: only
+# a hit inside a number token (one that starts the text or follows ':' ',' '[') counts.
+_CANDIDATES = (b"e+", b"e-", b"0.0000")
+_NUMBER_CHARS = frozenset(b"0123456789.-")
+_BEFORE_A_VALUE = frozenset(b":,[")
 # what the standard encoder refuses (dates, dataclasses, subclasses it does not know) goes to
 # orjson's `default`, which there is none of: refused here too, then by the standard encoder
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -35,9 +39,24 @@ def dumps(value: Any) -> str:
         raw = orjson.dumps(value, option=_OPTIONS)
     except TypeError:
         return _standard(value)
-    if _PYTHON_WRITES_DIFFERENTLY.search(raw):
+    if _written_differently(raw):
         return _standard(value)
     return raw.decode()
+
+
+def _written_differently(raw: bytes) -> bool:
+    """Whether orjson's text may hold a number the standard encoder writes otherwise."""
+    for candidate in _CANDIDATES:
+        hit = raw.find(candidate)
+        while hit >= 0:
+            start = hit
+            while start > 0 and raw[start - 1] in _NUMBER_CHARS:
+                start -= 1
+            if start < hit or candidate[0] == 48:   # digits before the "e", or at "0.0000"
+                if start == 0 or raw[start - 1] in _BEFORE_A_VALUE:
+                    return True
+            hit = raw.find(candidate, hit + 1)
+    return False
 
 
 def _standard(value: Any) -> str:
