@@ -3,6 +3,7 @@
 #
 #   bench/profile.sh
 #   WORKERS=2 CONNECTIONS=16 PROFILE_S=10 RATE=100 bench/profile.sh
+#   TARGET=ceiling bench/profile.sh     the stateful ceiling (bench/stateful_app.py) instead
 #
 # 1. A throwaway redis-server on a free loopback port, the service as the container runs it
 #    (`gunicorn -c docker/gunicorn.conf.py service.entrypoints.wsgi:app`, WORKERS sync workers, REDIS_URL =
@@ -31,6 +32,7 @@ CONNECTIONS=${CONNECTIONS:-16}
 PROFILE_S=${PROFILE_S:-10}
 RATE=${RATE:-100}
 LOG_LEVEL=${LOG_LEVEL:-INFO}
+TARGET=${TARGET:-decide}
 MAX_REQUESTS=${MAX_REQUESTS:-0}   # no worker recycling while profiling: the same worker pids throughout
 OUT=$ROOT/bench/out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT/prom"
@@ -59,7 +61,13 @@ free_port() {
 }
 
 BODIES=$OUT/bodies.tsv
-"$BIN/python" bench/bodies.py "$BODIES" 2>"$OUT/bodies.err" >"$OUT/bodies.txt" || { cat "$OUT/bodies.err" >&2; exit 1; }
+"$BIN/python" bench/bodies.py "$BODIES" --sizes "$OUT/sizes.json" 2>"$OUT/bodies.err" >"$OUT/bodies.txt" \
+    || { cat "$OUT/bodies.err" >&2; exit 1; }
+case "$TARGET" in
+    decide) APP=(service.entrypoints.wsgi:app) ;;
+    ceiling) APP=(--pythonpath bench stateful_app:app) ;;
+    *) echo "TARGET must be decide or ceiling" >&2; exit 2 ;;
+esac
 
 rport=$(free_port)
 setsid redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no --dir "$OUT" \
@@ -70,7 +78,8 @@ for _ in $(seq 100); do redis-cli -p "$rport" ping 2>/dev/null | grep -q PONG &&
 port=$(free_port)
 setsid env REDIS_URL="redis://127.0.0.1:$rport/0" BIND="127.0.0.1:$port" WORKERS="$WORKERS" \
     LOG_LEVEL="$LOG_LEVEL" PROMETHEUS_MULTIPROC_DIR="$OUT/prom" MAX_REQUESTS="$MAX_REQUESTS" \
-    "$BIN/gunicorn" -c docker/gunicorn.conf.py service.entrypoints.wsgi:app >"$OUT/server.log" 2>&1 </dev/null &
+    CEILING_SIZES="$OUT/sizes.json" \
+    "$BIN/gunicorn" -c docker/gunicorn.conf.py "${APP[@]}" >"$OUT/server.log" 2>&1 </dev/null &
 MASTER=$!
 PIDS+=("$MASTER")
 for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
@@ -109,7 +118,7 @@ wait "$WRK_PID" || true
 WRK_PID=
 
 {
-    echo "POST /decide, wrk -t2 -c$CONNECTIONS (bench/payloads.lua mix), WORKERS=$WORKERS, py-spy --rate $RATE, ${PROFILE_S} s per recording"
+    echo "TARGET=$TARGET: POST /decide, wrk -t2 -c$CONNECTIONS (bench/payloads.lua mix), WORKERS=$WORKERS, py-spy --rate $RATE, ${PROFILE_S} s per recording"
     grep '^WRK_RESULT' "$OUT/wrk.txt" || true
     echo "$CORES"
     echo

@@ -10,16 +10,24 @@ encoding done by the log formatter counts as logging, the engine called by the p
 
   logging        logging/ (stdlib), service/entrypoints/logs.py
   metrics        prometheus_client/, service/entrypoints/http/metrics.py
+  recourse       service/domain/recourse.py: the search for a refusal's options, with every
+                 evaluation it makes (their engine, facts and verdicts count here)
   engine         durable/ (durable_rules and its C extension), service/adapters/rule_engine.py
   schema         marshmallow/, schemas/ (request validation)
   redis          redis/ (client, connection, Lua EVALSHA), service/adapters/state_store.py, redisconn.py
-  json           json/ (stdlib encode/decode: request body, response/record/log-record JSON)
+  json           json/ (stdlib), service/adapters/jsontext.py (orjson): request body, the
+                 decision, record and log-record JSON
   policy         service/domain/policy.py, facts.py, decision.py, pricing.py, conditions.py,
                  userstate.py, rulebook.py (facts, trace, decision assembly)
   decide         service/usecases/decide.py, decisionlog.py (the use case: digest, plan, log record)
   flask          flask/, werkzeug/, service/entrypoints/http/app.py, security.py (routing, request/response, hooks)
   gunicorn       gunicorn/ (HTTP parsing, socket I/O, worker loop)
+  gevent         gevent/ (the hub and socket waits of the gevent worker)
   other          anything else (e.g. the interpreter's own frames)
+
+Samples whose leaf is gevent's `acquire_with_timeout` are left out and counted apart: they are a
+gevent helper thread of each worker parked on its lock (py-spy counts a thread blocked in C as
+active), not the worker's work; in the wall recording they would double the idle share.
 
 Prints the parts' shares, then the top functions by self samples (the leaf frame) and by
 inclusive samples among service/ and schemas/ functions.
@@ -34,16 +42,19 @@ import sys
 PARTS = [
     ("logging", ("/logging/", "/service/entrypoints/logs.py")),
     ("metrics", ("/prometheus_client/", "/service/entrypoints/http/metrics.py")),
+    ("recourse", ("/service/domain/recourse.py",)),
     ("engine", ("/durable/", "/service/adapters/rule_engine.py")),
     ("schema", ("/marshmallow/", "/schemas/")),
     ("redis", ("/redis/", "/service/adapters/state_store.py", "/service/adapters/redis_connection.py")),
-    ("json", ("/json/",)),
+    ("json", ("/json/", "/service/adapters/jsontext.py")),
     ("policy", ("/service/domain/policy.py", "/service/domain/facts.py", "/service/domain/decision.py", "/service/domain/pricing.py",
                 "/service/domain/conditions.py", "/service/domain/userstate.py", "/service/domain/rulebook.py")),
     ("decide", ("/service/usecases/decide.py", "/service/adapters/decision_log.py")),
     ("flask", ("/flask/", "/werkzeug/", "/service/entrypoints/http/app.py", "/service/entrypoints/security.py")),
     ("gunicorn", ("/gunicorn/",)),
+    ("gevent", ("/gevent/",)),
 ]
+PARKED = "acquire_with_timeout (gevent/_threading.py"
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -97,10 +108,13 @@ def main() -> int:
     args = parser.parse_args()
 
     parts, leaf, inclusive = collections.Counter(), collections.Counter(), collections.Counter()
-    total = 0
+    total = parked = 0
     for frames, count in parse(args.raw, set(args.exclude_pid)):
         frames = [f for f in frames if not f.startswith(("process ", "thread "))]
         if not frames:
+            continue
+        if frames[-1].startswith(PARKED):
+            parked += count
             continue
         total += count
         parts[part_of(frames)] += count
@@ -110,7 +124,7 @@ def main() -> int:
     if not total:
         print("no samples", file=sys.stderr)
         return 1
-    print(f"{total} samples")
+    print(f"{total} samples ({parked} more of a gevent helper thread parked on its lock, left out)")
     print("\npart        share")
     for name, _ in PARTS + [("other", ())]:
         print(f"{name:<10} {parts[name] / total:6.1%}")
