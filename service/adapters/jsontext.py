@@ -33,14 +33,15 @@ _BEFORE_A_VALUE = frozenset(b":,[")
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
-def dumps(value: Any) -> str:
-    """`value` as compact JSON text, UTF-8 characters unescaped (the standard encoder's text)."""
+def dumps(value: Any, sort_keys: bool = False) -> str:
+    """`value` as compact JSON text, UTF-8 characters unescaped (the standard encoder's text);
+    with `sort_keys`, keys in code point order (orjson sorts UTF-8 bytes: the same order)."""
     try:
-        raw = orjson.dumps(value, option=_OPTIONS)
+        raw = orjson.dumps(value, option=_OPTIONS | orjson.OPT_SORT_KEYS if sort_keys else _OPTIONS)
     except TypeError:
-        return _standard(value)
+        return _standard(value, sort_keys)
     if _written_differently(raw):
-        return _standard(value)
+        return _standard(value, sort_keys)
     return raw.decode()
 
 
@@ -59,5 +60,5 @@ def _written_differently(raw: bytes) -> bool:
     return False
 
 
-def _standard(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _standard(value: Any, sort_keys: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import redis
 from redis.exceptions import RedisClusterException
 
+from service.adapters import jsontext
 from service.domain.review import final_status
 from service.domain.userstate import UserState
 
@@ -221,13 +222,12 @@ class CommitPlan:
 
     def encode(self, user_ttl: int, log_ttl: int) -> list[str]:
         """The COMMIT script's arguments after the token: the small plan, then the raw records."""
-        plan = json.dumps({"app_ttl": self.app["ttl"] if self.app else 0, "hset": self.hset,
-                           "hdel": self.hdel, "hincrby": self.hincrby, "user_ttl": user_ttl,
-                           "apps_add": self.apps_add or False, "grace_add": self.grace_add or False,
-                           # stream ids are the server's milliseconds: older entries are trimmed
-                           "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000)),
-                           "marker_ttl_ms": COMMIT_MARKER_TTL_MS},
-                          separators=(",", ":"))
+        plan = jsontext.dumps({"app_ttl": self.app["ttl"] if self.app else 0, "hset": self.hset,
+                               "hdel": self.hdel, "hincrby": self.hincrby, "user_ttl": user_ttl,
+                               "apps_add": self.apps_add or False, "grace_add": self.grace_add or False,
+                               # stream ids are the server's milliseconds: older entries are trimmed
+                               "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000)),
+                               "marker_ttl_ms": COMMIT_MARKER_TTL_MS})
         return [plan, self.app["value"] if self.app else "", self.log or ""]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -49,7 +48,7 @@ class Conflict(RuntimeError):
 
 def raw_payload_digest(payload: Mapping[str, Any]) -> str:
     """The digest records written before canonical_request held: the JSON exactly as sent."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = jsontext.dumps(payload, sort_keys=True)   # json.dumps' text, faster
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

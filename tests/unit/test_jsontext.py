@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from service.adapters import jsontext
 
 
-def standard(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def standard(value, sort_keys: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
 
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70)
@@ -26,15 +26,20 @@ documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
 
 
 @settings(max_examples=600, deadline=None)
-@given(documents)
-def test_the_text_is_the_standard_encoders(value):
+@given(documents, st.booleans())
+def test_the_text_is_the_standard_encoders(value, sort_keys):
     try:
-        expected = standard(value)
+        expected = standard(value, sort_keys)
     except (TypeError, ValueError, UnicodeEncodeError):
         with pytest.raises((TypeError, ValueError, UnicodeEncodeError)):
-            jsontext.dumps(value).encode()
+            jsontext.dumps(value, sort_keys).encode()
         return
-    assert jsontext.dumps(value) == expected
+    assert jsontext.dumps(value, sort_keys) == expected
+
+
+def test_sorted_keys_follow_code_points_beyond_the_basic_plane():
+    value = {"\uffff": 1, "\U0001f600": 2, "a": 3, "\u00e9": 4, "Z": 5}
+    assert jsontext.dumps(value, sort_keys=True) == standard(value, sort_keys=True)
 
 
 @pytest.mark.parametrize("value", [
