@@ -115,14 +115,20 @@ class _Search:
         self.lifted: set[str] = set()
         self.left = self.spec.max_evaluations
         self.waits = {a.field for a in self.spec.actionable if a.action == "wait"}
+        # a quarter of the candidates come up again (the probe's, then a set's, a window's end):
+        # each is evaluated once, and still counted against the cap every time, as before
+        self.verdicts: dict[tuple, "Verdict"] = {}
 
     # -- evaluation ----------------------------------------------------------------------------
     def _evaluate(self, candidate: Candidate, at: dt.datetime) -> Optional["Verdict"]:
         if self.left <= 0:
             return None
         self.left -= 1
-        changed = apply_changes(self.request, ((a.field, value) for a, value in candidate))
-        verdict = self.policy.verdict(changed, self.state, at)
+        key = (tuple((a, type(v), v) for a, v in candidate), at)
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            changed = apply_changes(self.request, ((a.field, value) for a, value in candidate))
+            verdict = self.verdicts[key] = self.policy.verdict(changed, self.state, at)
         self.lifted |= self.codes - verdict.codes
         return verdict
 
