@@ -23,6 +23,7 @@ from service.domain.decision import (
     Reason,
     TraceEntry,
     combine_outcomes,
+    trace_entry,
     iso_utc,
     parse_iso_utc,
 )
@@ -254,7 +255,7 @@ class Policy:
             product=request["product"], outcome="rejected", reasons=(reason,), offer=None,
             funds_available_at=None, cancel_until=None, reapply_after=iso_utc(until), flags=(),
             rules_version=self.version, decided_at=decided_at,
-            trace=(TraceEntry(rule_id, "state", False, True, inputs),),
+            trace=(trace_entry(rule_id, "state", False, True, inputs),),
             recourse_declared=self.book.recourse is not None)
 
     def _assemble(self, request: Mapping[str, Any], plan: ProductPlan, run: _Pass,
@@ -290,7 +291,8 @@ class Policy:
                     flags.append(rule.flag)
                 if matched and rule.pricing:
                     adjustments.append(rule.pricing)
-            trace.append(TraceEntry(rule.rule_id, rule.check, passed, matched, inputs))
+            trace.append({"rule_id": rule.rule_id, "check": rule.check, "passed": passed,
+                          "matched": matched, "inputs": inputs})
 
         outcome = verdict.outcome
         cooldown = outcome == "rejected" and any(rule.reason.starts_cooldown for rule in verdict.fired_checks)

@@ -333,7 +333,7 @@ def test_the_verdict_concludes_what_the_full_decision_concludes(book, policy):
             for state in states:
                 decision = policy.evaluate_plain(changed, state, NOW).decision
                 verdict = policy.verdict(changed, state, NOW)
-                fired = {f"{t.rule_id}.{t.check}" for t in decision.trace if t.matched}
+                fired = {f"{t['rule_id']}.{t['check']}" for t in decision.trace if t["matched"]}
                 assert verdict.outcome == decision.outcome
                 assert verdict.codes == {r.code for r in decision.reasons}
                 assert [r.key for r in verdict.fired_checks] == [
