@@ -63,7 +63,9 @@ def id_problems(value: str) -> list[str]:
         problems.append(f"Length must be between 1 and {ID_MAX_LENGTH}.")
     if "/" in value:
         problems.append("Must not contain '/'.")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+    # isprintable() is false for every Cc and Cs character (and for other ones): a cheap
+    # pass for the ordinary id before the per-character look-up.
+    if not value.isprintable() and any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
         problems.append("Must not contain control characters.")
     return problems
 
