@@ -3,6 +3,10 @@
 durable_rules compares a number sent as a string as text ("100000" < 30000 is true) and
 treats 0 as false, so the contract accepts only real JSON numbers and booleans; marshmallow's
 own fields would coerce "5000" or 1 silently.
+
+schemas/fastload.py has a plain-Python loader for each of these classes (its compiled load of
+valid documents); a change here needs the same change there, and tests/unit/test_fastload.py
+fails until both agree.
 """
 from __future__ import annotations
 

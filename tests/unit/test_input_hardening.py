@@ -1,8 +1,10 @@
 """Hostile input (issue 9): each a clear 400 naming the problem, never a 500 or a Python message."""
 import json
+import unicodedata
 
 import pytest
 
+from schemas.request import id_problems
 from tests.conftest import payload
 from tests.unit.test_http_errors import error_of
 
@@ -78,6 +80,15 @@ def test_bad_path_ids_are_400(client, segment):
     assert "application_id" in error_of(
         client.post(f"/applications/{segment}/cancel", json={"user_id": "u-1"}), 400)["fields"]
     assert "user_id" in error_of(client.get(f"/applications/a-1?user_id={segment}"), 400)["fields"]
+
+
+def test_the_printable_shortcut_of_the_id_check_misses_nothing():
+    """id_problems skips its per-character look-up for a printable id: that is sound only if no
+    control character (Cc) or surrogate (Cs) is printable. Non-printable others stay allowed."""
+    assert [hex(cp) for cp in range(0x110000)
+            if chr(cp).isprintable() and unicodedata.category(chr(cp)) in ("Cc", "Cs")] == []
+    assert id_problems("zero\u200bwidth") == [] and id_problems("line\u2028sep") == []
+    assert id_problems("c1\x85") == id_problems("\ud800") == ["Must not contain control characters."]
 
 
 def test_good_unusual_ids_still_work(client):
