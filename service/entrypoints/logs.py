@@ -6,6 +6,7 @@ for any value that might carry an ID number, a phone number or a name.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import re
@@ -35,12 +36,33 @@ _OLD_ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{6}(\d{3})(?!\d)")          # 15-d
 _PHONE = re.compile(r"(?<!\d)((?:\+|00)?86[ -]?)?(1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
 _NAME_KEYS = {"name", "full_name", "real_name", "applicant_name", "customer_name", "contact_name",
               "holder_name", "user_name"}
+# A piece of text every match of the patterns holds: both ID numbers are runs of 15 digits or
+# more, a phone number ends in 4 digits, maybe a space or a dash, and 4 digits. A text without
+# the piece cannot match, so its pattern is not run (most logged values hold no digits at all).
+_ID_PIECE = re.compile(r"\d{15}")
+_PHONE_PIECE = re.compile(r"\d{4}[ -]?\d{4}")
 
 
 def mask(text: str) -> str:
-    text = _ID_NUMBER.sub(r"\1********\2", text)
-    text = _OLD_ID_NUMBER.sub(r"\1******\2", text)
-    return _PHONE.sub(lambda m: (m[1] or "") + m[2] + "****" + m[3], text)
+    if _ID_PIECE.search(text) is not None:
+        text = _ID_NUMBER.sub(_masked_id, text)
+        text = _OLD_ID_NUMBER.sub(_masked_old_id, text)
+    if _PHONE_PIECE.search(text) is not None:
+        text = _PHONE.sub(_masked_phone, text)
+    return text
+
+
+# Functions, not templates like r"\1***\2": re parses a template at every sub() call.
+def _masked_id(m: re.Match) -> str:
+    return m[1] + "********" + m[2]
+
+
+def _masked_old_id(m: re.Match) -> str:
+    return m[1] + "******" + m[2]
+
+
+def _masked_phone(m: re.Match) -> str:
+    return (m[1] or "") + m[2] + "****" + m[3]
 
 
 def _mask_value(key: str, value: Any) -> Any:
@@ -56,9 +78,18 @@ def _mask_value(key: str, value: Any) -> Any:
     return value
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)   # json.dumps makes one per call
+
+
+@functools.lru_cache(maxsize=4)
+def _timestamp(second: int) -> str:
+    """The ts of a line: the lines of one second share it, so it is formatted once."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+        doc = {"ts": _timestamp(int(record.created)),
                "level": record.levelname, "logger": record.name, "msg": mask(record.getMessage())}
         rid = getattr(record, "request_id", None)
         if rid:
@@ -67,7 +98,7 @@ class JsonFormatter(logging.Formatter):
             doc[key] = _mask_value(key, value)
         if record.exc_info:
             doc["exc"] = mask(self.formatException(record.exc_info))
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        return _ENCODER.encode(doc)
 
 
 def configure(level: str = "INFO") -> None:

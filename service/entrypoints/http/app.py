@@ -60,12 +60,14 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
 
 def _begin() -> Response | None:
     """Stamp the request id; check the client key (open paths and /admin/ excepted)."""
-    g.started = time.perf_counter()
+    state = g._get_current_object()   # each use of the proxy `g` looks the context up again
+    state.started = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-    g.log_token = logs.request_id.set(g.request_id)
-    g.fields = {}
-    if request.path in operations.OPEN_PATHS or request.path.startswith("/admin/"):
+    state.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    state.log_token = logs.request_id.set(state.request_id)
+    state.fields = {}
+    path = request.path
+    if path in operations.OPEN_PATHS or path.startswith("/admin/"):
         return None
     refused = roles.refusal()   # client, reviewer and admin roles (issue 11)
     if refused is not None:
@@ -76,14 +78,15 @@ def _begin() -> Response | None:
 
 def _end(response: Response) -> Response:
     """The request id header, the latency metric and the one log line of the request."""
-    response.headers["X-Request-ID"] = g.get("request_id", "")
-    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    route = request.url_rule.rule if request.url_rule else "unmatched"
-    metrics.LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
-    if request.path not in ("/healthz", "/metrics"):
+    state, req = g._get_current_object(), request._get_current_object()
+    response.headers["X-Request-ID"] = state.get("request_id", "")
+    elapsed = time.perf_counter() - state.get("started", time.perf_counter())
+    route = req.url_rule.rule if req.url_rule else "unmatched"
+    metrics.child(metrics.LATENCY, req.method, route, str(response.status_code)).observe(elapsed)
+    if req.path not in ("/healthz", "/metrics"):
         log.info("request", extra={"fields": {
-            "method": request.method, "route": route, "status": response.status_code,
-            "latency_ms": round(elapsed * 1000, 2), **g.get("fields", {})}})
+            "method": req.method, "route": route, "status": response.status_code,
+            "latency_ms": round(elapsed * 1000, 2), **state.get("fields", {})}})
     return response
 
 

@@ -21,7 +21,7 @@ def decide() -> Response:
     if not result.replayed:
         metrics.count_decision(decision)
         if "arm" in decision:
-            metrics.DECISIONS_BY_ARM.labels(decision["arm"], decision["outcome"]).inc()
+            metrics.child(metrics.DECISIONS_BY_ARM, decision["arm"], decision["outcome"]).inc()
     response = Response(result.json(), mimetype="application/json")
     if result.shadow_input is not None:   # the shadow decides after the answer is sent
         service = decision_service()

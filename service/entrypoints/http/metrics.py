@@ -3,6 +3,7 @@ docker/gunicorn.conf.py) and /metrics adds up every worker's samples."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,6 +29,19 @@ DECISIONS_BY_ARM = Counter("decisions_by_arm_total", "Decisions while a challeng
 
 REVIEWS = Counter("reviews_total", "Review cases closed by a reviewer", ["outcome"])
 
+_CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once: labels() checks the values and takes a lock at
+    every call, and returns the same child every time for the same values (nothing here ever
+    removes one)."""
+    key = (metric, values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found
+
 
 def review_queue(pending: int, oldest_age_seconds: float | None) -> bytes:
     """The review queue, read from Redis at scrape time (one truth for every worker)."""
@@ -49,9 +63,9 @@ class _Queue:
 
 def count_decision(decision: dict) -> None:
     """A decision made now (not a stored one sent again): by product and outcome, and its reasons."""
-    DECISIONS.labels(decision["product"], decision["outcome"]).inc()
+    child(DECISIONS, decision["product"], decision["outcome"]).inc()
     for reason in decision["reasons"]:
-        REASONS.labels(reason["code"]).inc()
+        child(REASONS, reason["code"]).inc()
 
 
 def exposition() -> tuple[bytes, str]:

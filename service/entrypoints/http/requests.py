@@ -16,10 +16,11 @@ def decision_service() -> DecisionService:
 
 def json_body() -> dict:
     """The request body as a JSON object; every way it can be wrong is a 4xx (jsonbody)."""
-    if request.mimetype != "application/json":
+    req = request._get_current_object()   # each use of the proxy looks the context up again
+    if req.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
     try:
-        payload = jsonbody.parse(request_body(request.max_content_length))
+        payload = jsonbody.parse(request_body(req.max_content_length))
     except jsonbody.BodyError as exc:
         raise ApiError(400, "malformed_json", exc.message, {exc.field: [exc.message]}) from None
     if not isinstance(payload, dict):
@@ -31,9 +32,10 @@ def json_body() -> dict:
 def request_body(limit: int | None) -> bytes:
     """The body, at most `limit` bytes or a 413. werkzeug enforces the limit on Content-Length
     only: a chunked body (no length) was cut at the limit and the prefix decided (issue 9)."""
-    if request.content_length is not None or limit is None:
-        return request.get_data(cache=True)
-    stream = request.environ["wsgi.input"]
+    req = request._get_current_object()
+    if req.content_length is not None or limit is None:
+        return req.get_data(cache=True)
+    stream = req.environ["wsgi.input"]
     chunks, size = [], 0
     while size <= limit:
         chunk = stream.read(min(65536, limit + 1 - size))
@@ -55,8 +57,9 @@ def checked_id(name: str, value: str) -> str:
 
 def decide_schema() -> DecideRequestSchema:
     """One schema per rules version (the term ranges come from the rules), built once."""
-    book = decision_service().policy.book
-    cache: dict[str, DecideRequestSchema] = current_app.extensions.setdefault("decide_schemas", {})
+    extensions = current_app.extensions
+    book = extensions["decision_service"].policy.book
+    cache: dict[str, DecideRequestSchema] = extensions.setdefault("decide_schemas", {})
     if book.version not in cache:
         cache.clear()
         cache[book.version] = DecideRequestSchema(term_ranges=book.term_ranges())

@@ -18,12 +18,14 @@ ADMIN_BLUEPRINTS = frozenset({"admin", "audited"})
 
 def refusal() -> Response | None:
     """The 401/403 this request gets for its key, or None when it may go on."""
-    if request.blueprint in ADMIN_BLUEPRINTS:
+    req = request._get_current_object()   # each use of the proxy looks the context up again
+    blueprint = req.blueprint
+    if blueprint in ADMIN_BLUEPRINTS:
         return None
     extensions = current_app.extensions
     clients, reviewers = extensions["client_keys"], extensions["reviewer_keys"]
-    presented = request.headers.get("X-API-Key")
-    if request.blueprint in REVIEWER_BLUEPRINTS:
+    presented = req.headers.get("X-API-Key")
+    if blueprint in REVIEWER_BLUEPRINTS:
         if not reviewers:
             return errors.error_response(403, "forbidden", "Reviewer endpoints are off: set REVIEWER_API_KEYS.")
         if reviewers.accepts(presented):
@@ -32,7 +34,7 @@ def refusal() -> Response | None:
             return errors.error_response(403, "forbidden", "A client key cannot use reviewer endpoints.")
         return errors.error_response(401, "unauthorized", "A valid reviewer X-API-Key header is required.")
     if reviewers.accepts(presented):
-        if request.method in ("GET", "HEAD"):
+        if req.method in ("GET", "HEAD"):
             return None
         return errors.error_response(403, "forbidden", "A reviewer key cannot decide or change applications.")
     if clients and not clients.accepts(presented):
