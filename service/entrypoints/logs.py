@@ -93,7 +93,7 @@ class JsonFormatter(logging.Formatter):
                "level": record.levelname, "logger": record.name, "msg": mask(record.getMessage())}
         rid = getattr(record, "request_id", None)
         if rid:
-            doc["request_id"] = rid
+            doc["request_id"] = mask(rid)   # a client chooses it: it may be a phone number
         for key, value in getattr(record, "fields", {}).items():
             doc[key] = _mask_value(key, value)
         if record.exc_info:

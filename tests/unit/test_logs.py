@@ -56,3 +56,13 @@ def test_the_request_line_masks_every_string_field():
     assert doc["decision_id"] == "dec_110101********1234"
     assert doc["rules_version"] == "v 138****5678"
     assert doc["status"] == 200 and doc["latency_ms"] == 1.5 and doc["replayed"] is False
+
+
+def test_a_client_chosen_request_id_is_masked_in_the_log_line():
+    """X-Request-ID is the client's choice (any of [A-Za-z0-9._:-], 1-128): a phone number
+    sent as one is masked in every log line, like any other logged text."""
+    record = logging.LogRecord("loan_decide.api", logging.INFO, __file__, 1, "request", None, None)
+    record.request_id = "13812345678"
+    assert json.loads(logs.JsonFormatter().format(record))["request_id"] == "138****5678"
+    record.request_id = "3f2a9c"
+    assert json.loads(logs.JsonFormatter().format(record))["request_id"] == "3f2a9c"
