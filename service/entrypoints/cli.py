@@ -27,16 +27,11 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
     import tempfile
     from pathlib import Path
 
-    if os.environ.get("WORKER_CLASS", "gevent") == "gevent":   # docker/gunicorn.conf.py's default
-        from service.entrypoints.gunicorn_worker import patch_early
-
-        patch_early()   # before the app (and its locks and sockets) is built
     # before prometheus_client is imported: every worker's samples go to one directory
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="loan-decide-metrics-"))
     from gunicorn.app.base import BaseApplication
 
     from service.adapters import redis_connection
-    from service.entrypoints.http.app import create_app
 
     settings = Settings.from_env()
     if rules_dir:
@@ -45,11 +40,22 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
         raise click.UsageError("the embedded store (no REDIS_URL) lives in one process: "
                                "use --workers 1, or set REDIS_URL to share state between workers")
     logs.configure(settings.log_level)
-    # Built before the fork (preload): the durable_rules Host then works in every worker.
-    app = create_app(settings)
-    logging.getLogger("loan_decide").info("serving", extra={"fields": {
-        "bind": f"{host}:{port}", "workers": workers,
-        "rules_version": app.extensions["decision_service"].rules_version}})
+
+    def build():
+        """The app, built as the container's `gunicorn ... service.entrypoints.wsgi:app` builds it:
+        by gunicorn's arbiter before the fork (preload: the durable_rules Host then works in every
+        worker), the gevent patch first and after the arbiter exists (see patch_early)."""
+        if os.environ.get("WORKER_CLASS", "gevent") == "gevent":   # docker/gunicorn.conf.py's default
+            from service.entrypoints.gunicorn_worker import patch_early
+
+            patch_early()
+        from service.entrypoints.http.app import create_app
+
+        app = create_app(settings)
+        logging.getLogger("loan_decide").info("serving", extra={"fields": {
+            "bind": f"{host}:{port}", "workers": workers,
+            "rules_version": app.extensions["decision_service"].rules_version}})
+        return app
 
     config_file = Path(__file__).resolve().parents[2] / "docker" / "gunicorn.conf.py"
 
@@ -68,7 +74,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
             self.cfg.set("workers", workers)
 
         def load(self):
-            return app
+            return build()
 
     _Server().run()
 

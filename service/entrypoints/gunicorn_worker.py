@@ -14,10 +14,12 @@ worker replaces gunicorn's error writer with a JSON one, and the name it sends i
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import sys
+import warnings
 
 from gunicorn import util
 from gunicorn.http import wsgi as gunicorn_wsgi
@@ -40,14 +42,33 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
 def patch_early() -> None:
     """Monkey-patch for gevent before the app is built (preload builds it in the master).
 
-    The worker patches again after the fork (a no-op then); patching only there leaves what
-    was made before it (logging's locks, the Redis pool's, ssl) unpatched, and gevent warns
-    at every worker start. Only for the gevent worker.
+    The worker patches again after the fork; patching only there leaves what was made before
+    it (logging's locks, the Redis pool's, ssl) unpatched, and gevent warns at every worker
+    start. Only for the gevent worker.
+
+    Signals, `os` (fork, waitpid) and subprocess stay the real ones in the master, patched in
+    each worker only: gunicorn's arbiter waits on a queue its SIGCHLD handler fills, and
+    under gevent's signal patch that handler runs only when gevent's hub runs, which the
+    master's loop never lets it. A worker that exited (max-requests recycling, a crash) was
+    then never reaped nor replaced: after MAX_REQUESTS requests per worker the service
+    stopped answering (found by bench/http.sh, issue 15; tests/e2e/test_worker_recycling.py).
     """
     from gevent import monkey
 
     if not monkey.is_module_patched("socket"):
-        monkey.patch_all()
+        monkey.patch_all(signal=False, os=False, subprocess=False)
+        # the worker's patch_all then adds those three, as intended: not worth a warning a start
+        warnings.filterwarnings("ignore", message="Patching more than once", category=monkey.MonkeyPatchWarning)
+        atexit.register(_quiet_logging_teardown)
+
+
+def _quiet_logging_teardown() -> None:
+    """At the master's exit: flush and close the log handlers, then forget them, before the
+    interpreter's teardown collects them. Collected later, each takes logging's lock from a
+    greenlet being finalised and prints "greenlet is being finalized" (the workers avoid it
+    by leaving with os._exit). Registered after logging's own exit hook, so it runs first."""
+    logging.shutdown()
+    logging._handlerList.clear()   # the weakrefs whose callbacks would take the lock
 
 
 def install() -> None:
