@@ -53,25 +53,26 @@ def compare(with_recourse, without, requests: list, rounds: int) -> dict:
 
 
 def search_counts(policy, refusals: list) -> dict:
-    """Candidate evaluations per refusal, and what the searches found."""
+    """Candidate evaluations per refusal (Policy.verdict calls: a candidate that comes up again
+    reuses its verdict), and what the searches found."""
     counts, found, unreachable = [], 0, 0
-    plain = policy.evaluate_plain
+    verdict = policy.verdict
     calls = [0]
 
     def counting(*args):
         calls[0] += 1
-        return plain(*args)
+        return verdict(*args)
 
-    policy.evaluate_plain = counting
+    policy.verdict = counting
     try:
         for request in refusals:
             calls[0] = 0
             recourse = policy.evaluate(request, STATE, NOW).decision.recourse
-            counts.append(calls[0] - 1)          # the decision's own evaluation is not the search's
+            counts.append(calls[0])
             found += bool(recourse.options)
             unreachable += bool(recourse.unreachable)
     finally:
-        del policy.evaluate_plain
+        del policy.verdict
     return {"evaluations_mean": round(statistics.mean(counts), 2) if counts else 0,
             "evaluations_max": max(counts, default=0),
             "cap": policy.book.recourse.max_evaluations,
