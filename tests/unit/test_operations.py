@@ -128,6 +128,16 @@ def test_metrics_count_decisions_reasons_and_latency(client):
     assert sample(client, "http_request_duration_seconds_count", route="/decide", status="200") >= 2
 
 
+def test_made_up_methods_share_one_latency_label(client):
+    """A client chooses the method: 40 made-up ones must not make 40 metric series."""
+    for i in range(40):
+        assert client.open("/nowhere", method=f"PROBE{i}").status_code in (404, 405)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "PROBE" not in text
+    assert sample(client, "http_request_duration_seconds_count", method="other", route="unmatched",
+                  status="404") >= 40
+
+
 def test_redis_errors_are_counted_and_answered_with_503(policy):
     import redis
 

@@ -82,7 +82,8 @@ def _end(response: Response) -> Response:
     response.headers["X-Request-ID"] = state.get("request_id", "")
     elapsed = time.perf_counter() - state.get("started", time.perf_counter())
     route = req.url_rule.rule if req.url_rule else "unmatched"
-    metrics.child(metrics.LATENCY, req.method, route, str(response.status_code)).observe(elapsed)
+    method = req.method if req.method in metrics.METHODS else "other"   # any token a client sends
+    metrics.child(metrics.LATENCY, method, route, str(response.status_code)).observe(elapsed)
     if req.path not in ("/healthz", "/metrics"):
         log.info("request", extra={"fields": {
             "method": req.method, "route": route, "status": response.status_code,

@@ -29,6 +29,11 @@ DECISIONS_BY_ARM = Counter("decisions_by_arm_total", "Decisions while a challeng
 
 REVIEWS = Counter("reviews_total", "Review cases closed by a reviewer", ["outcome"])
 
+# The latency metric's method label: these, or "other". The method is the client's to choose
+# (any token, answered 404/405), and one label per made-up method grew every worker's metric
+# files and the cache below without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 _CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
 
