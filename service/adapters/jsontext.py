@@ -53,7 +53,7 @@ def _written_differently(raw: bytes) -> bool:
             start = hit
             while start > 0 and raw[start - 1] in _NUMBER_CHARS:
                 start -= 1
-            if start < hit or candidate[0] == 48:   # digits before the "e", or at "0.0000"
+            if start < hit or candidate == b"0.0000":   # digits before the "e", or at "0.0000"
                 if start == 0 or raw[start - 1] in _BEFORE_A_VALUE:
                     return True
             hit = raw.find(candidate, hit + 1)
