@@ -15,10 +15,12 @@ from typing import Any, Callable, Union
 OPERATORS = {"==": None, "!=": "$neq", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 ORDERING = {"<", "<=", ">", ">="}
 
-_COMPARISON = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*$")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PARAM = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)$")
-_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+# Whole-text matches (fullmatch: `$` would let a trailing newline through) of ASCII only: `\d`
+# also matches other scripts' digits, which int() reads, so "１８" would pass as 18.
+_COMPARISON = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*", re.ASCII)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 class ConditionError(ValueError):
@@ -84,7 +86,7 @@ def parse(node: Any) -> Condition:
 
 
 def _parse_comparison(text: str) -> Comparison:
-    match = _COMPARISON.match(text)
+    match = _COMPARISON.fullmatch(text)
     if not match:
         raise ConditionError(f"cannot read {text!r}: expected 'field OP value' with OP one of "
                              + " ".join(OPERATORS))
@@ -95,21 +97,21 @@ def _parse_comparison(text: str) -> Comparison:
 def _parse_operand(text: str, whole: str) -> Operand:
     if "*" in text:
         left, right = (part.strip() for part in text.split("*", 1))
-        if _IDENT.match(left) and left not in ("true", "false"):
+        if _IDENT.fullmatch(left) and left not in ("true", "false"):
             return Product(FieldRef(left), _parse_factor(right, whole))
-        if _IDENT.match(right) and right not in ("true", "false"):
+        if _IDENT.fullmatch(right) and right not in ("true", "false"):
             return Product(FieldRef(right), _parse_factor(left, whole))
         raise ConditionError(f"in {whole!r}: a product needs a field on one side")
     if text == "true":
         return Literal(True)
     if text == "false":
         return Literal(False)
-    if _NUMBER.match(text):
+    if _NUMBER.fullmatch(text):
         return Literal(float(text) if "." in text else int(text))
-    param = _PARAM.match(text)
+    param = _PARAM.fullmatch(text)
     if param:
         return Param(param.group(1))
-    if _IDENT.match(text):
+    if _IDENT.fullmatch(text):
         return FieldRef(text)
     raise ConditionError(f"in {whole!r}: cannot read the value {text!r}")
 

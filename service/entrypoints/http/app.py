@@ -26,7 +26,7 @@ from service.entrypoints.settings import Settings
 from service.usecases.decide import DecisionService
 
 log = logging.getLogger("loan_decide.api")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def create_app(settings: Settings | None = None, *, service: DecisionService | None = None,
@@ -63,11 +63,13 @@ def _begin() -> Response | None:
     state = g._get_current_object()   # each use of the proxy `g` looks the context up again
     state.started = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
-    state.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    state.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     state.log_token = logs.request_id.set(state.request_id)
     state.fields = {}
     path = request.path
     if path in operations.OPEN_PATHS or path.startswith("/admin/"):
+        return None
+    if request.routing_exception is not None:   # the route first (404, 405), then the role
         return None
     refused = roles.refusal()   # client, reviewer and admin roles (issue 11)
     if refused is not None:

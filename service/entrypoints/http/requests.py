@@ -47,6 +47,21 @@ def request_body(limit: int | None) -> bytes:
                    f"The body is larger than {limit} bytes.")
 
 
+def query_int(name: str, low: int, high: int, default: int) -> int:
+    """An integer query parameter in [low, high], written in ASCII digits only, or a 400.
+
+    `str.isdigit` and `int` accept other scripts' digits ("²", "١٢"): int("²") raises, and a
+    value the client cannot have meant would be read; only 0-9 are a number here."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))
+            and low <= int(raw) <= high):
+        raise ApiError(400, "invalid_request", f"The {name} is invalid.",
+                       {name: [f"Must be an integer between {low} and {high}."]})
+    return int(raw)
+
+
 def checked_id(name: str, value: str) -> str:
     """A user or application id from a path or query, held to the body's id rules."""
     problems = id_problems(value)

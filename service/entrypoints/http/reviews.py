@@ -8,7 +8,7 @@ from service.adapters.review_store import BadCursor
 from service.domain.review import reason_codes
 from service.entrypoints.http import metrics
 from service.entrypoints.http.errors import ApiError
-from service.entrypoints.http.requests import checked_id, decision_service, json_body
+from service.entrypoints.http.requests import checked_id, decision_service, json_body, query_int
 from service.usecases import review as reviewing
 
 bp = Blueprint("reviews", __name__)
@@ -25,21 +25,12 @@ def pending() -> Response:
     if request.args.get("status", "pending") != "pending":
         raise ApiError(400, "invalid_request", "Only pending cases are listed.",
                        {"status": ["Must be 'pending'."]})
-    limit = _limit(request.args.get("limit"))
+    limit = query_int("limit", 1, PAGE_MAX, PAGE_DEFAULT)
     try:
         page = reviewing.pending(decision_service(), limit, request.args.get("cursor") or None)
     except BadCursor as exc:
         raise ApiError(400, "invalid_request", str(exc), {"cursor": [str(exc)]}) from None
     return jsonify(page)
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return PAGE_DEFAULT
-    if not raw.isdigit() or not 1 <= int(raw) <= PAGE_MAX:
-        raise ApiError(400, "invalid_request", "The limit is invalid.",
-                       {"limit": [f"Must be an integer between 1 and {PAGE_MAX}."]})
-    return int(raw)
 
 
 @bp.post("/applications/<application_id>/review")
