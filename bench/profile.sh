@@ -38,7 +38,7 @@ OUT=$ROOT/bench/out/profile-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT/prom"
 cd "$ROOT"
 
-[ -x "$BIN/py-spy" ] || "$BIN/pip" install -q py-spy
+[ -x "$BIN/py-spy" ] || "$BIN/pip" install -q -e "$ROOT[bench]"
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
