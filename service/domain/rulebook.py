@@ -169,6 +169,10 @@ class RuleBook:
     # limits.yaml `largest_allowed_amount`: "smallest_broken_limit" (the behaviour of rules
     # versions without the setting) or "smallest_applicable_limit" (RULEBOOK, issue 17)
     largest_allowed: str = "smallest_broken_limit"
+    # limits.yaml `review_approval_amount`: "amount_asked" (rules versions without the
+    # setting: an approval offers the amount whatever the limits) or "least_favourable_limit"
+    # (at most the smallest limit that applies, a limit reading a missing field applying)
+    review_approval: str = "amount_asked"
     # None: the rules version declares no recourse (versions before issue 13), and its
     # decisions carry no `recourse` key, so their logged records replay identical.
     recourse: Optional[RecourseSpec] = None
@@ -293,7 +297,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
     products = {name: Product(name=name, **spec) for name, spec in products_doc["products"].items()}
 
     rules: list[Rule] = []
-    largest_allowed = "smallest_broken_limit"
+    largest_allowed, review_approval = "smallest_broken_limit", "amount_asked"
     for name in sorted(documents):
         if name in (PRODUCTS_FILE, RECOURSE_FILE):
             continue
@@ -303,6 +307,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
             schema = LimitsFileSchema() if name == LIMITS_FILE else RuleFileSchema()
             doc = _validate(name, schema, documents[name])
             largest_allowed = doc.get("largest_allowed_amount", largest_allowed)
+            review_approval = doc.get("review_approval_amount", review_approval)
         rules.extend(_build_rule(name, raw, doc["params"], products) for raw in doc["rules"])
     time_rules = TimeRules(
         reapply_window_days=time_doc["reapply_window_days"],
@@ -325,7 +330,8 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
         version=version_of(files), directory=directory, products=products,
         apr_cap=products_doc["apr_cap"], rate_decimals=products_doc["rate_decimals"],
         time=time_rules, rules=tuple(rules),
-        missing_data=templates[0], largest_allowed=largest_allowed, files=dict(files),
+        missing_data=templates[0], largest_allowed=largest_allowed,
+        review_approval=review_approval, files=dict(files),
         recourse=_recourse(documents[RECOURSE_FILE]) if RECOURSE_FILE in documents else None,
     )
 
