@@ -116,13 +116,18 @@ class RuleFileSchema(Schema):
 # How `largest_allowed_amount` is found (issue 17). Rules versions written before the setting
 # existed lack it and keep their behaviour, so their logged decisions replay unchanged.
 LARGEST_ALLOWED_MODES = ("smallest_broken_limit", "smallest_applicable_limit")
+# the first of each is what rules versions without the setting did
+REVIEW_APPROVAL_MODES = ("amount_asked", "least_favourable_limit")
 
 
 class LimitsFileSchema(RuleFileSchema):
-    """limits.yaml: rules, plus how the largest allowed amount is derived from the limits."""
+    """limits.yaml: rules, plus how the largest allowed amount is derived from the limits and
+    what a reviewer's approval may offer."""
 
     largest_allowed_amount = fields.String(validate=validate.OneOf(LARGEST_ALLOWED_MODES),
                                            load_default=LARGEST_ALLOWED_MODES[0])
+    review_approval_amount = fields.String(validate=validate.OneOf(REVIEW_APPROVAL_MODES),
+                                           load_default=REVIEW_APPROVAL_MODES[0])
 
 
 class ProductSchema(Schema):

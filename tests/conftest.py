@@ -153,3 +153,11 @@ def real_redis_url():
     client.flushdb()
     yield REAL_REDIS
     client.flushdb()
+
+
+def alias_bomb(levels: int, width: int = 9) -> bytes:
+    """A few hundred bytes of YAML whose aliases expand to width**levels scalars (9 levels:
+    ~440 bytes, 387 million)."""
+    lines = [f"a0: &a0 [{', '.join(['x'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return ("\n".join(lines) + "\n").encode()

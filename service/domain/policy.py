@@ -227,13 +227,17 @@ class Policy:
             return None
         if self.book.largest_allowed == "smallest_broken_limit":
             return min(_scaled(c, run.limit_factor) for c in fired_limits)
+        probe = self._limits_probe(request, plan, state, now)
+        applicable = [c for c in plan.rules if c.limit is not None and c.rule.key in probe.fired]
+        return min(_scaled(c, probe.limit_factor) for c in applicable or fired_limits)
+
+    def _limits_probe(self, request, plan: ProductPlan, state: UserState, now: dt.datetime) -> _Pass:
+        """A pass at an amount above every limit, at the limit factor this application may use
+        (T4's when available): the limit rules that fire are the ones that apply to it."""
         factor = 1.0 + self.book.time.temporary_limit.increase \
             if self._temporary_limit_available(request, state, now) else 1.0
         ceiling = max(c.limit * factor for c in plan.rules if c.limit is not None)
-        probe_request = {**request, "amount": ceiling * 2 + 1}
-        probe = self._run(probe_request, plan, state, now, factor)
-        applicable = [c for c in plan.rules if c.limit is not None and c.rule.key in probe.fired]
-        return min(_scaled(c, factor) for c in applicable or fired_limits)
+        return self._run({**request, "amount": ceiling * 2 + 1}, plan, state, now, factor)
 
     def _refusal_by_state(self, request, state: UserState, now: dt.datetime) -> Optional[Decision]:
         if state.in_cooldown(now):
@@ -342,7 +346,8 @@ class Policy:
                      now: dt.datetime) -> tuple[Offer, Optional[str]]:
         """A reviewer's approval: the offer the rules give the amount, and T2's hold end when
         its condition holds, both as if the rules had approved at `now` (API.md "Human review").
-        The eligibility checks are the reviewer's call; the pricing and T2 rules still apply."""
+        The eligibility checks are the reviewer's call; the pricing, T2 and (by the rules
+        version's setting) the limit rules still apply."""
         plan = self.engine.plans[request["product"]]
         run = self._run(request, plan, state, now.replace(microsecond=0), 1.0)
         adjustments, hold = [], False
@@ -355,7 +360,25 @@ class Policy:
             hold = hold or bool(rule.cooling_off)
         product = plan.product
         daily, monthly, apr = pricing.rates(product, adjustments, self.book.apr_cap, self.book.rate_decimals)
-        offer = Offer(request["amount"], daily, monthly, apr, product.term_days_min,
-                      product.term_days_max, product.interest_free_days)
+        offer = Offer(self._review_amount(request, plan, state, now.replace(microsecond=0)), daily,
+                      monthly, apr, product.term_days_min, product.term_days_max,
+                      product.interest_free_days)
         until = iso_utc(now + dt.timedelta(hours=self.book.time.cooling_off_hours)) if hold else None
         return offer, until
+
+    def _review_amount(self, request, plan: ProductPlan, state: UserState, now: dt.datetime) -> float:
+        """The limit of an approval's offer (limits.yaml `review_approval_amount`).
+
+        "amount_asked" (rules versions without the setting): the amount, whatever the limits.
+        "least_favourable_limit": the amount, but at most the smallest limit that applies, a
+        limit whose condition reads a field the application left missing counting as applying.
+        A case reaches review only when no limit refused, and a limit that reads a missing field
+        cannot refuse (the engine never matches a missing field); its least favourable value is
+        the one under which it applies (WE2000's base line, weilidai's lowest tier)."""
+        if self.book.review_approval == "amount_asked":
+            return request["amount"]
+        probe = self._limits_probe(request, plan, state, now)
+        applicable = [c for c in plan.rules if c.limit is not None and
+                      (c.rule.key in probe.fired or not probe.fact.missing.isdisjoint(c.rule.fields))]
+        largest = min((_scaled(c, probe.limit_factor) for c in applicable), default=request["amount"])
+        return largest if largest < request["amount"] else request["amount"]

@@ -17,10 +17,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-import yaml
 
 from service.domain.decision import iso_utc, parse_iso_utc
-from service.domain.rulebook import RulesError
+from service.domain.rulebook import RulesError, parse_yaml
 from service.domain.userstate import UserState, change_to_dict
 
 BASE_FILE = "base.yaml"
@@ -96,10 +95,7 @@ def parse_kit(files: Mapping[str, bytes]) -> Kit:
 
 
 def _load(name: str, data: bytes) -> dict:
-    try:
-        doc = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise KitError(f"{name}: not valid YAML: {exc}") from None
+    doc = parse_yaml(name, data, KitError)   # alias expansion bounded as for rule files
     if not isinstance(doc, dict):
         raise KitError(f"{name}: expected a mapping at the top level")
     return doc

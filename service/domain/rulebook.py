@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -36,6 +38,10 @@ DURABLE_MAX_MAGNITUDE = 2 ** 53
 # rules file is a few KiB, so these caps leave ample room and refuse a runaway file early.
 MAX_FILE_BYTES = 256 * 1024
 MAX_DIRECTORY_BYTES = 1024 * 1024
+# The bundled rule and kit files expand to at most ~500 YAML nodes each (eligibility.yaml:
+# 481, about 18 bytes a node), so a file of MAX_FILE_BYTES written like them holds ~15,000;
+# aliases are what goes past this (a 440-byte bomb of nine levels expands to 9**9 nodes).
+MAX_YAML_NODES = 100_000
 
 
 class RulesError(ValueError):
@@ -163,6 +169,10 @@ class RuleBook:
     # limits.yaml `largest_allowed_amount`: "smallest_broken_limit" (the behaviour of rules
     # versions without the setting) or "smallest_applicable_limit" (RULEBOOK, issue 17)
     largest_allowed: str = "smallest_broken_limit"
+    # limits.yaml `review_approval_amount`: "amount_asked" (rules versions without the
+    # setting: an approval offers the amount whatever the limits) or "least_favourable_limit"
+    # (at most the smallest limit that applies, a limit reading a missing field applying)
+    review_approval: str = "amount_asked"
     # None: the rules version declares no recourse (versions before issue 13), and its
     # decisions carry no `recourse` key, so their logged records replay identical.
     recourse: Optional[RecourseSpec] = None
@@ -186,18 +196,53 @@ def load(directory: Path | str) -> RuleBook:
     directory = Path(directory)
     if not directory.is_dir():
         raise RulesError(f"{directory}: not a directory of rule files")
-    paths = sorted(directory.glob("*.yaml"))
+    return load_files(read_yaml_files(directory, MAX_FILE_BYTES, MAX_DIRECTORY_BYTES), directory)
+
+
+def read_yaml_files(directory: Path, max_file: int, max_total: int,
+                    error: type[RulesError] = RulesError, label: str = "") -> dict[str, bytes]:
+    """Every `*.yaml` of a directory (name -> bytes), each read with a byte bound.
+
+    The bound is on what is read, not on what `stat` says: a symlink to /dev/zero has size 0,
+    and a mounted file may change between a stat and a read. `label` prefixes the file names
+    in errors (the kit's files are `tests/<name>`)."""
+    files: dict[str, bytes] = {}
     total = 0
-    for path in paths:
-        size = path.stat().st_size
-        total += size
-        _check_size(path.name, size, total)
-    files = {p.name: p.read_bytes() for p in paths}
-    return load_files(files, directory)
+    for path in sorted(directory.glob("*.yaml")):
+        data = read_bounded(path, max_file, error, label + path.name)
+        total += len(data)
+        if total > max_total:
+            raise error(f"{label}{path.name}: the files add up to more than {max_total} bytes")
+        files[path.name] = data
+    return files
+
+
+def read_bounded(path: Path, limit: int, error: type[RulesError], name: str) -> bytes:
+    """A regular file's bytes, at most `limit` of them (else `error`).
+
+    Symlinks are followed (a Kubernetes ConfigMap mount is symlinks to regular files); what
+    the open file turns out to be decides: a FIFO, a device or a directory is refused.
+    O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise error(f"{name}: cannot be opened: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"{name}: not a regular file (a FIFO, device or directory is refused)")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{name}: cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise error(f"{name}: more than {limit} bytes; a file here may hold at most {limit}")
+    return data
 
 
 def _check_size(name: str, size: int, total: int) -> None:
-    """Refuse an oversized file before reading it: a 10 MB file would stall the worker."""
+    """Refuse files too big to take (an archived version is checked as the directory was)."""
     if size > MAX_FILE_BYTES:
         raise RulesError(f"{name}: {size} bytes; a rules file may hold at most {MAX_FILE_BYTES}")
     if total > MAX_DIRECTORY_BYTES:
@@ -244,7 +289,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
     for name, data in files.items():
         total += len(data)
         _check_size(name, len(data), total)
-    documents = {name: _parse_yaml(name, data) for name, data in files.items()}
+    documents = {name: parse_yaml(name, data) for name, data in files.items()}
     for name, document in documents.items():
         _check_numbers(name, document)
     products_doc = _validate(PRODUCTS_FILE, ProductsFileSchema(), documents[PRODUCTS_FILE])
@@ -252,7 +297,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
     products = {name: Product(name=name, **spec) for name, spec in products_doc["products"].items()}
 
     rules: list[Rule] = []
-    largest_allowed = "smallest_broken_limit"
+    largest_allowed, review_approval = "smallest_broken_limit", "amount_asked"
     for name in sorted(documents):
         if name in (PRODUCTS_FILE, RECOURSE_FILE):
             continue
@@ -262,6 +307,7 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
             schema = LimitsFileSchema() if name == LIMITS_FILE else RuleFileSchema()
             doc = _validate(name, schema, documents[name])
             largest_allowed = doc.get("largest_allowed_amount", largest_allowed)
+            review_approval = doc.get("review_approval_amount", review_approval)
         rules.extend(_build_rule(name, raw, doc["params"], products) for raw in doc["rules"])
     time_rules = TimeRules(
         reapply_window_days=time_doc["reapply_window_days"],
@@ -284,7 +330,8 @@ def load_files(files: Mapping[str, bytes], directory: Path = Path("<memory>")) -
         version=version_of(files), directory=directory, products=products,
         apr_cap=products_doc["apr_cap"], rate_decimals=products_doc["rate_decimals"],
         time=time_rules, rules=tuple(rules),
-        missing_data=templates[0], largest_allowed=largest_allowed, files=dict(files),
+        missing_data=templates[0], largest_allowed=largest_allowed,
+        review_approval=review_approval, files=dict(files),
         recourse=_recourse(documents[RECOURSE_FILE]) if RECOURSE_FILE in documents else None,
     )
 
@@ -320,11 +367,62 @@ def _recourse(document: Any) -> RecourseSpec:
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _parse_yaml(name: str, data: bytes) -> Any:
+def parse_yaml(name: str, data: bytes, error: type[RulesError] = RulesError) -> Any:
+    """One YAML document (rule file, kit file, archived version), refused when its aliases
+    expand past MAX_YAML_NODES.
+
+    PyYAML builds an alias as a second reference to one object, so parsing an alias bomb is
+    quick; every walk of the result afterwards (number checks, validation) visits each
+    reference again, and nine levels of nine aliases are 9**9 visits. The node graph is
+    composed first and its expanded size counted before anything is built from it."""
+    loader = _SAFE_LOADER(data)
     try:
-        return yaml.load(data, Loader=_SAFE_LOADER)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_nodes(node, MAX_YAML_NODES)
+        if math.isinf(size):
+            raise error(f"{name}: an alias contains itself (its expansion never ends)")
+        if size > MAX_YAML_NODES:
+            raise error(f"{name}: its aliases expand to more than {MAX_YAML_NODES} YAML nodes; "
+                        f"a file may expand to at most {MAX_YAML_NODES}")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise RulesError(f"{name}: not valid YAML: {exc}") from exc
+        raise error(f"{name}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(root: yaml.Node, limit: int) -> float:
+    """The node count of the document with every alias written out, memoised per node (an
+    alias is the node it names, so the count is linear in the document); it stops at the first
+    node past `limit`, and a node inside itself (`&a [*a]`) counts as infinite."""
+    sizes: dict[int, int] = {}
+    ancestors: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            ancestors.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > limit:
+                return sizes[key]
+        elif key in ancestors:
+            return math.inf
+        elif key not in sizes:
+            ancestors.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _validate(name: str, schema, document: Any) -> dict:

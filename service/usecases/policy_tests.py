@@ -41,14 +41,13 @@ class KitResult:
 
 
 def kit_files(rules_dir: Path | str) -> dict[str, bytes]:
-    """The kit's files of a rules directory (`<dir>/tests/*.yaml`); none is an empty kit."""
+    """The kit's files of a rules directory (`<dir>/tests/*.yaml`); none is an empty kit.
+    Read with the rule files' bounds per file and MAX_KIT_BYTES in all (KitError past them)."""
     directory = Path(rules_dir) / KIT_DIR
     if not directory.is_dir():
         return {}
-    paths = sorted(directory.glob("*.yaml"))
-    if sum(p.stat().st_size for p in paths) > MAX_KIT_BYTES:
-        raise policy_kit.KitError(f"{directory}: the kit is larger than {MAX_KIT_BYTES} bytes")
-    return {p.name: p.read_bytes() for p in paths}
+    return rulebook.read_yaml_files(directory, rulebook.MAX_FILE_BYTES, MAX_KIT_BYTES,
+                                    policy_kit.KitError, label=f"{KIT_DIR}/")
 
 
 def check_case(policy: Policy, schema: DecideRequestSchema, case: Case,

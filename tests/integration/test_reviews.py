@@ -136,6 +136,35 @@ def test_approval_without_t2_is_approved(api):
     assert api.get("/applications/a1?user_id=u-ok", headers=CLIENT).json["review"]["outcome"] == "approved"
 
 
+
+@pytest.mark.parametrize("product, amount, missing, limit", [
+    ("we2000", 4000, "lingqiantong_balance", 2000),      # the base line, not the raised one
+    ("weilidai", 50000, "payments_per_month", 5000),     # the lowest tier, not the amount
+    ("we2000", 1500, "lingqiantong_balance", 1500),      # within the base line: as asked
+])
+def test_approval_of_a_missing_data_case_keeps_the_limits(api, service, product, amount, missing, limit):
+    """A limit that depends on the missing field takes its least favourable value; an amount
+    above it is approved at it (limits.yaml `review_approval_amount`), and replays so."""
+    import io
+    import json
+
+    from service.adapters import decision_log
+    from service.usecases import replay as replaying
+
+    user = f"u-lim-{product}-{amount}"
+    doc = dict(payload(product, amount=amount, **{missing: None}), user_id=user, application_id="a1")
+    decided = api.post("/decide", json=doc, headers=CLIENT).json
+    assert decided["outcome"] == "review" and [r["code"] for r in decided["reasons"]] == ["MISSING_DATA"]
+    view = api.post("/applications/a1/review", json=body(user), headers=REVIEWER).json
+    assert view["status"] == "approved" and view["offer"]["limit"] == limit
+    assert api.get(f"/applications/a1?user_id={user}", headers=CLIENT).json["offer"]["limit"] == limit
+    out = io.StringIO()
+    decision_log.export(service.store.client, service.store.prefix, out)
+    lines = out.getvalue().splitlines()
+    assert json.loads(lines[-1])["review"]["offer"]["limit"] == limit
+    summary = replaying.replay(enumerate(lines, 1), replaying.PolicySource(default_dir=RULES_DIR))
+    assert summary.to_dict()["reviews"] == {"total": 1, "identical": 1}
+
 def test_rejection_opens_the_window_from_review_time_only_for_window_codes(api, clock):
     review_case(api, "u-rej", "a1")
     review_case(api, "u-rej2", "a1")

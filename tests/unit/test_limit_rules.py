@@ -106,3 +106,54 @@ def test_rules_without_the_setting_keep_the_smallest_broken_limit(tmp_path):
     doc = DecideRequestSchema(term_ranges=book.term_ranges()).load(payload(amount=499))
     reason = policy_for(book).decide(doc, UserState(), NOW).reasons[0]
     assert reason.inputs["largest_allowed_amount"] == 200000
+
+
+# -- a reviewer's approval offers no more than the limits allow ------------------------------------
+REVIEW_CASES = [
+    # (name, payload going to review with MISSING_DATA, the approval's offer limit)
+    ("we2000 4,000, lingqiantong_balance null: the base line",
+     payload("we2000", amount=4000, lingqiantong_balance=None), 2000),
+    ("we2000 4,000, lingqiantong_balance absent: the base line",
+     payload("we2000", amount=4000, drop=("lingqiantong_balance",)), 2000),
+    ("weilidai 50,000, payments_per_month null: the lowest tier",
+     payload(amount=50000, payments_per_month=None), 5000),
+    ("we2000 1,500, lingqiantong_balance null: within the base line, as asked",
+     payload("we2000", amount=1500, lingqiantong_balance=None), 1500),
+    ("weilidai 5,000, pay_score missing: no limit reads it, as asked",
+     payload(amount=5000, drop=("pay_score",)), 5000),
+]
+
+
+def _review_offer(policy, doc):
+    from schemas.request import DecideRequestSchema
+    from service.domain.userstate import UserState
+    from tests.conftest import NOW
+
+    request = DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(doc)
+    decision = policy.decide(request, UserState(), NOW)
+    assert decision.outcome == "review" and [r.code for r in decision.reasons] == ["MISSING_DATA"]
+    return policy.review_terms(request, UserState(), NOW)[0]
+
+
+@pytest.mark.parametrize("doc, limit", [c[1:] for c in REVIEW_CASES], ids=[c[0] for c in REVIEW_CASES])
+def test_review_approval_offers_at_most_the_least_favourable_limit(policy, doc, limit):
+    """An approval gave the amount asked (4,000 over WE2000's 2,000 line, 50,000 over every
+    weilidai tier but the premium one); a limit reading the missing field now applies."""
+    assert _review_offer(policy, doc).limit == limit
+
+
+def test_rules_without_the_review_setting_approve_the_amount_asked(tmp_path):
+    """An archived rules version that predates the setting reviews as it did (replay)."""
+    import shutil
+
+    from service.adapters.rule_engine import policy_for
+    from service.domain import rulebook
+    from tests.conftest import RULES_DIR
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    text = (rules / "limits.yaml").read_text()
+    (rules / "limits.yaml").write_text(text.replace("review_approval_amount: least_favourable_limit\n", ""))
+    book = rulebook.load(rules)
+    assert book.review_approval == "amount_asked"
+    assert _review_offer(policy_for(book), payload("we2000", amount=4000, lingqiantong_balance=None)).limit == 4000

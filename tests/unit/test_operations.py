@@ -11,7 +11,7 @@ from service.domain.clock import FixedClock
 from service.entrypoints import logs
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
-from tests.conftest import NOW, RULES_DIR, embedded_service, payload
+from tests.conftest import NOW, RULES_DIR, alias_bomb, embedded_service, payload
 
 CLIENT_KEY, ADMIN_KEY = "client-key-123", "admin-key-456"
 
@@ -259,6 +259,29 @@ def test_reload_refuses_an_oversized_rules_file(tmp_path, service):
     assert response.status_code == 422 and "groups.yaml" in response.get_json()["error"]["message"]
     assert c.post("/decide", json=body()).get_json()["rules_version"] == old
 
+
+
+def _bomb_in_the_kit(rules):
+    (rules / "tests").mkdir()
+    shutil.copy(RULES_DIR / "tests" / "base.yaml", rules / "tests" / "base.yaml")
+    (rules / "tests" / "zz.yaml").write_bytes(alias_bomb(8))
+
+
+@pytest.mark.parametrize("hostile, named", [
+    (lambda rules: (rules / "bomb.yaml").write_bytes(alias_bomb(8)), "bomb.yaml: its aliases expand"),
+    (_bomb_in_the_kit, "zz.yaml: its aliases expand"),
+    (lambda rules: (rules / "x.yaml").symlink_to("/dev/zero"), "x.yaml: not a regular file"),
+])
+def test_a_dry_run_reload_of_a_hostile_rules_directory_answers_422(tmp_path, service, hostile, named):
+    """An 8-level alias bomb hung the worker until gunicorn killed it; /dev/zero was read
+    without end. Both are refused, naming the file, and the live rules stay."""
+    rules = stricter_rules(tmp_path)
+    hostile(rules)
+    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service).test_client()
+    old = c.get("/readyz").get_json()["rules_version"]
+    response = c.post("/admin/rules/reload?dry_run=1", headers={"X-Admin-Key": ADMIN_KEY})
+    assert response.status_code == 422 and named in response.get_json()["error"]["message"]
+    assert c.post("/decide", json=body()).get_json()["rules_version"] == old
 
 def test_reload_names_what_durable_rules_itself_refuses(tmp_path, service, monkeypatch):
     """A limit the loader does not know yet still ends in 422, not a 500."""

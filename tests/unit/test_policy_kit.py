@@ -1,5 +1,6 @@
 """The policy test kit (rules/tests) and its mutation check, as `loan-decide test` runs them."""
 import json
+import os
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 from service.domain import mutation, policy_kit, rulebook
 from service.entrypoints.cli import main
 from service.usecases import policy_tests
-from tests.conftest import RULES_DIR
+from tests.conftest import RULES_DIR, alias_bomb
 
 
 def moved_rules(tmp_path, rule_id: str, param: str, value, file: str = "eligibility.yaml"):
@@ -63,6 +64,34 @@ def _with_kit_file(tmp_path, text: bytes):
     (rules / "tests" / "zz.yaml").write_bytes(text)
     return rules
 
+
+
+@pytest.mark.parametrize("levels", [8, 9])
+def test_an_alias_bomb_in_a_kit_file_is_refused(tmp_path, levels):
+    """The kit's files are parsed with the rule files' bound on alias expansion."""
+    with pytest.raises(policy_kit.KitError, match="zz.yaml: its aliases expand"):
+        policy_kit.parse_kit({"base.yaml": (RULES_DIR / "tests" / "base.yaml").read_bytes(),
+                              "zz.yaml": alias_bomb(levels)})
+    result = CliRunner().invoke(main, ["test", "--rules", str(_with_kit_file(tmp_path, alias_bomb(levels)))])
+    assert result.exit_code == 1 and "zz.yaml: its aliases expand" in result.output
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo"])
+def test_a_kit_file_that_is_not_a_regular_file_is_refused(tmp_path, target):
+    rules = _with_kit_file(tmp_path, b"")
+    (rules / "tests" / "zz.yaml").unlink()
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        target = tmp_path / "fifo"
+    (rules / "tests" / "zz.yaml").symlink_to(target)
+    with pytest.raises(policy_kit.KitError, match="tests/zz.yaml: not a regular file"):
+        policy_tests.kit_files(rules)
+
+
+def test_a_kit_file_past_the_byte_bound_is_refused(tmp_path):
+    rules = _with_kit_file(tmp_path, b"#" * (rulebook.MAX_FILE_BYTES + 1))
+    with pytest.raises(policy_kit.KitError, match=f"tests/zz.yaml: more than {rulebook.MAX_FILE_BYTES} bytes"):
+        policy_tests.kit_files(rules)
 
 def test_every_threshold_and_date_offset_is_mutated_one_step_each_way():
     book = rulebook.load(RULES_DIR)

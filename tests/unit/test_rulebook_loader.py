@@ -1,4 +1,5 @@
 """The loader refuses a bad rules directory at start-up, naming file, rule and problem."""
+import os
 import shutil
 
 import pytest
@@ -7,7 +8,7 @@ import yaml
 from service.domain import rulebook
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
-from tests.conftest import RULES_DIR
+from tests.conftest import RULES_DIR, alias_bomb
 
 
 @pytest.fixture
@@ -148,3 +149,75 @@ def test_oversized_rules_directory_is_refused(rules_copy):
         (rules_copy / f"zz{n}.yaml").write_bytes(b"#" * rulebook.MAX_FILE_BYTES)
     with pytest.raises(rulebook.RulesError, match="add up to more than"):
         rulebook.load(rules_copy)
+
+
+# -- hostile rules directories: alias bombs, devices, FIFOs ------------------------------------
+@pytest.mark.parametrize("levels", [8, 9])
+def test_an_alias_bomb_in_a_rule_file_is_refused(rules_copy, levels):
+    """Walking a 9-level bomb (387 million references) took minutes; it is refused on its
+    expanded size before anything walks it."""
+    (rules_copy / "bomb.yaml").write_bytes(alias_bomb(levels))
+    with pytest.raises(rulebook.RulesError, match=f"bomb.yaml: .*at most {rulebook.MAX_YAML_NODES}"):
+        rulebook.load(rules_copy)
+
+
+def test_an_alias_bomb_in_an_archived_version_is_refused(book):
+    """Archived versions come back as file contents (RulesArchive.load -> load_files)."""
+    files = dict(book.files, **{"groups.yaml": alias_bomb(9)})
+    with pytest.raises(rulebook.RulesError, match="groups.yaml: its aliases expand"):
+        rulebook.load_files(files)
+
+
+def test_an_alias_that_contains_itself_is_refused(rules_copy):
+    (rules_copy / "groups.yaml").write_text("rules: &r [*r]\n")
+    with pytest.raises(rulebook.RulesError, match="groups.yaml: an alias contains itself"):
+        rulebook.load(rules_copy)
+
+
+def test_the_bundled_rules_use_aliases_within_the_bound(book):
+    """The bound is no refusal of aliases: the bundled files share reasons by alias."""
+    assert b"*out_of_range" in book.files["limits.yaml"]
+    loaded = rulebook.load_files(book.files)
+    assert loaded.version == book.version and loaded.rules == book.rules
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "directory"])
+def test_a_rule_file_that_is_not_a_regular_file_is_refused(rules_copy, tmp_path, target):
+    """/dev/zero has stat size 0 and was read without end; a FIFO would block the open."""
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        target = tmp_path / "fifo"
+    elif target == "directory":
+        (tmp_path / "directory").mkdir()
+        target = tmp_path / "directory"
+    (rules_copy / "x.yaml").symlink_to(target)
+    with pytest.raises(rulebook.RulesError, match="x.yaml: not a regular file"):
+        rulebook.load(rules_copy)
+
+
+def test_a_directory_named_like_a_rule_file_is_refused(rules_copy):
+    (rules_copy / "x.yaml").mkdir()
+    with pytest.raises(rulebook.RulesError, match="x.yaml: not a regular file"):
+        rulebook.load(rules_copy)
+
+
+def test_a_symlink_to_a_regular_file_loads_as_the_file(rules_copy, tmp_path, book):
+    """A Kubernetes ConfigMap mount is symlinks to regular files."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (rules_copy / "groups.yaml").rename(data / "groups.yaml")
+    (rules_copy / "groups.yaml").symlink_to(data / "groups.yaml")
+    assert rulebook.load(rules_copy).version == book.version
+
+
+
+def test_rules_archive_refuses_an_alias_bomb_naming_the_file(rules_copy, real_redis_url):
+    """`rules archive` of a 9-level bomb had not finished after 40 s; it exits non-zero now."""
+    from click.testing import CliRunner
+
+    from service.entrypoints.cli import main
+
+    (rules_copy / "bomb.yaml").write_bytes(alias_bomb(9))
+    result = CliRunner().invoke(main, ["rules", "archive", str(rules_copy)],
+                                env={"REDIS_URL": real_redis_url})
+    assert result.exit_code == 1 and "bomb.yaml: its aliases expand" in result.output
