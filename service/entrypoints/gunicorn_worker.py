@@ -11,6 +11,8 @@ patched socket module) and the lock-wait sleeps yield to other greenlets.
 gunicorn answers some requests itself (a request line too long, a malformed header, a bad
 chunk) with an HTML page; every error of this service is `{"error": {...}}` (API.md), so the
 worker replaces gunicorn's error writer with a JSON one, and the name it sends in `Server`.
+Those pages say what is wrong, never what the client sent: gunicorn quotes the bad header or
+request line in its message, and an answer must not echo it (it may hold an ID number).
 """
 from __future__ import annotations
 
@@ -18,21 +20,47 @@ import atexit
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 
 from gunicorn import util
+from gunicorn.http import errors as http_errors
 from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.sync import SyncWorker
 
 SERVER_NAME = "loan-decide"
 
+# What reading a request body raises under gunicorn when the client framed it wrongly (a chunk
+# size that is not hex, a chunk without its CRLF, bad trailers, the body cut short): gunicorn's
+# parse errors, raised inside the app from wsgi.input.
+BODY_ERRORS: tuple[type[Exception], ...] = (http_errors.ParseException, http_errors.NoMoreData)
+
+# gunicorn's messages describe the problem, then quote what the client sent with repr ('…',
+# "…", b'…'). The description is all a client needs; the quote is the client's own bytes.
+_CLIENT_QUOTE = re.compile(r"""[:\s]*b?['"]""")
+_CRLF_QUOTED = "'\\r\\n'"   # the one quote of gunicorn's own: "chunk terminator is not '\r\n'"
+
+
+def client_error_text(mesg: str, default: str) -> str:
+    """gunicorn's description of a client's error, without the client's bytes it quotes."""
+    text = _CLIENT_QUOTE.split(mesg.replace(_CRLF_QUOTED, "CRLF"), maxsplit=1)[0].strip()
+    return text or default
+
+
+def body_problem(exc: Exception) -> str:
+    """What is wrong with a body gunicorn could not read (one of BODY_ERRORS), quoting none of it."""
+    if isinstance(exc, http_errors.NoMoreData):
+        return "the body ended before its last chunk"
+    return client_error_text(str(exc), "the chunked body is malformed")
+
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's `util.write_error`, in the service's error shape."""
+    """gunicorn's `util.write_error`, in the service's error shape, echoing nothing the client sent."""
     code = reason.lower().replace(" ", "_") or "error"
-    body = json.dumps({"error": {"code": code, "message": mesg or reason, "fields": {}}},
+    message = client_error_text(mesg, reason) if mesg else reason
+    body = json.dumps({"error": {"code": code, "message": message, "fields": {}}},
                       ensure_ascii=True).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
@@ -103,3 +131,4 @@ class JsonSyncWorker(SyncWorker):
     def init_process(self) -> None:
         install()
         super().init_process()
+
