@@ -26,9 +26,12 @@ max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "1000"))
 worker_tmp_dir = os.environ.get("WORKER_TMP_DIR") or None
 
 # The app writes one JSON line per request (request id, decision id, outcome, latency);
-# gunicorn's own access log, in JSON too, only when asked for.
+# gunicorn's own access log, in JSON too, only when asked for. gunicorn's lines (its error log
+# quotes bad header names and request lines) go through the service's masking JSON formatter:
+# the access format is read back as the line's fields, and the line's `ts` is the formatter's.
+logger_class = "service.entrypoints.gunicorn_worker.JsonLogger"
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
-access_log_format = ('{"ts":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s",'
+access_log_format = ('{"remote":"%(h)s","method":"%(m)s","path":"%(U)s",'
                      '"status":%(s)s,"bytes":%(B)s,"duration_ms":%(M)s,'
                      '"request_id":"%({x-request-id}o)s"}')
 errorlog = "-"

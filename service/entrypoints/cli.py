@@ -69,6 +69,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
                         self.cfg.set(key, value)
             else:
                 self.cfg.set("worker_class", "service.entrypoints.gunicorn_worker.JsonGeventWorker")
+                self.cfg.set("logger_class", "service.entrypoints.gunicorn_worker.JsonLogger")
                 self.cfg.set("preload_app", True)
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)

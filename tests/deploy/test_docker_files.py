@@ -309,6 +309,8 @@ def test_gunicorn_conf_defaults_and_setting_names(monkeypatch, tmp_path):
     assert conf["worker_connections"] >= 200 and conf["preload_app"] is True
     sync = _gunicorn_settings(monkeypatch, tmp_path, WORKER_CLASS="sync")
     assert sync["worker_class"] == "service.entrypoints.gunicorn_worker.JsonSyncWorker"
+    # gunicorn's own lines, in both ways the service runs, through the masking JSON formatter
+    assert conf["logger_class"] == sync["logger_class"] == "service.entrypoints.gunicorn_worker.JsonLogger"
     assert conf["graceful_timeout"] < conf["timeout"]
     known = {s.name for s in KNOWN_SETTINGS}
     names = {k for k, v in conf.items() if not k.startswith("_") and not callable(v)

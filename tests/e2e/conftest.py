@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,19 @@ def http(method: str, url: str, body: dict | None = None, headers: dict | None =
             return response.status, _body(response.read(), response.headers), dict(response.headers)
     except urllib.error.HTTPError as error:
         return error.code, _body(error.read(), error.headers), dict(error.headers)
+
+
+def raw_exchange(port: int, data: bytes) -> tuple[int, dict, bytes]:
+    """Send raw bytes; (status, headers, body) of the answer (the server closes after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
 
 
 class LiveServer:

@@ -7,7 +7,7 @@ from http.client import HTTPConnection
 import pytest
 
 from tests.conftest import payload
-from tests.e2e.conftest import http
+from tests.e2e.conftest import http, raw_exchange
 
 pytestmark = pytest.mark.e2e
 SLOW_CLIENTS = 200
@@ -18,24 +18,13 @@ def fresh() -> dict:
             "application_id": f"ax-{uuid.uuid4().hex[:10]}"}
 
 
-def raw_exchange(port: int, data: bytes) -> tuple[int, dict, bytes]:
-    """Send raw bytes; (status, headers, body) of the answer (the server closes after it)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), headers, body
-
-
-def chunked_post(port: int, path: str, parts: list[bytes]) -> tuple[int, dict]:
+def chunked_post(port: int, path: str, parts: list[bytes],
+                 headers: dict[str, str] | None = None) -> tuple[int, dict]:
     conn = HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("POST", path, body=iter(parts), encode_chunked=True,
-                     headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+                     headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked",
+                              **(headers or {})})
         response = conn.getresponse()
         return response.status, json.loads(response.read())
     finally:
@@ -77,16 +66,44 @@ def test_chunked_body_over_the_limit_is_413_and_not_decided(live_server):
 
 
 def test_gunicorns_own_errors_are_json_without_server_name(live_server):
-    """Item 15: what gunicorn answers itself has the service's error shape; no `Server: gunicorn`."""
+    """Item 15: what gunicorn answers itself has the service's error shape; no `Server: gunicorn`.
+    It names the problem and echoes nothing the client sent (gunicorn's message quotes it)."""
     server = live_server()
-    for request, status in [(b"GET /" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-                            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
-                            (b"NOT A REQUEST\r\n\r\n", 400)]:
+    for request, status, message in [
+            (b"GET /" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "Request Line is too large"),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header 13987654321\r\n\r\n", 400, "Invalid HTTP Header"),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header 13987654321: v\r\n\r\n", 400,
+             "Invalid HTTP header name"),
+            (b"GET /x\x00110101199003071234 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Invalid Request Line"),
+            (b"NOT A REQUEST\r\n\r\n", 400, "Invalid Request Line")]:
         got, headers, body = raw_exchange(server.port, request)
         assert got == status
         assert headers["Content-Type"] == "application/json"
         error = json.loads(body)["error"]
-        assert set(error) == {"code", "message", "fields"} and error["message"]
+        assert set(error) == {"code", "message", "fields"} and error["message"].startswith(message), error
+        for sent in (b"Bad Header", b"13987654321", b"110101", b"A REQUEST", b"xxxxx"):
+            assert sent not in body
         assert "gunicorn" not in headers.get("Server", "")
     _, _, headers = http("GET", server.url + "/healthz")
     assert "gunicorn" not in headers.get("Server", "").lower()
+
+
+CHUNKED_DECIDE = (b"POST /decide HTTP/1.1\r\nHost: x\r\nX-API-Key: client-key\r\n"
+                  b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "sync"])
+def test_a_malformed_chunked_body_is_a_400(live_server, worker_class):
+    """Item 9: gunicorn raises its chunk errors inside the app, from wsgi.input: the client's
+    error, a 400 naming it without quoting the body, not the 500 of an unexpected exception."""
+    server = live_server(env={"API_KEYS": "client-key", "WORKER_CLASS": worker_class})
+    for chunks, problem in [(b"zz13987654321\r\n{}\r\n0\r\n\r\n", "Invalid chunk size"),
+                            (b"2\r\n{}XX0\r\n\r\n", "Invalid chunk terminator is not CRLF")]:
+        status, headers, body = raw_exchange(server.port, CHUNKED_DECIDE + chunks)
+        assert status == 400 and headers["Content-Type"] == "application/json", body
+        error = json.loads(body)["error"]
+        assert error == {"code": "bad_request", "fields": {"_request": [error["message"]]},
+                         "message": f"The chunked body could not be read: {problem}."}
+    status, body = chunked_post(server.port, "/decide", [json.dumps(fresh()).encode()],
+                                {"X-API-Key": "client-key"})
+    assert status == 200 and body["outcome"] == "approved"   # a well-framed one is decided

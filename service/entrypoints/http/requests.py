@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 
 from schemas.request import DecideRequestSchema, id_problems
+from service.entrypoints.gunicorn_worker import BODY_ERRORS, body_problem
 from service.entrypoints.http import jsonbody
 from service.entrypoints.http.errors import ApiError
 from service.usecases.decide import DecisionService
@@ -31,14 +32,20 @@ def json_body() -> dict:
 
 def request_body(limit: int | None) -> bytes:
     """The body, at most `limit` bytes or a 413. werkzeug enforces the limit on Content-Length
-    only: a chunked body (no length) was cut at the limit and the prefix decided (issue 9)."""
+    only: a chunked body (no length) was cut at the limit and the prefix decided (issue 9).
+    A chunked body the server cannot read (a bad chunk size, a missing CRLF) is the client's
+    error: a 400 saying so, not the 500 of an unexpected exception."""
     req = request._get_current_object()
     if req.content_length is not None or limit is None:
         return req.get_data(cache=True)
     stream = req.environ["wsgi.input"]
     chunks, size = [], 0
     while size <= limit:
-        chunk = stream.read(min(65536, limit + 1 - size))
+        try:
+            chunk = stream.read(min(65536, limit + 1 - size))
+        except BODY_ERRORS as exc:
+            message = f"The chunked body could not be read: {body_problem(exc)}."
+            raise ApiError(400, "bad_request", message, {"_request": [message]}) from None
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
