@@ -42,7 +42,9 @@ from service.domain.decision import parse_iso_utc
 
 log = logging.getLogger("loan_decide.api")
 
-_MEMBER = re.compile(r"^\d{10}\|[^|]+\|[^|]+$")
+# A member exactly (fullmatch: `$` lets a trailing newline in): ids are %-encoded, so each part
+# is unreserved characters only, and the stamp ASCII digits (\d is any Unicode digit).
+_MEMBER = re.compile(r"[0-9]{10}\|[A-Za-z0-9_.~%-]+\|[A-Za-z0-9_.~%-]+")
 # A name no %-encoded user id can take (quote() encodes '#'), so no user's log is this stream.
 ERASURE_STREAM_TAG = "#erasures"
 
@@ -69,7 +71,7 @@ def decode_cursor(cursor: str) -> str:
         member = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadCursor("The cursor is not one this service gave.") from None
-    if not _MEMBER.match(member):
+    if not _MEMBER.fullmatch(member):
         raise BadCursor("The cursor is not one this service gave.")
     return member
 
