@@ -84,7 +84,7 @@ def erase(service: DecisionService, user_id: str, operator_id: str, reason: str)
     of the user (503 `store_unavailable`). After it the user is gone (404 to reads) and the rest
     is tried again for as long as the lock lasts; still unfinished, the answer is 503
     `outcome_unknown`, and the next DELETE finds the pending erasure, finishes it and answers
-    with its receipt. All under the user's lock: no decision interleaves.
+    with its receipt. All under the user's lock, so no decision of the user interleaves.
     """
     windows = _windows(service)
     if windows is None:
