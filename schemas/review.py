@@ -19,7 +19,6 @@ from marshmallow import (
 from schemas.request import _id_field
 
 NOTE_MAX = 2000
-ACTOR_MAX = 128
 
 
 def _text(max_length: int, required: bool = True) -> fields.String:
@@ -61,7 +60,7 @@ class OverrideRequestSchema(Schema):
         unknown = RAISE
 
     action = fields.String(required=True, validate=validate.OneOf(("lift_cooldown",)))
-    operator_id = _text(ACTOR_MAX)
+    operator_id = _id_field()   # the identifier rules, as reviewer_id: no control characters
     reason = _text(NOTE_MAX)
 
 
@@ -71,5 +70,5 @@ class ErasureRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    operator_id = _text(ACTOR_MAX)
+    operator_id = _id_field()   # the identifier rules, as reviewer_id: no control characters
     reason = _text(NOTE_MAX)

@@ -108,7 +108,8 @@ end
 zadd(KEYS[3], plan.apps_add)
 zadd(KEYS[5], plan.grace_add)
 redis.call('SET', KEYS[7], log_id or '', 'PX', plan.marker_ttl_ms)
-redis.call('DEL', KEYS[1])
+-- a plan that keeps the lock has work to finish before the user's next request (RELEASE ends it)
+if not plan.keep_lock then redis.call('DEL', KEYS[1]) end
 return log_id
 """
 
@@ -219,6 +220,7 @@ class CommitPlan:
     apps_add: Optional[dict] = None            # {"score", "member", "trim_before", "ttl"}
     grace_add: Optional[dict] = None
     log: Optional[str] = None                  # the decision-log record (JSON), appended atomically
+    keep_lock: bool = False                    # the lock stays held after the commit (release() ends it)
 
     def encode(self, user_ttl: int, log_ttl: int) -> list[str]:
         """The COMMIT script's arguments after the token: the small plan, then the raw records."""
@@ -227,7 +229,7 @@ class CommitPlan:
                                "apps_add": self.apps_add or False, "grace_add": self.grace_add or False,
                                # stream ids are the server's milliseconds: older entries are trimmed
                                "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000)),
-                               "marker_ttl_ms": COMMIT_MARKER_TTL_MS})
+                               "marker_ttl_ms": COMMIT_MARKER_TTL_MS, "keep_lock": self.keep_lock})
         return [plan, self.app["value"] if self.app else "", self.log or ""]
 
 
@@ -282,35 +284,43 @@ class RedisStateStore:
         return UserSnapshot(user_id, application_id, token, fields, int(count), uses, application)
 
     def commit(self, snapshot: UserSnapshot, plan: CommitPlan) -> Optional[str]:
-        """Apply the plan and release the lock in one step; returns the log entry's id.
-
-        A call that timed out may still run in Redis: it is retried (COMMIT is idempotent) until
-        its outcome is known, for as long as the lock could still let it apply; after that a
-        still-unknown outcome is said to be unknown, never "nothing was written".
-        """
+        """Apply the plan and release the lock in one step (unless the plan keeps it); returns
+        the log entry's id."""
         keys = self.keys(snapshot.user_id, snapshot.application_id) + [
             f"{self._base(snapshot.user_id)}:commit:{snapshot.token}"]
         args = [snapshot.token, *plan.encode(self.user_ttl, self.log_ttl)]
+        log_id = self.locked_write(self._commit, keys, args)
+        return _s(log_id) if log_id else None
+
+    def locked_write(self, script, keys: list[str], args: list) -> Any:
+        """Run an idempotent script that writes only while the user's lock (KEYS[1]) holds the
+        snapshot's token (ARGV[1]), and answers LOCK_LOST otherwise.
+
+        A call that timed out may still run in Redis: it is retried until its outcome is known,
+        for as long as the lock could still let it apply; after that a still-unknown outcome is
+        said to be unknown, never "nothing was written".
+        """
         try:
-            log_id = self._retrying(lambda: self._call(self._commit, keys, args),
-                                    seconds=self.lock_ttl_ms / 1000 + 0.5, unknown_after_send=True)
-            return _s(log_id) if log_id else None
+            return self._retrying(lambda: self._call(script, keys, args),
+                                  seconds=self.lock_ttl_ms / 1000 + 0.5, unknown_after_send=True)
         except redis.ResponseError as exc:
             if "LOCK_LOST" in str(exc):
                 raise StoreBusy("the user's lock expired before the commit; nothing was written") from exc
             raise
 
     def _retrying(self, call, attempts: int = 1_000_000, seconds: float = 60.0,
-                  unknown_after_send: bool = False):
+                  unknown_after_send: bool = False, refused_too: bool = False):
         """Run an idempotent script again while Redis does not answer (timeouts, dropped
         connections), up to `attempts` tries or `seconds`. An error reply ends the retries: it
-        is the outcome of this try, and of the earlier ones if none of them could be unknown."""
+        is the outcome of this try, and of the earlier ones if none of them could be unknown.
+        `refused_too`: a "not now" is tried again as well (work that must be finished, not
+        refused: what is left of an erasure whose deletion applied)."""
         deadline, unknown = time.monotonic() + seconds, False
         while True:
             try:
                 return call()
             except StoreUnavailable as exc:
-                if isinstance(exc, StoreRefused) and not unknown:
+                if isinstance(exc, StoreRefused) and not unknown and not refused_too:
                     raise
                 unknown = unknown or (unknown_after_send and not isinstance(exc, StoreRefused))
                 attempts -= 1
@@ -321,14 +331,16 @@ class RedisStateStore:
                     raise
                 time.sleep(0.05)
 
-    def release(self, snapshot: UserSnapshot) -> None:
-        self._release_token(self.keys(snapshot.user_id, None)[0], snapshot.token)
+    def release(self, snapshot: UserSnapshot) -> bool:
+        """Free the lock if it is still ours. False only when Redis said it was not (it expired
+        meanwhile, and another request may have held it since)."""
+        return self._release_token(self.keys(snapshot.user_id, None)[0], snapshot.token)
 
-    def _release_token(self, lock_key: str, token: str) -> None:
+    def _release_token(self, lock_key: str, token: str) -> bool:
         try:
-            self._call(self._release, [lock_key], [token])
+            return bool(self._call(self._release, [lock_key], [token]))
         except StoreUnavailable:
-            pass   # the lock's TTL frees it
+            return True   # not known: the lock's TTL frees it
 
     def lock_wait_deadline(self) -> float:
         return time.monotonic() + self.lock_wait_s

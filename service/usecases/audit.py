@@ -17,6 +17,7 @@ from typing import Optional
 from service.adapters import decision_log
 from service.adapters.review_store import (
     ErasedWindows,
+    PendingErasures,
     Receipts,
     ReviewIndex,
     entry,
@@ -30,6 +31,7 @@ from service.adapters.state_store import (
     epoch,
 )
 from service.domain.decision import iso_utc, parse_iso_utc
+from service.domain.privacy import mask_free_text
 from service.domain.review import LIFT_COOLDOWN
 from service.usecases.decide import Conflict, DecisionService, NotFound
 
@@ -71,28 +73,65 @@ def lift_cooldown(service: DecisionService, user_id: str, operator_id: str, reas
 
 # -- erasure ----------------------------------------------------------------------------------------
 def erase(service: DecisionService, user_id: str, operator_id: str, reason: str) -> dict:
-    """Erase the user's keys, keep an active window under the keyed hash, write the receipt."""
+    """Erase the user's keys, keep an active window under the keyed hash, write the receipt.
+
+    The user's keys, the receipt with its log record, and the review index are in different
+    cluster slots: no one script writes them all. So an erasure is a job a retry can finish:
+    (0) an active window is kept under the keyed hash (no personal data; a later decision sees
+    it); (1) one script in the user's slot swaps every key of the user for the pending erasure;
+    (2) one script in the erasure slot writes the receipt and its log record; (3) the index
+    entries go; (4) the pending erasure goes. A failure before (1) applied has changed nothing
+    of the user (503 `store_unavailable`). After it the user is gone (404 to reads) and the rest
+    is tried again for as long as the lock lasts; still unfinished, the answer is 503
+    `outcome_unknown`, and the next DELETE finds the pending erasure, finishes it and answers
+    with its receipt. All under the user's lock, so no decision of the user interleaves.
+    """
     windows = _windows(service)
     if windows is None:
         raise ErasureOff("erasure is off: set ERASURE_HMAC_SECRET (the key of kept windows)")
-    store, found = service.store, {}
+    store, pending_erasures = service.store, PendingErasures(service.store)
 
     def step(snapshot, now: dt.datetime):
-        keys = user_keys(store, user_id)
-        if not keys:   # nothing of the user (an erased one's kept window is not the user's data)
-            raise NotFound(f"no data for user {user_id!r}")
-        state = snapshot.state()
-        until = state.cooldown_until if state.in_cooldown(now) else None
-        until = max(filter(None, (until, windows.until(user_id, now))), default=None)
-        found.update(_inventory(store, user_id, keys), now=now, until=until)
-        if until is not None:   # kept before anything goes: a decision after this sees it
-            windows.keep(windows.subject(user_id), until)
-        store._do(lambda: store.client.delete(*keys))   # one slot: one command
-        return None, None
+        pending = pending_erasures.find(user_id)   # a retry of an erasure cut short
+        if pending is None:
+            pending = _begin_erasure(service, windows, pending_erasures, snapshot, now,
+                                     operator_id, reason)
+        try:
+            store._retrying(lambda: _finish_erasure(store, pending_erasures, user_id, pending),
+                            seconds=store.lock_ttl_ms / 1000, refused_too=True)
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(f"the erasure is not finished: {exc}", outcome_unknown=True) from exc
+        return pending["receipt"], None
 
-    service.run_locked(user_id, None, step)
-    _forget_cases(store, found["cases"])
-    return _receipt(service, windows.subject(user_id), found, operator_id, reason)
+    return service.run_locked(user_id, None, step)
+
+
+def _begin_erasure(service: DecisionService, windows: ErasedWindows, pending_erasures: PendingErasures,
+                   snapshot, now: dt.datetime, operator_id: str, reason: str) -> dict:
+    """Steps (0) and (1): the window kept, then the user's keys replaced by the pending erasure."""
+    store, user_id = service.store, snapshot.user_id
+    keys = user_keys(store, user_id)
+    if not keys:   # nothing of the user (an erased one's kept window is not the user's data)
+        raise NotFound(f"no data for user {user_id!r}")
+    state = snapshot.state()
+    until = state.cooldown_until if state.in_cooldown(now) else None
+    until = max(filter(None, (until, windows.until(user_id, now))), default=None)
+    found = _inventory(store, user_id, keys)
+    subject = windows.subject(user_id)
+    if until is not None:   # kept before anything goes: a decision after this sees it
+        windows.keep(subject, until)
+    receipt = _receipt(now, operator_id, reason, found["counts"], until)
+    record = decision_log.erasure_record(receipt, subject, iso_utc(until) if until else None,
+                                         service.rules_version)
+    pending = {"receipt": receipt, "log": decision_log.encode(record), "cases": found["cases"]}
+    return pending_erasures.begin(snapshot, keys, pending)
+
+
+def _finish_erasure(store, pending_erasures: PendingErasures, user_id: str, pending: dict) -> None:
+    """Steps (2) to (4), each safe to run again."""
+    Receipts(store).save(pending["receipt"], pending["log"])
+    ReviewIndex(store).remove(pending["cases"])
+    pending_erasures.end(user_id)
 
 
 def _inventory(store, user_id: str, keys: list[str]) -> dict:
@@ -111,22 +150,13 @@ def _inventory(store, user_id: str, keys: list[str]) -> dict:
             "cases": cases}
 
 
-def _forget_cases(store, members: list[str]) -> None:
-    try:
-        ReviewIndex(store).remove(members)
-    except StoreUnavailable:   # left stale: a listing drops an entry whose record is gone
-        pass
-
-
-def _receipt(service: DecisionService, subject: str, found: dict, operator_id: str,
-             reason: str) -> dict:
-    receipt = {"receipt_id": "er_" + secrets.token_hex(12), "erased_at": iso_utc(found["now"]),
-               "operator_id": operator_id, "reason": reason, "erased": found["counts"],
-               "window_kept": found["until"] is not None}
-    until = iso_utc(found["until"]) if found["until"] else None
-    record = decision_log.erasure_record(receipt, subject, until, service.rules_version)
-    Receipts(service.store).save(receipt, decision_log.encode(record))
-    return receipt
+def _receipt(now: dt.datetime, operator_id: str, reason: str, counts: dict,
+             until: Optional[dt.datetime]) -> dict:
+    """Who, when, why and how much; no personal data: the operator's text is masked as the log
+    masks (ID and phone numbers, a name after a word that announces one)."""
+    return {"receipt_id": "er_" + secrets.token_hex(12), "erased_at": iso_utc(now),
+            "operator_id": mask_free_text(operator_id), "reason": mask_free_text(reason),
+            "erased": counts, "window_kept": until is not None}
 
 
 def receipt(service: DecisionService, receipt_id: str) -> dict:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from schemas.request import canonical_request
 from service.adapters import decision_log, jsontext
-from service.adapters.review_store import ErasedWindows, open_case_in_index
+from service.adapters.review_store import ErasedWindows, drop_case_if_gone, open_case_in_index
 from service.adapters.rule_engine import policy_for
 from service.adapters.state_store import (
     COOLDOWN_UNTIL,
@@ -99,11 +99,14 @@ class DecisionService:
     # -- the unit of work ---------------------------------------------------------------------
     def run_locked(self, user_id: str, application_id: Optional[str],
                    step: Callable[[UserSnapshot, dt.datetime], tuple[T, Optional[CommitPlan]]],
-                   now: Optional[dt.datetime] = None) -> T:
+                   now: Optional[dt.datetime] = None,
+                   then: Optional[Callable[[T, UserSnapshot], None]] = None) -> T:
         """Take the user's lock (waiting for it), run `step`, commit its plan or write nothing.
 
         `now` fixes the time (a rebuild applies records at their own times); by default the
         clock is read at each attempt, so the holder's time is after the previous holder's.
+        `then` runs after the commit of a plan that keeps the lock, and releases it: work outside
+        the user's keys that the user's next request must find done.
         """
         fixed = now
         deadline = self.store.lock_wait_deadline()
@@ -118,15 +121,18 @@ class DecisionService:
                 raise StoreBusy("another request for this user is in progress; try again")  # no id: it may be personal data
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
-        committed = False
+        released = False
         try:
             result, plan = step(snapshot, now)
             if plan is not None:
                 self.store.commit(snapshot, plan)
-                committed = True
+                released = not plan.keep_lock
+                if then is not None and not released:
+                    released = True
+                    then(result, snapshot)
             return result
         finally:
-            if not committed:
+            if not released:
                 self.store.release(snapshot)
 
     # -- decide ---------------------------------------------------------------------------------
@@ -153,13 +159,23 @@ class DecisionService:
             plan = self.plan_decision(payload, decision, change, now, body, digest)
             plan.log = decision_log.encode_decision_record(payload, state, now, decision, body,
                                                           change, outcome.evaluated)
+            plan.keep_lock = decision["outcome"] == "review"   # its index entry is added under it
             shadow = (request, state, now) if self.arms and self.arms.shadow else None
             return DecideResult(decision, replayed=False, body=body, shadow_input=shadow), plan
 
-        result = self.run_locked(request["user_id"], request["application_id"], step)
-        if not result.replayed and result.decision["outcome"] == "review":
+        return self.run_locked(request["user_id"], request["application_id"], step,
+                               then=self._index_case)
+
+    def _index_case(self, result: DecideResult, snapshot: UserSnapshot) -> None:
+        """A new review case enters the pending index before the user's lock is released: an
+        erasure, which takes the same lock, then always finds the entry and drops it. (Added
+        after the lock, an erasure could run in between and the entry name an erased user.)"""
+        try:
             open_case_in_index(self.store, result.decision)
-        return result
+        finally:
+            held = self.store.release(snapshot)
+        if not held:   # the lock expired before the add: an erasure may have run meanwhile
+            drop_case_if_gone(self.store, result.decision)
 
     def _with_erased_window(self, snapshot: UserSnapshot,
                             now: dt.datetime) -> tuple[UserState, Optional[dt.datetime]]:

@@ -7,14 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.domain import privacy
 from service.entrypoints import logs
 
 
 def reference(text: str) -> str:
     """The three substitutions in turn, on every text (the masking before the pre-checks)."""
-    text = logs._ID_NUMBER.sub(r"\1********\2", text)
-    text = logs._OLD_ID_NUMBER.sub(r"\1******\2", text)
-    return logs._PHONE.sub(lambda m: (m[1] or "") + m[2] + "****" + m[3], text)
+    text = privacy.ID_NUMBER.sub(r"\1********\2", text)
+    text = privacy.OLD_ID_NUMBER.sub(r"\1******\2", text)
+    return privacy.PHONE.sub(lambda m: (m[1] or "") + m[2] + "****" + m[3], text)
 
 
 # ASCII, fullwidth and Arabic-Indic digits (\d is Unicode), the separators, X, letters, Chinese
