@@ -5,13 +5,12 @@ import shutil
 
 import jsonschema
 import pytest
-import yaml
 
 from service.domain.clock import FixedClock
 from service.entrypoints import logs
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
-from tests.conftest import NOW, RULES_DIR, embedded_service, payload
+from tests.conftest import KIT_E2_MIN_AGE_21, NOW, RULES_DIR, embedded_service, move_threshold, payload
 
 CLIENT_KEY, ADMIN_KEY = "client-key-123", "admin-key-456"
 
@@ -196,14 +195,11 @@ def test_live_responses_match_the_openapi_document(spec, policy):
 
 
 # -- rules reload ----------------------------------------------------------------------------------------
-def stricter_rules(tmp_path, min_age=21):
+def stricter_rules(tmp_path):
+    """E2's minimum age 18 -> 21, moved on purpose, with the kit's cases moved along."""
     rules = tmp_path / "rules"
-    # a threshold moved on purpose: the bundled kit would refuse it, so the copy has none
-    shutil.copytree(RULES_DIR, rules, ignore=shutil.ignore_patterns("tests"))
-    doc = yaml.safe_load((rules / "eligibility.yaml").read_text())
-    next(r for r in doc["rules"] if r["id"] == "E2")["params"]["min_age"] = min_age
-    (rules / "eligibility.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
-    return rules
+    shutil.copytree(RULES_DIR, rules)
+    return move_threshold(rules, "E2", "min_age", 21, kit=KIT_E2_MIN_AGE_21)
 
 
 def test_reload_switches_version_and_reports_the_sample(tmp_path, policy, service):
