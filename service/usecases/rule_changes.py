@@ -279,7 +279,7 @@ def record(service: DecisionService, event: str, admin: str, **fields: Any) -> d
     return entry
 
 
-def _record_done(service: DecisionService, event: str, admin: str, **fields: Any) -> dict:
+def record_done(service: DecisionService, event: str, admin: str, **fields: Any) -> dict:
     """The history entry of a change already made: if it cannot be written, the answer must
     not say that nothing was written."""
     try:
@@ -360,7 +360,7 @@ def start_shadow(service: DecisionService, version: str, admin: str) -> dict:
     prefix = _keys(service.store.prefix)["shadow"]
     service.store._do(lambda: service.store.client.delete(prefix + version))
     _set_control(service, shadow=version)
-    return _record_done(service, "shadow", admin, rules_version=version,
+    return record_done(service, "shadow", admin, rules_version=version,
                         previous_version=service.rules_version, kit=kit_result,
                         sample=_sample(service, policy))
 
@@ -370,7 +370,7 @@ def stop_shadow(service: DecisionService, admin: str) -> dict:
     taken = _take(service, ("shadow",))
     if taken is None:
         raise Conflict("no shadow is running: nothing to stop")
-    return _record_done(service, "shadow_stopped", admin, rules_version=taken[0],
+    return record_done(service, "shadow_stopped", admin, rules_version=taken[0],
                         previous_version=service.rules_version)
 
 
@@ -397,7 +397,7 @@ def start_challenger(service: DecisionService, version: str, share: float, admin
     live_version, live = live_book(service)
     kit_result = gate(book, kit, live, policy)
     _set_control(service, challenger=version, share=repr(share))
-    return _record_done(service, "challenger", admin, rules_version=version, share=share,
+    return record_done(service, "challenger", admin, rules_version=version, share=share,
                         previous_version=live_version or live.version, kit=kit_result,
                         sample=_sample(service, policy))
 
@@ -407,7 +407,7 @@ def stop_challenger(service: DecisionService, admin: str) -> dict:
     taken = _take(service, ("challenger", "share"))
     if taken is None:
         raise Conflict("no challenger is running: nothing to stop")
-    return _record_done(service, "challenger_stopped", admin, rules_version=taken[0],
+    return record_done(service, "challenger_stopped", admin, rules_version=taken[0],
                         previous_version=service.rules_version)
 
 
@@ -433,7 +433,7 @@ def promote(service: DecisionService, admin: str) -> dict:
     _publish_taken(service, version, previous, {"challenger": version, "share": taken[1]})
     service.use_policy(policy)
     # no active version yet: every worker ran the rules it started with, this one's among them
-    return _record_done(service, "promote", admin, rules_version=version,
+    return record_done(service, "promote", admin, rules_version=version,
                         previous_version=previous or live.version, kit=kit_result, sample=sample)
 
 

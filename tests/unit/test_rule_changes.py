@@ -248,6 +248,20 @@ def test_a_version_archived_without_its_kit_gains_it_once(tmp_path, service):
     assert set(archive.load_kit(book.version)) == {p.name for p in (RULES_DIR / "tests").glob("*.yaml")}
 
 
+def test_a_start_up_with_another_kit_starts_and_its_history_says_why(tmp_path, service):
+    """A start is not refused; the archived kit stays the version's kit."""
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    assert rule_changes.archive(service.store.client, "ld", rules)["rules_version"] == service.rules_version
+    (rules / "tests" / "time.yaml").write_text((rules / "tests" / "time.yaml").read_text() + "# edited\n")
+    rule_changes.record_start(service, None, rules)
+    (entry,) = rule_changes.history(service)
+    assert entry["event"] == "start-up" and entry["rules_version"] == service.rules_version
+    assert "archived with another policy test kit (files that differ: time.yaml)" in entry["kit"]["error"]
+    kit = RulesArchive(service.store.client, service.store.prefix).load_kit(service.rules_version)
+    assert kit["time.yaml"] == (RULES_DIR / "tests" / "time.yaml").read_bytes()
+
+
 def test_a_candidate_that_drops_a_live_product_is_refused_naming_it(tmp_path, service):
     """A kit-less version without `emergency` went live as challenger: every emergency decision was a 500."""
     smaller = without_product(tmp_path, "smaller", "emergency")
