@@ -17,6 +17,7 @@ from schemas.request import canonical_request
 from service.adapters import decision_log, jsontext
 from service.adapters.review_store import ErasedWindows, drop_case_if_gone, open_case_in_index
 from service.adapters.rule_engine import policy_for
+from service.adapters.rules_control import active_key
 from service.adapters.state_store import (
     COOLDOWN_UNTIL,
     COOLING_APP,
@@ -325,7 +326,7 @@ class DecisionService:
 
     # -- rules versions ---------------------------------------------------------------------------
     def _active_key(self) -> str:
-        return f"{self.store.prefix}:rules:active"
+        return active_key(self.store.prefix)
 
     def publish_active(self, version: str) -> None:
         """Make `version` the one every worker runs (it must be archived first)."""
