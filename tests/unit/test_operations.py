@@ -266,7 +266,7 @@ def test_reload_refuses_an_oversized_rules_file(tmp_path, service):
 
 
 def _bomb_in_the_kit(rules):
-    (rules / "tests").mkdir()
+    (rules / "tests").mkdir(exist_ok=True)   # the stricter rules carry the bundled kit
     shutil.copy(RULES_DIR / "tests" / "base.yaml", rules / "tests" / "base.yaml")
     (rules / "tests" / "zz.yaml").write_bytes(alias_bomb(8))
 
