@@ -38,7 +38,7 @@ from typing import Any, Mapping
 import durable_rules_engine
 from durable.engine import Host
 
-from service.adapters import jsontext
+from service.usecases import jsontext
 from service.domain.policy import Policy
 from service.domain.product_plan import compile_product
 from service.domain.rulebook import RuleBook

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.adapters import jsontext
+from service.usecases import jsontext
 
 
 def standard(value, sort_keys: bool = False) -> str:
