@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from typing import IO, Iterator, Mapping, Optional
 
 from service.domain.application import StoredApplication
+from service.domain.rulebook import RuleBook
 from service.domain.userstate import StateChange, UserState
 
 
 # -- errors ----------------------------------------------------------------------------------------
+Files = Mapping[str, bytes]   # file name -> content: a rules directory or a kit, as archived
+
+
 class StoreUnavailable(RuntimeError):
     """The store cannot be reached or did not answer in time: the request gets a 503.
 
@@ -242,4 +246,69 @@ class DecisionLog(abc.ABC):
         """Up to `limit` recent decision records (their JSON text), a few of each user."""
 
 
-Files = Mapping[str, bytes]
+# -- rules versions and rule changes ---------------------------------------------------------------
+class RulesArchive(abc.ABC):
+    """Every rules version that made a logged decision, by its hash, with the policy test kit it
+    was archived with (a version's kit is its own for good: KitConflict for another one)."""
+
+    @abc.abstractmethod
+    def save(self, book: RuleBook, kit: Optional[Files] = None) -> None: ...
+
+    @abc.abstractmethod
+    def save_kit(self, version: str, files: Files) -> None: ...
+
+    @abc.abstractmethod
+    def load(self, version: str) -> Optional[RuleBook]: ...
+
+    @abc.abstractmethod
+    def load_kit(self, version: str) -> dict[str, bytes]: ...
+
+
+class RuleSwitches(abc.ABC):
+    """What every worker follows: the active rules version, and the rule-change control
+    (shadow version, challenger version and share). Changes that must not race are conditional:
+    `take` ends a setting only if it still holds what was checked, `publish_if` publishes only
+    over the version read as active."""
+
+    @abc.abstractmethod
+    def read(self) -> tuple[Optional[str], dict[str, str]]:
+        """(the active version, the control), in one round trip."""
+
+    @abc.abstractmethod
+    def publish(self, version: str) -> None: ...
+
+    @abc.abstractmethod
+    def publish_if(self, version: str, replacing: Optional[str]) -> bool: ...
+
+    @abc.abstractmethod
+    def set_control(self, changes: Mapping[str, Optional[str]]) -> dict[str, str]:
+        """Set (None: remove) control fields together; the control after."""
+
+    @abc.abstractmethod
+    def take(self, fields: tuple[str, ...], holding: str = "") -> Optional[list[Optional[str]]]:
+        """Remove `fields` if the first is set (to `holding`, when given): what they held, or
+        None when nothing was taken."""
+
+    @abc.abstractmethod
+    def put_back(self, values: Mapping[str, Optional[str]]) -> bool:
+        """Restore what `take` took, unless its first field was set again since (False)."""
+
+
+class RuleChangeLog(abc.ABC):
+    """The history of activations, and the shadow's counts per version (added up by every worker)."""
+
+    @abc.abstractmethod
+    def append(self, entry: dict, keep: int) -> None: ...
+
+    @abc.abstractmethod
+    def entries(self) -> list[dict]: ...
+
+    @abc.abstractmethod
+    def add_counts(self, batch: Mapping[str, Mapping[str, int]]) -> None:
+        """Add each version's counts, all in one step."""
+
+    @abc.abstractmethod
+    def counts(self, version: str) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def reset_counts(self, version: str) -> None: ...
