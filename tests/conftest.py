@@ -5,8 +5,10 @@ import datetime as dt
 import itertools
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
 import pytest
+import yaml
 
 from schemas.request import DecideRequestSchema
 from service.adapters.rule_engine import policy_for
@@ -77,6 +79,29 @@ def payload(product: str = "weilidai", amount=None, drop: tuple[str, ...] = (), 
     for name in drop:
         doc["applicant"].pop(name)
     return doc
+
+
+# Kit edits that move the bundled kit's cases along with a moved threshold (move_threshold):
+# E2's minimum age 18 -> 21 (the boundary cases, and the students aged 20 other cases use),
+# and E10's minimum health score 60 -> 70.
+KIT_E2_MIN_AGE_21 = {"{age: 18}": "{age: 21}", "{age: 17}": "{age: 20}",
+                     "{age: 20, groups": "{age: 21, groups"}
+KIT_E10_MIN_HEALTH_70 = {"health_score: 60}": "health_score: 70}", "health_score: 59}": "health_score: 69}"}
+
+
+def move_threshold(rules: Path, rule_id: str, param: str, value: Any, file: str = "eligibility.yaml",
+                   kit: Mapping[str, str] = {}) -> Path:
+    """Move one threshold of a rules directory in place, and the kit's cases with it (`kit`:
+    text in the kit's files -> its replacement): what goes live must pass its own kit."""
+    doc = yaml.safe_load((rules / file).read_text())
+    next(r for r in doc["rules"] if r["id"] == rule_id)["params"][param] = value
+    (rules / file).write_text(yaml.safe_dump(doc, allow_unicode=True))
+    for path in (rules / "tests").glob("*.yaml"):
+        text = path.read_text()
+        for old, new in kit.items():
+            text = text.replace(old, new)
+        path.write_text(text)
+    return rules
 
 
 @pytest.fixture(scope="session")

@@ -415,7 +415,8 @@ def rules() -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def rules_archive(directory: str) -> None:
     """Validate DIRECTORY, run its own kit (reported, not refused), store it as a version in
-    the Redis that REDIS_URL names, and print the version."""
+    the Redis that REDIS_URL names, and print the version. The kit is part of the version: the
+    same rules archived again with another kit (or none) are refused."""
     from service.adapters import redis_connection
     from service.domain import policy_kit, rulebook
     from service.usecases import rule_changes
@@ -431,7 +432,11 @@ def rules_archive(directory: str) -> None:
     kit = result["kit"]
     for failure in kit["failures"]:
         click.echo(failure, err=True)
-    click.echo(f"kit: {kit['passed']}/{kit['cases']} cases pass", err=True)
+    if not kit["cases"]:
+        click.echo("kit: no case (DIRECTORY/tests/*.yaml): this version may shadow, never go live",
+                   err=True)
+    else:
+        click.echo(f"kit: {kit['passed']}/{kit['cases']} cases pass", err=True)
     click.echo(result["rules_version"])
 
 

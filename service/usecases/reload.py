@@ -1,11 +1,12 @@
 """Rules reload without restart.
 
 An operator changes the mounted rules directory and calls POST /admin/rules/reload. The new
-directory is loaded and validated (a bad one is refused; the old rules stay live), a sample of
-recent logged decisions is replayed under it (how many would change), then the new version is
-archived and published as the active one in Redis. Every worker checks the active version at
-most once a second and switches; a worker forked later checks at start, so none comes back on
-the old rules.
+directory is loaded and validated (a bad one is refused and the old rules stay live, as is one
+that drops a product the live rules decide, or whose own policy test kit is empty or fails), a
+sample of recent logged decisions is replayed under it (how many would change), then the new
+version is archived with its kit and published as the active one in Redis. Every worker
+checks the active version at most once a second and switches; a worker forked later checks at
+start, so none comes back on the old rules.
 """
 from __future__ import annotations
 
@@ -53,11 +54,12 @@ def reload_rules(service: DecisionService, rules_dir: Path, sample_size: int = 2
         candidate = policy_for(book)
     except EngineError as exc:
         raise rulebook.RulesError(f"{rules_dir}: {exc}") from exc
-    # what goes live passes its own policy test kit (rules_dir/tests), else nothing changes
+    # what goes live decides every live product and passes its own policy test kit
+    # (rules_dir/tests), else nothing changes
     from service.usecases import policy_tests, rule_changes
 
     kit_files = policy_tests.kit_files(rules_dir)
-    kit = rule_changes.gate(book, kit_files, candidate)
+    kit = rule_changes.gate(book, kit_files, rule_changes.live_book(service)[1], candidate)
     lines = ((n, text) for n, text in enumerate(recent_decisions(service, sample_size), 1))
     summary = replay.replay(lines, _Fixed(candidate), skip_bad=True)
     previous = service.rules_version
@@ -68,8 +70,8 @@ def reload_rules(service: DecisionService, rules_dir: Path, sample_size: int = 2
               "kit": kit}
     if not dry_run:
         archive = RulesArchive(service.store.client, service.store.prefix)
-        service.store._do(lambda: archive.save(book))
-        service.store._do(lambda: archive.save_kit(book.version, kit_files))
+        # KitConflict: these rules were archived with another kit, which stays theirs
+        service.store._do(lambda: archive.save(book, kit_files))
         service.publish_active(book.version)
         service.use_policy(candidate)
     return result

@@ -5,9 +5,8 @@ import signal
 import time
 
 import pytest
-import yaml
 
-from tests.conftest import RULES_DIR, payload
+from tests.conftest import KIT_E10_MIN_HEALTH_70, RULES_DIR, move_threshold, payload
 from tests.e2e.conftest import http
 
 pytestmark = pytest.mark.e2e
@@ -39,15 +38,13 @@ def worker_pids(master_pid):
 
 def test_reload_reaches_every_worker_and_respawns(live_server, real_redis_url, tmp_path):
     rules = tmp_path / "rules"
-    # a threshold moved on purpose: the bundled kit would refuse it, so the copy has none
-    shutil.copytree(RULES_DIR, rules, ignore=shutil.ignore_patterns("tests"))
+    shutil.copytree(RULES_DIR, rules)
     server = live_server("--workers", "3", env={"REDIS_URL": real_redis_url, "RULES_DIR": str(rules),
                                                 "ADMIN_API_KEY": "ops-secret"})
     (old,) = versions_seen(server.url)
 
-    doc = yaml.safe_load((rules / "eligibility.yaml").read_text())
-    next(r for r in doc["rules"] if r["id"] == "E10")["params"]["min_health_score"] = 70
-    (rules / "eligibility.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    # a threshold moved on purpose, and the kit's cases with it (what goes live passes its kit)
+    move_threshold(rules, "E10", "min_health_score", 70, kit=KIT_E10_MIN_HEALTH_70)
     status, result, _ = http("POST", server.url + "/admin/rules/reload", {}, ADMIN)
     assert status == 200 and result["previous_version"] == old
     new = result["rules_version"]

@@ -106,6 +106,16 @@ def test_rule_change_workflow(live_server, real_redis_url, tmp_path):
     assert shadow["transitions"] == summary["transitions"] == {"approved->rejected": 34}
     assert shadow["rules"] == summary["rules"]
     assert http("DELETE", server.url + "/admin/rules/shadow", headers=ADMIN)[0] == 200
+    assert http("DELETE", server.url + "/admin/rules/shadow", headers=ADMIN)[0] == 409   # none runs
+
+    # a version archived without a kit may shadow, never go live
+    kitless = tmp_path / "kitless"
+    shutil.copytree(good_dir, kitless, ignore=shutil.ignore_patterns("tests"))
+    (kitless / "products.yaml").write_text((kitless / "products.yaml").read_text() + "\n# no kit\n")
+    bare, report = archive(kitless, real_redis_url)
+    assert "kit: no case" in report
+    status, body, _ = http("POST", server.url + "/admin/rules/challenger", {"rules_version": bare, "share": 1}, ADMIN)
+    assert status == 422 and "no policy test kit" in body["error"]["message"]
 
     # challenger: a stable half of the users, each decision naming its arm and version
     status, body, _ = http("POST", server.url + "/admin/rules/challenger",

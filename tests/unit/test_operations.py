@@ -5,13 +5,20 @@ import shutil
 
 import jsonschema
 import pytest
-import yaml
 
 from service.domain.clock import FixedClock
 from service.entrypoints import logs
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
-from tests.conftest import NOW, RULES_DIR, alias_bomb, embedded_service, payload
+from tests.conftest import (
+    KIT_E2_MIN_AGE_21,
+    NOW,
+    RULES_DIR,
+    alias_bomb,
+    embedded_service,
+    move_threshold,
+    payload,
+)
 
 CLIENT_KEY, ADMIN_KEY = "client-key-123", "admin-key-456"
 
@@ -196,14 +203,11 @@ def test_live_responses_match_the_openapi_document(spec, policy):
 
 
 # -- rules reload ----------------------------------------------------------------------------------------
-def stricter_rules(tmp_path, min_age=21):
+def stricter_rules(tmp_path):
+    """E2's minimum age 18 -> 21, moved on purpose, with the kit's cases moved along."""
     rules = tmp_path / "rules"
-    # a threshold moved on purpose: the bundled kit would refuse it, so the copy has none
-    shutil.copytree(RULES_DIR, rules, ignore=shutil.ignore_patterns("tests"))
-    doc = yaml.safe_load((rules / "eligibility.yaml").read_text())
-    next(r for r in doc["rules"] if r["id"] == "E2")["params"]["min_age"] = min_age
-    (rules / "eligibility.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
-    return rules
+    shutil.copytree(RULES_DIR, rules)
+    return move_threshold(rules, "E2", "min_age", 21, kit=KIT_E2_MIN_AGE_21)
 
 
 def test_reload_switches_version_and_reports_the_sample(tmp_path, policy, service):
@@ -282,6 +286,7 @@ def test_a_dry_run_reload_of_a_hostile_rules_directory_answers_422(tmp_path, ser
     response = c.post("/admin/rules/reload?dry_run=1", headers={"X-Admin-Key": ADMIN_KEY})
     assert response.status_code == 422 and named in response.get_json()["error"]["message"]
     assert c.post("/decide", json=body()).get_json()["rules_version"] == old
+
 
 def test_reload_names_what_durable_rules_itself_refuses(tmp_path, service, monkeypatch):
     """A limit the loader does not know yet still ends in 422, not a 500."""

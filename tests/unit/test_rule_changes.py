@@ -64,6 +64,8 @@ def test_a_reload_that_passes_is_recorded_with_its_kit_and_sample(tmp_path, serv
     ("post", "/admin/rules/shadow", {"rules_version": "v1"}, "rules_version"),
     ("post", "/admin/rules/challenger", {"rules_version": "sha256:" + "0" * 64, "share": 1.5}, "share"),
     ("post", "/admin/rules/challenger", {"rules_version": "sha256:" + "0" * 64, "share": True}, "share"),
+    # `$` matches before a final newline: a version with one was taken, then looked up as unknown
+    ("post", "/admin/rules/shadow", {"rules_version": "sha256:" + "0" * 64 + "\n"}, "rules_version"),
 ])
 def test_bad_admin_bodies_are_400_naming_the_field(service, method, path, body, field):
     response = getattr(app_for(service), method)(path, json=body, headers=ADMIN)
@@ -130,7 +132,8 @@ def test_a_shadow_adds_no_round_trip_to_the_decision_and_counts_after_it(tmp_pat
     assert counting.trips == 1                       # the counts go in one pipeline
     report = c.get("/admin/shadow", headers=ADMIN).get_json()
     assert report == {"rules_version": candidate.version, "evaluated": 1, "identical": 0, "changed": 1,
-                      "transitions": {"approved->rejected": 1}, "rules": {"E2.age": 1}}
+                      "failed": 0, "failures": {}, "transitions": {"approved->rejected": 1},
+                      "rules": {"E2.age": 1}}
 
     answer = c.post("/decide", json=dict(payload(age=20), user_id="c", application_id="c"))
     assert answer.get_json()["outcome"] == "approved"   # the live answer never changes
@@ -167,3 +170,225 @@ def test_promote_through_a_worker_that_has_not_synced_the_challenger(tmp_path, p
     promoted = app_for(second).post("/admin/rules/promote", headers=ADMIN)
     assert promoted.status_code == 200, promoted.get_json()
     assert promoted.get_json()["rules_version"] == version
+
+
+# -- what goes live has a kit of its own, and decides every product the live rules decide -------
+def without_kit(tmp_path, name):
+    rules = tmp_path / name
+    shutil.copytree(RULES_DIR, rules, ignore=shutil.ignore_patterns("tests"))
+    (rules / "products.yaml").write_text((rules / "products.yaml").read_text() + f"\n# {name}\n")
+    return rules
+
+
+def without_product(tmp_path, name, product):
+    """The bundled rules without one product, its cases taken out of the kit (which passes)."""
+    rules = tmp_path / name
+    shutil.copytree(RULES_DIR, rules)
+    doc = yaml.safe_load((rules / "products.yaml").read_text())
+    del doc["products"][product]
+    (rules / "products.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    for path in (rules / "tests").glob("*.yaml"):
+        kit = yaml.safe_load(path.read_text())
+        if "cases" in kit:
+            kit["cases"] = [c for c in kit["cases"] if c.get("product") != product]
+            path.write_text(yaml.safe_dump(kit, allow_unicode=True))
+    return rules
+
+
+def test_an_empty_kit_fails_the_gate_of_what_goes_live(tmp_path, service):
+    """A directory with no tests/ archived with "kit: 0/0 cases pass" and went live."""
+    kitless = without_kit(tmp_path, "kitless")
+    c = app_for(service, kitless)
+    old = c.get("/readyz").get_json()["rules_version"]
+    reload = c.post("/admin/rules/reload", headers=ADMIN)
+    assert reload.status_code == 422 and "no policy test kit" in reload.get_json()["error"]["message"]
+    version = rule_changes.archive(service.store.client, "ld", kitless)["rules_version"]
+    challenger = c.post("/admin/rules/challenger", json={"rules_version": version, "share": 1},
+                        headers=ADMIN)
+    assert challenger.status_code == 422 and "no policy test kit" in challenger.get_json()["error"]["message"]
+    shadow = c.post("/admin/rules/shadow", json={"rules_version": version}, headers=ADMIN)
+    assert shadow.status_code == 200 and shadow.get_json()["kit"]["cases"] == 0   # a shadow is not gated
+    assert c.post("/decide", json=payload()).get_json()["rules_version"] == old
+    assert [e["event"] for e in c.get("/admin/rules/history", headers=ADMIN).get_json()["history"]] == ["shadow"]
+
+
+def test_the_kit_a_version_was_archived_with_cannot_be_replaced(tmp_path, service):
+    """A refused version's rules archived again without tests/ replaced its kit and went live."""
+    refused = moved(tmp_path, "refused", 19)
+    version = rule_changes.archive(service.store.client, "ld", refused)["rules_version"]
+    assert rule_changes.archive(service.store.client, "ld", refused)["rules_version"] == version  # same kit: fine
+    shutil.rmtree(refused / "tests")
+    with pytest.raises(rulebook.RulesError, match="archived with another policy test kit"):
+        rule_changes.archive(service.store.client, "ld", refused)
+    shutil.copytree(RULES_DIR / "tests", refused / "tests")
+    (refused / "tests" / "eligibility.yaml").write_text(
+        (refused / "tests" / "eligibility.yaml").read_text().replace("{age: 18}", "{age: 19}"))
+    with pytest.raises(rulebook.RulesError, match="archived with another policy test kit"):
+        rule_changes.archive(service.store.client, "ld", refused)
+    c = app_for(service, refused)   # the same rules with the kit that would pass, as a reload
+    reload = c.post("/admin/rules/reload", headers=ADMIN)
+    assert reload.status_code == 422 and "archived with another policy test kit" in reload.get_json()["error"]["message"]
+    challenger = c.post("/admin/rules/challenger", json={"rules_version": version, "share": 1}, headers=ADMIN)
+    assert challenger.status_code == 422 and "E2 age 18 is accepted" in challenger.get_json()["error"]["message"]
+    assert c.get("/admin/rules/history", headers=ADMIN).get_json() == {"history": []}
+
+
+def test_a_version_archived_without_its_kit_gains_it_once(tmp_path, service):
+    """The start-up archive stores the rules alone; the kit comes next, once."""
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    book = rulebook.load(rules)
+    archive = RulesArchive(service.store.client, service.store.prefix)
+    archive.save(book)
+    assert archive.load_kit(book.version) == {}
+    assert rule_changes.archive(service.store.client, "ld", rules)["kit"]["ok"] is True
+    shutil.rmtree(rules / "tests")
+    with pytest.raises(rulebook.RulesError, match="archived with another policy test kit"):
+        rule_changes.archive(service.store.client, "ld", rules)
+    assert set(archive.load_kit(book.version)) == {p.name for p in (RULES_DIR / "tests").glob("*.yaml")}
+
+
+def test_a_start_up_with_another_kit_starts_and_its_history_says_why(tmp_path, service):
+    """A start is not refused; the archived kit stays the version's kit."""
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    assert rule_changes.archive(service.store.client, "ld", rules)["rules_version"] == service.rules_version
+    (rules / "tests" / "time.yaml").write_text((rules / "tests" / "time.yaml").read_text() + "# edited\n")
+    rule_changes.record_start(service, None, rules)
+    (entry,) = rule_changes.history(service)
+    assert entry["event"] == "start-up" and entry["rules_version"] == service.rules_version
+    assert "archived with another policy test kit (files that differ: time.yaml)" in entry["kit"]["error"]
+    kit = RulesArchive(service.store.client, service.store.prefix).load_kit(service.rules_version)
+    assert kit["time.yaml"] == (RULES_DIR / "tests" / "time.yaml").read_bytes()
+
+
+def test_a_candidate_that_drops_a_live_product_is_refused_naming_it(tmp_path, service):
+    """A kit-less version without `emergency` went live as challenger: every emergency decision was a 500."""
+    smaller = without_product(tmp_path, "smaller", "emergency")
+    c = app_for(service, smaller)
+    old = c.get("/readyz").get_json()["rules_version"]
+    reload = c.post("/admin/rules/reload", headers=ADMIN)
+    assert reload.status_code == 422 and "emergency" in reload.get_json()["error"]["message"]
+    version = rule_changes.archive(service.store.client, "ld", smaller)["rules_version"]
+    assert rule_changes.archive(service.store.client, "ld", smaller)["kit"]["ok"] is True
+    challenger = c.post("/admin/rules/challenger", json={"rules_version": version, "share": 1}, headers=ADMIN)
+    assert challenger.status_code == 422 and "emergency" in challenger.get_json()["error"]["message"]
+    # a challenger set before the live rules decided the product (here: written directly) is not promoted
+    rule_changes._set_control(service, challenger=version, share="1.0")
+    promote = c.post("/admin/rules/promote", headers=ADMIN)
+    assert promote.status_code == 422 and "emergency" in promote.get_json()["error"]["message"]
+    stopped = c.delete("/admin/rules/challenger", headers=ADMIN)   # the refused promote left it set
+    assert stopped.status_code == 200 and stopped.get_json()["rules_version"] == version
+    assert c.post("/decide", json=payload("emergency")).get_json()["rules_version"] == old
+
+
+def test_a_shadow_that_raises_counts_its_failures(tmp_path, service):
+    """A shadow that raised on half the traffic reported `evaluated 10, identical 10`."""
+    c = app_for(service)
+    version = rule_changes.archive(service.store.client, "ld",
+                                   without_product(tmp_path, "smaller", "emergency"))["rules_version"]
+    assert c.post("/admin/rules/shadow", json={"rules_version": version}, headers=ADMIN).status_code == 200
+    for i in range(20):
+        answer = c.post("/decide", json=dict(payload("emergency" if i % 2 else "weilidai"),
+                                             user_id=f"s-{i}", application_id=f"s-{i}"))
+        assert answer.status_code == 200
+        answer.close()                                   # the shadow runs once the response is done
+    report = c.get("/admin/shadow", headers=ADMIN).get_json()
+    assert report == {"rules_version": version, "evaluated": 20, "identical": 10, "changed": 0,
+                      "failed": 10, "failures": {"KeyError": 10}, "transitions": {}, "rules": {}}
+
+
+@pytest.mark.parametrize("arm", ["shadow", "challenger"])
+def test_stopping_what_does_not_run_is_409_and_writes_no_history(service, arm):
+    c = app_for(service)
+    response = c.delete(f"/admin/rules/{arm}", headers=ADMIN)
+    assert response.status_code == 409 and f"no {arm} is running" in response.get_json()["error"]["message"]
+    assert c.get("/admin/rules/history", headers=ADMIN).get_json() == {"history": []}
+
+
+# -- a promote publishes only the challenger it gated, over the version it read as live ----------
+def archived(tmp_path, service, name):
+    rules = tmp_path / name
+    shutil.copytree(RULES_DIR, rules)
+    (rules / "products.yaml").write_text((rules / "products.yaml").read_text() + f"\n# {name}\n")
+    return rule_changes.archive(service.store.client, "ld", rules)["rules_version"]
+
+
+def running_challenger(tmp_path, service):
+    """(client, live version, challenger version): a challenger started over a published version."""
+    c = app_for(service)
+    live = service.rules_version
+    service.publish_active(live)
+    version = archived(tmp_path, service, "next")
+    started = c.post("/admin/rules/challenger", json={"rules_version": version, "share": 0.5}, headers=ADMIN)
+    assert started.status_code == 200, started.get_json()
+    return c, live, version
+
+
+def during_gate(monkeypatch, action):
+    """Run `action` once a promote's gate has passed: a call that reaches another worker meanwhile."""
+    real = rule_changes.gate
+
+    def gate_then_act(*args, **kwargs):
+        result = real(*args, **kwargs)
+        action()
+        return result
+    monkeypatch.setattr(rule_changes, "gate", gate_then_act)
+
+
+def state_of(service) -> tuple:
+    client = service.store.client
+    events = [e["event"] for e in rule_changes.history(service)]
+    return client.get("ld:rules:active").decode(), client.hget("ld:rulechange:control", "challenger"), events
+
+
+def test_a_promote_whose_challenger_is_replaced_while_it_gates_promotes_nothing(tmp_path, service, monkeypatch):
+    c, live, version = running_challenger(tmp_path, service)
+    other = archived(tmp_path, service, "other")
+    during_gate(monkeypatch, lambda: rule_changes._set_control(service, challenger=other, share="0.5"))
+    promote = c.post("/admin/rules/promote", headers=ADMIN)
+    assert promote.status_code == 409 and "nothing was promoted" in promote.get_json()["error"]["message"]
+    assert state_of(service) == (live, other.encode(), ["challenger"])
+
+
+def test_a_promote_over_a_live_version_that_changed_puts_the_challenger_back(tmp_path, service, monkeypatch):
+    c, live, version = running_challenger(tmp_path, service)
+    reloaded = archived(tmp_path, service, "reloaded")
+    during_gate(monkeypatch, lambda: service.publish_active(reloaded))
+    promote = c.post("/admin/rules/promote", headers=ADMIN)
+    assert promote.status_code == 409 and "the challenger runs on" in promote.get_json()["error"]["message"]
+    assert state_of(service) == (reloaded, version.encode(), ["challenger"])
+
+
+@pytest.mark.parametrize("error,code,challenger_after", [
+    (redis.exceptions.OutOfMemoryError("OOM command not allowed"), "store_unavailable", True),
+    (redis.TimeoutError("Timeout reading from socket"), "outcome_unknown", False)])
+def test_a_promote_whose_publish_fails_says_what_it_did(tmp_path, service, monkeypatch, error, code,
+                                                        challenger_after):
+    """Refused: nothing was written (the challenger is put back). No answer: it may have run."""
+    from service.adapters.rules_control import RulesControl
+
+    c, live, version = running_challenger(tmp_path, service)
+
+    def fail(self, *args):
+        raise error
+    monkeypatch.setattr(RulesControl, "publish_if", fail)
+    promote = c.post("/admin/rules/promote", headers=ADMIN)
+    assert promote.status_code == 503 and promote.get_json()["error"]["code"] == code
+    assert state_of(service) == (live, version.encode() if challenger_after else None, ["challenger"])
+
+
+def test_a_stop_redis_does_not_answer_may_have_stopped(tmp_path, service, monkeypatch):
+    """A second try would find nothing to stop: the first answer must not say nothing changed."""
+    from service.adapters.rules_control import RulesControl
+
+    c, live, version = running_challenger(tmp_path, service)
+    real = RulesControl.take
+
+    def take_then_lose_the_answer(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise redis.TimeoutError("Timeout reading from socket")
+    monkeypatch.setattr(RulesControl, "take", take_then_lose_the_answer)
+    stop = c.delete("/admin/rules/challenger", headers=ADMIN)
+    assert stop.status_code == 503 and stop.get_json()["error"]["code"] == "outcome_unknown"
+    assert state_of(service) == (live, None, ["challenger"])

@@ -46,7 +46,7 @@ def reload_rules() -> Response:
     metrics.RULES_RELOADS.labels("dry_run" if dry_run else "applied").inc()
     if not dry_run:
         from service.entrypoints.http.rule_changes import admin_identity, changes
-        changes.record(decision_service(), "reload", admin_identity(), **result)
+        changes.record_done(decision_service(), "reload", admin_identity(), **result)
     log.warning("rules reload", extra={"fields": {k: v for k, v in result.items() if k != "sample"}
                                        | {"sample_changed": result["sample"]["changed"]}})
     return jsonify(result)

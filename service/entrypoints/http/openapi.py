@@ -157,11 +157,11 @@ def _rule_change_paths(spec) -> None:
     body = {"required": True, "content": obj}
     for path, method, summary, codes, has_body in [
             ("/admin/rules/shadow", "post", "Evaluate an archived version beside every live decision", (400, 404, 422, 503), True),
-            ("/admin/rules/shadow", "delete", "Stop the shadow", (503,), False),
-            ("/admin/shadow", "get", "The shadow's counts", (404, 503), False),
+            ("/admin/rules/shadow", "delete", "Stop the shadow (409: none runs)", (409, 503), False),
+            ("/admin/shadow", "get", "The shadow's counts (evaluated = identical + changed + failed)", (404, 503), False),
             ("/admin/rules/challenger", "post", "Send a share of users to an archived version (kit-gated)", (400, 404, 422, 503), True),
-            ("/admin/rules/challenger", "delete", "End the challenger", (503,), False),
-            ("/admin/rules/promote", "post", "Make the challenger live (kit-gated)", (404, 422, 503), False),
+            ("/admin/rules/challenger", "delete", "End the challenger (409: none runs)", (409, 503), False),
+            ("/admin/rules/promote", "post", "Make the challenger live (kit-gated; 409: a racing call won)", (404, 409, 422, 503), False),
             ("/admin/rules/history", "get", "Every activation: who, when, versions, kit, sample", (503,), False)]:
         keys = {"401": {"description": "The X-Admin-Key is wrong", "content": _json("Error")},
                 "403": {"description": "Admin endpoints are off or no X-Admin-Key was sent",

@@ -2,7 +2,9 @@
 
 No endpoint takes a filesystem path: a candidate is archived first (`loan-decide rules archive
 DIR`) and named here by its version. A challenger or promote whose rules fail their own policy
-test kit is refused (422, the old rules stay live); a shadow is not gated, it changes no answer.
+test kit (or have none, or cannot decide a product the live rules decide) is refused (422,
+the old rules stay live); a shadow is not gated, it changes no answer. Stopping what does not
+run, or losing a race to another stop or promote of the same challenger, is a 409 (Conflict).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from service.usecases import rule_changes as changes
 log = logging.getLogger("loan_decide.api")
 bp = Blueprint("rule_changes", __name__, url_prefix="/admin")
 bp.before_request(admin.require_admin)
-_VERSION = re.compile(r"^sha256:[0-9a-f]{64}$")
+_VERSION = re.compile(r"sha256:[0-9a-f]{64}")   # whole string: `$` would take a final newline
 
 
 def admin_identity() -> str:
@@ -32,7 +34,7 @@ def admin_identity() -> str:
 
 def _version(body: dict) -> str:
     version = body.get("rules_version")
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ApiError(400, "invalid_request", "rules_version must be an archived version "
                        "('sha256:' and 64 hex digits).", {"rules_version": ["Not a rules version."]})
     return version
