@@ -26,6 +26,7 @@ from service.domain.clock import Clock, SystemClock
 from service.domain.decision import iso_utc
 from service.domain.userstate import UserState
 from service.usecases import ports
+from service.usecases.errors import KitConflict
 from service.usecases.log_records import encode
 from service.usecases.ports import StoreBusy, UserSnapshot, UserWrite, Windows
 
@@ -362,3 +363,121 @@ class MemoryDecisionLog(ports.DecisionLog):
                     found += 1
                     if found >= limit:
                         return
+
+
+class MemoryRulesArchive(ports.RulesArchive):
+    """Rules versions by hash, each with the kit it was first archived with."""
+
+    def __init__(self, data: MemoryData, load_files):
+        self.data, self.load_files = data, load_files
+        self.files: dict[str, dict[str, bytes]] = {}
+        self.kits: dict[str, dict[str, bytes]] = {}
+
+    def save(self, book, kit=None) -> None:
+        if kit is not None:
+            self.save_kit(book.version, kit)
+        with self.data.mutex:
+            self.files.setdefault(book.version, dict(book.files))
+
+    def save_kit(self, version: str, files) -> None:
+        with self.data.mutex:
+            stored = self.kits.setdefault(version, dict(files))
+        if stored != dict(files):
+            raise KitConflict.between(version, stored, files)
+
+    def load(self, version: str):
+        with self.data.mutex:
+            files = self.files.get(version)
+        return self.load_files(files, f"<archive {version[:15]}>") if files else None
+
+    def load_kit(self, version: str) -> dict[str, bytes]:
+        with self.data.mutex:
+            return dict(self.kits.get(version, {}))
+
+
+class MemoryRuleSwitches(ports.RuleSwitches):
+    def __init__(self, data: MemoryData):
+        self.data = data
+        self.active: Optional[str] = None
+        self.control: dict[str, str] = {}
+
+    def read(self) -> tuple[Optional[str], dict[str, str]]:
+        with self.data.mutex:
+            return self.active, dict(self.control)
+
+    def publish(self, version: str) -> None:
+        with self.data.mutex:
+            self.active = version
+
+    def publish_if(self, version: str, replacing: Optional[str]) -> bool:
+        with self.data.mutex:
+            if self.active == version:
+                return True
+            if self.active != replacing:
+                return False
+            self.active = version
+            return True
+
+    def set_control(self, changes) -> dict[str, str]:
+        with self.data.mutex:
+            for name, value in changes.items():
+                if value is None:
+                    self.control.pop(name, None)
+                else:
+                    self.control[name] = value
+            return dict(self.control)
+
+    def take(self, fields: tuple[str, ...], holding: str = ""):
+        with self.data.mutex:
+            first = self.control.get(fields[0])
+            if first is None or (holding and first != holding):
+                return None
+            return [self.control.pop(name, None) for name in fields]
+
+    def put_back(self, values) -> bool:
+        with self.data.mutex:
+            names = [n for n, v in values.items() if v is not None]
+            if not names or names[0] in self.control:
+                return False
+            self.control.update({n: values[n] for n in names})
+            return True
+
+
+class MemoryRuleChangeLog(ports.RuleChangeLog):
+    def __init__(self, data: MemoryData):
+        self.data = data
+        self.history: list[dict] = []
+        self.shadow: dict[str, dict[str, int]] = {}
+
+    def append(self, entry: dict, keep: int) -> None:
+        with self.data.mutex:
+            self.history = (self.history + [json.loads(json.dumps(entry, default=str))])[-keep:]
+
+    def entries(self) -> list[dict]:
+        with self.data.mutex:
+            return list(self.history)
+
+    def add_counts(self, batch) -> None:
+        with self.data.mutex:
+            for version, counts in batch.items():
+                mine = self.shadow.setdefault(version, {})
+                for name, n in counts.items():
+                    mine[name] = mine.get(name, 0) + n
+
+    def counts(self, version: str) -> dict[str, int]:
+        with self.data.mutex:
+            return dict(self.shadow.get(version, {}))
+
+    def reset_counts(self, version: str) -> None:
+        with self.data.mutex:
+            self.shadow.pop(version, None)
+
+
+def memory_stores(clock: Optional[Clock] = None, *, load_files=None, lock_ttl_ms: int = 5000,
+                  lock_wait_s: float = 5.0, retention_days: int = 400) -> ports.Stores:
+    """Every port on one process's memory, with `clock` for lock expiry and TTLs."""
+    data = MemoryData(clock, lock_ttl_ms=lock_ttl_ms, retention_days=retention_days)
+    return ports.Stores(users=MemoryUserStore(data, lock_wait_s), queue=MemoryReviewQueue(data),
+                        erased=MemoryErasedWindows(data), receipts=MemoryReceipts(data),
+                        log=MemoryDecisionLog(data), archive=MemoryRulesArchive(data, load_files),
+                        switches=MemoryRuleSwitches(data), changes=MemoryRuleChangeLog(data))

@@ -40,7 +40,7 @@ from durable.engine import Host
 
 from service.usecases import jsontext
 from service.domain.policy import Policy
-from service.domain.product_plan import compile_product
+from service.domain.product_plan import EvaluationError, compile_product
 from service.domain.rulebook import RuleBook
 
 _SENTINEL = "sentinel"
@@ -50,7 +50,7 @@ _ACTION_NAME = re.compile(r'\{"(r[0-9]+|sentinel)":')
 _ENGINE_LOCK = threading.Lock()
 
 
-class EngineError(RuntimeError):
+class EngineError(EvaluationError):
     """durable_rules failed while evaluating; the decision must not be made."""
 
 

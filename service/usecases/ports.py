@@ -312,3 +312,17 @@ class RuleChangeLog(abc.ABC):
 
     @abc.abstractmethod
     def reset_counts(self, version: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Stores:
+    """One adapter of every port, over one store (a Redis, or one process's memory)."""
+
+    users: UserStore
+    queue: ReviewQueue
+    erased: ErasedWindows
+    receipts: Receipts
+    log: DecisionLog
+    archive: RulesArchive
+    switches: RuleSwitches
+    changes: RuleChangeLog
