@@ -95,6 +95,15 @@ def gate(kits: Kits, book: rulebook.RuleBook, kit: Files, live: rulebook.RuleBoo
     return result.to_dict()
 
 
+def archive_version(kits: Kits, archive: RulesArchive, book: rulebook.RuleBook,
+                    kit_files: Files) -> dict:
+    """Store rules and kit as a version; the kit is run (reported, not refused). Needs no live
+    rules: archiving must not publish anything (`loan-decide rules archive`)."""
+    result = kits.run_files(book, kit_files)
+    archive.save(book, kit_files)
+    return {"rules_version": book.version, "kit": result.to_dict()}
+
+
 class _Fixed(replay.PolicySource):
     """Every record under one policy (a sample replayed under a candidate)."""
 
@@ -174,13 +183,7 @@ class RuleChanges:
         self.record("start-up", "service", rules_version=self.rules.version,
                     previous_version=previous, kit=kit)
 
-    # -- archive and reload ----------------------------------------------------------------------
-    def archive_version(self, book: rulebook.RuleBook, kit_files: Files) -> dict:
-        """Store rules and kit as a version; the kit is run (reported, not refused)."""
-        result = self.kits.run_files(book, kit_files)
-        self.archive.save(book, kit_files)
-        return {"rules_version": book.version, "kit": result.to_dict()}
-
+    # -- reload ---------------------------------------------------------------------------------
     def reload(self, book: rulebook.RuleBook, kit_files: Files, dry_run: bool = False) -> dict:
         """Rules read from the mounted directory go live (unless `dry_run`): gated by their kit
         and the live products, a sample replayed under them, then archived with their kit
