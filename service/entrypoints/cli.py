@@ -435,7 +435,7 @@ def rules_archive(directory: str) -> None:
     except (rulebook.RulesError, policy_kit.KitError) as exc:
         raise click.ClickException(str(exc))
     except StoreUnavailable as exc:
-        raise click.ClickException(f"the service's Redis is unavailable; nothing was archived: {exc}")
+        raise click.ClickException(f"the service's Redis did not answer; run the command again (archiving twice is safe): {exc}")
     kit = result["kit"]
     for failure in kit["failures"]:
         click.echo(failure, err=True)

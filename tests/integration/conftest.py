@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 
 from service.adapters import redis_connection
-from service.adapters.state_store import RedisStateStore
 from service.domain.clock import FixedClock
-from service.usecases.decide import DecisionService
-from tests.conftest import NOW
+from tests.conftest import NOW, redis_services
 from tests.servers import RedisCluster3
 
 
@@ -36,5 +34,5 @@ def clock():
 
 @pytest.fixture
 def service(policy, store_url, clock):
-    store = RedisStateStore(redis_connection.connect(store_url, timeout=2.0))
-    return DecisionService(policy, store, clock=clock)
+    """The wired use cases on the real Redis (a server, or the cluster)."""
+    return redis_services(store_url, policy, clock)
