@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from schemas.request import DecideRequestSchema
+from service.adapters import rules_files
 from service.adapters.rule_engine import policy_for
-from service.domain import rulebook
 from service.domain.clock import FixedClock
 from service.domain.policy_kit import merge
 from service.domain.userstate import UserState
@@ -81,7 +81,7 @@ def payload(product: str = "weilidai", amount=None, drop: tuple[str, ...] = (), 
 
 @pytest.fixture(scope="session")
 def book():
-    return rulebook.load(RULES_DIR)
+    return rules_files.load(RULES_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from service.adapters import rules_files
 from service.domain import rulebook
 from service.domain.rulebook import RuleBook
 
@@ -51,7 +52,7 @@ class RulesArchive:
         files = self._files(self.key(version))
         if not files:
             return None
-        book = rulebook.load_files(files, Path(f"<archive {version[:15]}>"))
+        book = rules_files.load_files(files, Path(f"<archive {version[:15]}>"))
         if book.version != version:
             raise rulebook.RulesError(f"archived rules {version} hash to {book.version}")
         return book

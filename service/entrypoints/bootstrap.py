@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from service.adapters import redis_connection
+from service.adapters import redis_connection, rules_files
 from service.adapters.rule_engine import policy_for
 from service.adapters.state_store import RedisStateStore, StoreUnavailable
-from service.domain import rulebook
 from service.domain.clock import Clock
 from service.entrypoints.settings import Settings
 from service.usecases import rule_changes
@@ -27,7 +26,7 @@ def build_service(settings: Settings, clock: Clock | None = None, *,
     `publish`: a server starting up makes its rules the active version (an activation, in the
     history). A CLI command that only reads or repairs (log export, reviews repair, state diff)
     passes False: it must not switch every worker back from a promoted version."""
-    policy = policy_for(rulebook.load(settings.rules_dir))
+    policy = policy_for(rules_files.load(settings.rules_dir))
     if redis_connection.is_embedded(settings.redis_url):
         log.warning("REDIS_URL is not set: using the embedded in-process store (fakeredis). "
                     "State lives in this one process and is lost when it stops; "

@@ -374,13 +374,14 @@ def test_kit(rules_dir: str | None, mutate: bool, min_score: float, as_json: boo
     fewer than --min-score of the mutants are caught)."""
     import json
 
+    from service.adapters import rules_files
     from service.domain import policy_kit, rulebook
     from service.usecases import policy_tests
 
     directory = rules_dir or str(Settings.from_env().rules_dir)
     try:
         book, result = policy_tests.run_directory(directory)
-        kit = policy_kit.parse_kit(policy_tests.kit_files(directory)) if mutate else None
+        kit = rules_files.parse_kit(rules_files.kit_files(directory)) if mutate else None
     except (rulebook.RulesError, policy_kit.KitError) as exc:
         raise click.ClickException(str(exc))
     if not mutate:

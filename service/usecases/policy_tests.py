@@ -16,13 +16,11 @@ from typing import Iterable, Mapping, Optional
 from marshmallow import ValidationError
 
 from schemas.request import DecideRequestSchema
+from service.adapters import rule_mutants, rules_files
 from service.adapters.rule_engine import EngineError, policy_for
-from service.domain import mutation, policy_kit, rulebook
+from service.domain import policy_kit, rulebook
 from service.domain.policy import Policy
 from service.domain.policy_kit import Case, Kit
-
-KIT_DIR = "tests"
-MAX_KIT_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -38,16 +36,6 @@ class KitResult:
     def to_dict(self) -> dict:
         return {"cases": self.cases, "passed": self.passed, "failed": len(self.failures),
                 "ok": self.ok, "failures": self.failures[:20]}
-
-
-def kit_files(rules_dir: Path | str) -> dict[str, bytes]:
-    """The kit's files of a rules directory (`<dir>/tests/*.yaml`); none is an empty kit.
-    Read with the rule files' bounds per file and MAX_KIT_BYTES in all (KitError past them)."""
-    directory = Path(rules_dir) / KIT_DIR
-    if not directory.is_dir():
-        return {}
-    return rulebook.read_yaml_files(directory, rulebook.MAX_FILE_BYTES, MAX_KIT_BYTES,
-                                    policy_kit.KitError, label=f"{KIT_DIR}/")
 
 
 def check_case(policy: Policy, schema: DecideRequestSchema, case: Case,
@@ -94,15 +82,15 @@ def run_kit(policy: Policy, kit: Kit, stop_at_first: bool = False,
 
 def run_directory(rules_dir: Path | str) -> tuple[rulebook.RuleBook, KitResult]:
     """Load a rules directory and run its own kit (RulesError / KitError for a bad one)."""
-    book = rulebook.load(rules_dir)
-    kit = policy_kit.parse_kit(kit_files(rules_dir))
+    book = rules_files.load(rules_dir)
+    kit = rules_files.parse_kit(rules_files.kit_files(rules_dir))
     return book, run_kit(_policy(book), kit)
 
 
 def run_files(book: rulebook.RuleBook, files: Mapping[str, bytes],
               policy: Optional[Policy] = None) -> KitResult:
     """A rules version's kit, given as files (as archived beside the version)."""
-    return run_kit(policy or _policy(book), policy_kit.parse_kit(files))
+    return run_kit(policy or _policy(book), rules_files.parse_kit(files))
 
 
 def _policy(book: rulebook.RuleBook) -> Policy:
@@ -126,17 +114,17 @@ class MutationReport:
 
 
 def mutation_run(book: rulebook.RuleBook, kit: Kit,
-                 candidates: Optional[Iterable[mutation.Mutant]] = None) -> MutationReport:
+                 candidates: Optional[Iterable[rule_mutants.Mutant]] = None) -> MutationReport:
     """Evaluate the kit once per mutant; a mutant is caught when a case fails or it does not
     load (a threshold moved into an invalid rule file is caught by validation)."""
     started = time.perf_counter()
     report = MutationReport()
     order = list(kit.cases)   # move-to-front: the case that caught a mutant tries the next first
     loaded: dict = {}
-    for mutant in candidates if candidates is not None else mutation.mutants(book.files):
+    for mutant in candidates if candidates is not None else rule_mutants.mutants(book.files):
         report.mutants += 1
         try:
-            policy = _policy(rulebook.load_files(mutant.files))
+            policy = _policy(rules_files.load_files(mutant.files))
         except rulebook.RulesError:
             report.caught += 1
             continue

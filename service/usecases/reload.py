@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from service.adapters import decision_log
+from service.adapters import decision_log, rules_files
 from service.adapters.rule_engine import EngineError, policy_for
 from service.adapters.rules_archive import RulesArchive
 from service.domain import rulebook
@@ -48,15 +48,15 @@ class _Fixed(replay.PolicySource):
 def reload_rules(service: DecisionService, rules_dir: Path, sample_size: int = 200,
                  dry_run: bool = False) -> dict:
     """Raises rulebook.RulesError for a bad directory, before anything changes."""
-    book = rulebook.load(rules_dir)
+    book = rules_files.load(rules_dir)
     try:
         candidate = policy_for(book)
     except EngineError as exc:
         raise rulebook.RulesError(f"{rules_dir}: {exc}") from exc
     # what goes live passes its own policy test kit (rules_dir/tests), else nothing changes
-    from service.usecases import policy_tests, rule_changes
+    from service.usecases import rule_changes
 
-    kit_files = policy_tests.kit_files(rules_dir)
+    kit_files = rules_files.kit_files(rules_dir)
     kit = rule_changes.gate(book, kit_files, candidate)
     lines = ((n, text) for n, text in enumerate(recent_decisions(service, sample_size), 1))
     summary = replay.replay(lines, _Fixed(candidate), skip_bad=True)

@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from marshmallow import ValidationError
 
 from schemas.request import DecideRequestSchema
+from service.adapters import rules_files
 from service.adapters.rule_engine import policy_for
-from service.domain import rulebook
 from service.domain.decision import parse_iso_utc
 from service.domain.policy import Policy
 from service.domain.review import LIFT_COOLDOWN, review_effects
@@ -57,7 +57,7 @@ class PolicySource:
     def for_version(self, version: str) -> Policy:
         if self.rules_dir is not None:
             if self._fixed is None:
-                self._fixed = policy_for(rulebook.load(self.rules_dir))
+                self._fixed = policy_for(rules_files.load(self.rules_dir))
             return self._fixed
         wanted = self.version or version
         if wanted not in self._policies:
@@ -66,7 +66,7 @@ class PolicySource:
 
     def _load(self, version: str):
         if self.default_dir is not None:
-            book = rulebook.load(self.default_dir)
+            book = rules_files.load(self.default_dir)
             if book.version == version:
                 return book
         if self.redis_url:

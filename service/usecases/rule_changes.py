@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from service.adapters import rules_files
 from service.adapters.rule_engine import policy_for
 from service.adapters.rules_archive import RulesArchive
 from service.domain import rulebook
@@ -187,7 +188,7 @@ def archive(client, prefix: str, directory: Path | str) -> dict:
     book, result = policy_tests.run_directory(directory)
     store = RulesArchive(client, prefix)
     store.save(book)
-    store.save_kit(book.version, policy_tests.kit_files(directory))
+    store.save_kit(book.version, rules_files.kit_files(directory))
     return {"rules_version": book.version, "kit": result.to_dict()}
 
 
@@ -196,7 +197,7 @@ def record_start(service: DecisionService, previous: Optional[str], rules_dir: P
     if previous == service.rules_version:
         return
     try:
-        files = policy_tests.kit_files(rules_dir)
+        files = rules_files.kit_files(rules_dir)
         kit = policy_tests.run_files(service.policy.book, files, service.policy).to_dict()
         _archive(service).save_kit(service.rules_version, files)
     except rulebook.RulesError as exc:   # a start is not refused; the history says why
