@@ -287,21 +287,20 @@ def log_paths(records: int, seed: int) -> tuple[Path, Path]:
 
 
 def rules_version(rules_dir: Path) -> str:
-    from service.domain import rulebook
-    return rulebook.load(rules_dir).version
+    from service.adapters import rules_files
+    return rules_files.load(rules_dir).version
 
 
 def child_generate(records: int, seed: int, out_path: str, meta_path: str) -> None:
     """In a child process: generate the log, export it (atomically) and write its metadata."""
     sys.path.insert(0, str(ROOT))
-    from service.adapters import decision_log
+    from service.adapters import decision_log, rules_files
     from service.adapters.rule_engine import policy_for
-    from service.domain import rulebook
     from service.domain.clock import FixedClock
     from tests.conftest import NOW, embedded_service
     from tests.loggen import generate
 
-    policy = policy_for(rulebook.load(RULES))
+    policy = policy_for(rules_files.load(RULES))
     service = embedded_service(policy, FixedClock(NOW))
     made = [0]
     decide, step = service.decide, max(1, records // 10)

@@ -43,14 +43,13 @@ def log_path(records: int, users: int, seed: int) -> Path:
 def child_generate(records: int, users: int, seed: int, out_path: str) -> None:
     """In a child process: generate the log and export it (atomically)."""
     sys.path.insert(0, str(ROOT))
-    from service.adapters import decision_log
+    from service.adapters import decision_log, rules_files
     from service.adapters.rule_engine import policy_for
-    from service.domain import rulebook
     from service.domain.clock import FixedClock
     from tests.conftest import NOW, embedded_service
     from tests.loggen import generate
 
-    service = embedded_service(policy_for(rulebook.load(bench_replay.RULES)), FixedClock(NOW))
+    service = embedded_service(policy_for(rules_files.load(bench_replay.RULES)), FixedClock(NOW))
     service.store.lock_ttl_ms = 3_600_000   # one thread: a loaded machine must not expire the lock
     written = generate(service, records, users=users, seed=seed)
     tmp = Path(out_path + ".tmp")

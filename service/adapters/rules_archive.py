@@ -82,7 +82,7 @@ class RulesArchive(ports.RulesArchive):
         files = self._files(self.key(version))
         if not files:
             return None
-        book = rules_files.load_files(files, f"<archive {version[:15]}>")
+        book = rules_files.load_files(files, Path(f"<archive {version[:15]}>"))
         if book.version != version:
             raise rulebook.RulesError(f"archived rules {version} hash to {book.version}")
         return book

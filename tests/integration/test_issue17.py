@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from schemas.request import DecideRequestSchema
-from service.adapters import decision_log, redis_connection
+from service.adapters import decision_log, redis_connection, rules_files
 from service.adapters.rule_engine import policy_for
 from service.adapters.state_store import RedisStateStore
-from service.domain import rulebook
 from service.domain.clock import FixedClock
 from service.entrypoints.http.app import create_app
 from service.usecases import replay
@@ -103,8 +102,8 @@ def targeted(service: DecisionService) -> None:
 
 
 def test_log_made_before_the_fix_replays_identical_under_its_own_version(real_redis_url, tmp_path):
-    old_book = rulebook.load(OLD_RULES)
-    assert old_book.version != rulebook.load(RULES_DIR).version
+    old_book = rules_files.load(OLD_RULES)
+    assert old_book.version != rules_files.load(RULES_DIR).version
     store = RedisStateStore(redis_connection.connect(real_redis_url, timeout=5.0))
     service = DecisionService(policy_for(old_book), store, clock=FixedClock(NOW))
     generate(service, 1000, users=200)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from schemas.request import DecideRequestSchema
-from service.adapters import decision_log
+from service.adapters import decision_log, rules_files
 from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
 from service.domain.clock import FixedClock
@@ -167,7 +167,7 @@ def test_offers_carry_null_recourse(policy):
 
 
 def test_rules_without_recourse_file_give_no_recourse_key():
-    book = rulebook.load(OLD_RULES)
+    book = rules_files.load(OLD_RULES)
     assert book.recourse is None
     env = Env(policy_for(book))
     assert "recourse" not in env.send(payload(age=17), "u-a")
@@ -199,13 +199,13 @@ SEARCH = "search: {max_evaluations: 10, max_fields: 2, max_options: 2}\n"
 ])
 def test_a_bad_recourse_file_is_refused_naming_the_problem(actionable, problem):
     with pytest.raises(rulebook.RulesError, match="recourse.yaml") as error:
-        rulebook.load_files(_files(SEARCH + f"actionable: {actionable}\n"))
+        rules_files.load_files(_files(SEARCH + f"actionable: {actionable}\n"))
     assert problem in str(error.value)
 
 
 def test_the_search_cap_bounds_the_evaluations(book):
     files = _files(SEARCH.replace("10", "1") + "actionable: [{field: amount, action: amount}]\n")
-    capped = policy_for(rulebook.load_files(files))
+    capped = policy_for(rules_files.load_files(files))
     calls = []
     plain, verdict = capped.evaluate_plain, capped.verdict
     capped.evaluate_plain = lambda *args: calls.append("decision") or plain(*args)

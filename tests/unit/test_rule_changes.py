@@ -7,8 +7,8 @@ import redis
 import yaml
 
 from schemas.request import DecideRequestSchema
+from service.adapters import rules_files
 from service.adapters.rules_archive import RulesArchive
-from service.domain import rulebook
 from service.domain.clock import FixedClock
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
@@ -114,7 +114,7 @@ class Counting:
 
 def test_a_shadow_adds_no_round_trip_to_the_decision_and_counts_after_it(tmp_path, service, monkeypatch):
     c = app_for(service)
-    candidate = rulebook.load(moved(tmp_path, "candidate", 21))
+    candidate = rules_files.load(moved(tmp_path, "candidate", 21))
     RulesArchive(service.store.client, service.store.prefix).save(candidate)
     c.post("/decide", json=dict(payload(), user_id="warm", application_id="warm"))
     counting = Counting(monkeypatch, service.store.client)

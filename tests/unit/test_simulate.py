@@ -11,9 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from schemas.request import DecideRequestSchema
-from service.adapters import decision_log
+from service.adapters import decision_log, rules_files
 from service.adapters.rule_engine import policy_for
-from service.domain import rulebook
 from service.domain.clock import FixedClock
 from service.usecases import audit
 from service.usecases import replay as replaying
@@ -120,7 +119,7 @@ def test_removing_window_starts_the_refusals_by_state_vanish(policy, no_window_r
 
 
 def test_adding_window_starts_the_refusals_by_state_appear(no_window_rules, policy):
-    candidate_log = make_log(policy_for(rulebook.load(no_window_rules)), WINDOW_STEPS)
+    candidate_log = make_log(policy_for(rules_files.load(no_window_rules)), WINDOW_STEPS)
     assert not state_refused_lines(candidate_log)
     source = replaying.PolicySource(rules_dir=RULES_DIR)   # the bundled rules open the window
     plain, _ = changes_of(candidate_log, source, simulated=False)
