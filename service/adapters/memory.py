@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import secrets
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Optional
 
@@ -388,7 +389,7 @@ class MemoryRulesArchive(ports.RulesArchive):
     def load(self, version: str):
         with self.data.mutex:
             files = self.files.get(version)
-        return self.load_files(files, f"<archive {version[:15]}>") if files else None
+        return self.load_files(files, Path(f"<archive {version[:15]}>")) if files else None
 
     def load_kit(self, version: str) -> dict[str, bytes]:
         with self.data.mutex:

@@ -12,6 +12,7 @@ start-up archive stores the rules alone; a version whose kit was never stored ma
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Optional
 
 from service.adapters import rules_files
