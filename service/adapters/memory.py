@@ -52,6 +52,7 @@ class _User:
     log: list[tuple[int, dt.datetime, str]] = field(default_factory=list)   # (seq, written, text)
     log_expire: Optional[dt.datetime] = None
     lock: Optional[tuple[str, dt.datetime]] = None                  # (token, expires at)
+    committed: Optional[str] = None                                 # the token of the last commit
     erasure: Optional[dict] = None
 
 
@@ -134,7 +135,10 @@ class MemoryUserStore(ports.UserStore):
 
     def commit(self, snapshot: UserSnapshot, write: UserWrite) -> None:
         with self.data.mutex:
+            if self.data.user(snapshot.user_id).committed == snapshot.token:
+                return   # this commit applied already (a retry): it applies once
             user = self._locked(snapshot, "the user's lock expired before the commit; nothing was written")
+            user.committed = snapshot.token
             now, keep = self.data.now(), self.data.retention
             if write.application is not None:
                 user.records[snapshot.application_id] = _Expiring(write.application, now + keep)

@@ -105,12 +105,14 @@ class RedisRuleSwitches(ports.RuleSwitches):
 
 
 class RedisRuleChangeLog(ports.RuleChangeLog):
-    """The history (a capped list) and the shadow's counts (a hash per version)."""
+    """The history (a capped list) and the shadow's counts (a hash per version). The counts'
+    hashes share one hash tag, so one flush adds to every version's in one transaction on
+    Redis Cluster too."""
 
     def __init__(self, store: RedisStateStore):
         self.store = store
         self.history_key = f"{store.prefix}:rulechange:history"
-        self.shadow_prefix = f"{store.prefix}:rulechange:shadow:"
+        self.shadow_prefix = f"{store.prefix}:{{rulechange}}:shadow:"
 
     def append(self, entry: dict, keep: int) -> None:
         text = json.dumps(entry, ensure_ascii=False, default=str)
