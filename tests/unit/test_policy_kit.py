@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from service.adapters import rule_mutants, rules_files
 from service.domain import policy_kit
+from service.entrypoints.bootstrap import KITS
 from service.entrypoints.cli import main
-from service.usecases import policy_tests
 from tests.conftest import RULES_DIR, alias_bomb
 
 
@@ -24,15 +24,21 @@ def moved_rules(tmp_path, rule_id: str, param: str, value, file: str = "eligibil
     return rules
 
 
+def run_directory(rules):
+    """The rules of a directory and their own kit's result, as `loan-decide test` reads them."""
+    book = rules_files.load(rules)
+    return book, KITS.run_files(book, rules_files.kit_files(rules))
+
+
 def test_the_bundled_rules_pass_their_own_kit():
-    book, result = policy_tests.run_directory(RULES_DIR)
+    book, result = run_directory(RULES_DIR)
     assert result.cases >= 100 and result.ok, result.failures
     assert result.passed == result.cases
 
 
 def test_a_moved_boundary_fails_naming_the_case_and_the_difference(tmp_path):
     rules = moved_rules(tmp_path, "E2", "min_age", 19)
-    _, result = policy_tests.run_directory(rules)
+    _, result = run_directory(rules)
     assert not result.ok
     failure = next(f for f in result.failures if "E2 age 18 is accepted" in f)
     assert "outcome: expected 'approved', got 'rejected'" in failure
@@ -112,8 +118,8 @@ def test_a_kit_without_a_boundary_case_lets_its_mutant_survive():
     book = rules_files.load(RULES_DIR)
     kit = rules_files.parse_kit(rules_files.kit_files(RULES_DIR))
     age = [m for m in rule_mutants.mutants(book.files) if " E2.age " in m.name]
-    full = policy_tests.mutation_run(book, kit, age)
+    full = KITS.mutation_run(book, kit, age)
     assert full.mutants == 6 and full.caught == 6 and full.surviving == []
     thinner = policy_kit.Kit(tuple(c for c in kit.cases if c.name != "E2 age 18 is accepted"))
-    report = policy_tests.mutation_run(book, thinner, age)
+    report = KITS.mutation_run(book, thinner, age)
     assert report.surviving == ["eligibility.yaml E2.age min_age: 18 -> 19"]

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 from schemas.request import DecideRequestSchema
 from service.adapters import decision_log, rules_files
+from service.entrypoints.bootstrap import policy_source
+from service.entrypoints.settings import Settings
 from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
 from service.domain.clock import FixedClock
@@ -29,7 +31,7 @@ from service.domain.recourse import ACCEPTED, apply_changes, state_after
 from service.domain.userstate import UserState
 from service.entrypoints.http.app import create_app
 from service.usecases import replay
-from tests.conftest import NOW, RULES_DIR, embedded_service, payload
+from tests.conftest import NOW, RULES_DIR, memory_services, payload
 
 OLD_RULES = Path(__file__).resolve().parents[1] / "data" / "rules_before_issue17"
 
@@ -39,7 +41,7 @@ class Env:
 
     def __init__(self, policy):
         self.clock = FixedClock(NOW)
-        self.client = create_app(service=embedded_service(policy, self.clock)).test_client()
+        self.client = create_app(Settings(), services=memory_services(policy, self.clock)).test_client()
         self.n = 0
 
     def send(self, doc: dict, user: str) -> dict:
@@ -299,21 +301,21 @@ def _jsonable(request: dict) -> dict:
 
 
 def test_the_log_holds_the_recourse_and_replay_reproduces_it(policy):
-    service = embedded_service(policy, FixedClock(NOW))
-    client = create_app(service=service).test_client()
+    services = memory_services(policy, FixedClock(NOW))
+    client = create_app(Settings(), services=services).test_client()
     docs = [payload(amount=300000), payload(age=17), payload(), payload(real_name_verified_at=None),
             payload("partner", carrier_verified=False, contacts_authorized=False), payload()]
     for n, doc in enumerate(docs):
         assert client.post("/decide", json=dict(doc, user_id="u-log", application_id=f"a-{n}")).status_code == 200
     out = io.StringIO()
-    decision_log.export(service.store.client, "ld", out)
+    services.stores.log.export(out)
     lines = list(decision_log.read_lines(io.StringIO(out.getvalue())))
     logged = [json.loads(text)["decision"] for _, text in lines]
     assert all("recourse" in d for d in logged)
     assert any(d["recourse"] and d["recourse"]["options"] for d in logged)
     stored = client.get("/applications/a-0?user_id=u-log").get_json()["decision"]
     assert stored["recourse"] == logged[0]["recourse"]
-    summary = replay.replay(iter(lines), replay.PolicySource(default_dir=RULES_DIR))
+    summary = replay.replay(iter(lines), policy_source(Settings(rules_dir=RULES_DIR)))
     assert summary.total == len(docs) and summary.exact == summary.total
 
 
