@@ -1,5 +1,5 @@
-"""Integration fixtures: the real Redis on 127.0.0.1:6379 (logical db 15, flushed per test) and a
-3-master Redis Cluster started on loopback ports for the session."""
+"""Integration fixtures: the use cases on the real Redis on 127.0.0.1:6379 (logical db 15,
+flushed per test) and on the 3-master Redis Cluster of the session (tests/conftest.py)."""
 from __future__ import annotations
 
 import pytest
@@ -7,14 +7,6 @@ import pytest
 from service.adapters import redis_connection
 from service.domain.clock import FixedClock
 from tests.conftest import NOW, redis_services
-from tests.servers import RedisCluster3
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    nodes = RedisCluster3(tmp_path_factory.mktemp("cluster")).start()
-    yield nodes
-    nodes.stop()
 
 
 @pytest.fixture(params=["server", "cluster"])
