@@ -31,12 +31,12 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="loan-decide-metrics-"))
     from gunicorn.app.base import BaseApplication
 
-    from service.adapters import redis_connection
-
+    # nothing that imports redis (and ssl) before the gevent patch in build(): modules imported
+    # before it keep their unpatched socket and ssl, and gevent warns at start-up
     settings = Settings.from_env()
     if rules_dir:
         settings = Settings(**{**settings.__dict__, "rules_dir": rules_dir})
-    if redis_connection.is_embedded(settings.redis_url) and workers > 1:
+    if not settings.redis_url and workers > 1:
         raise click.UsageError("the embedded store (no REDIS_URL) lives in one process: "
                                "use --workers 1, or set REDIS_URL to share state between workers")
     logs.configure(settings.log_level)

@@ -80,3 +80,4 @@ def test_serve_starts_and_decides_in_either_store(live_server, mode, request):
     output = server.stop()
     assert ("REDIS_URL is not set: using the embedded in-process store" in output) == (mode == "embedded")
     assert "Traceback" not in output
+    assert "MonkeyPatchWarning" not in output   # nothing imported ssl before the gevent patch
