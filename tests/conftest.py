@@ -130,9 +130,6 @@ def redis_services(url: str, policy, clock, **settings) -> Services:
     return wire(config, clock, redis_stores(config), policy)
 
 
-embedded_service = memory_services
-
-
 @pytest.fixture(scope="session")
 def client(policy):
     """Stateless use: every request gets a fresh application id through `decide`."""
@@ -189,9 +186,33 @@ def real_redis_url():
     client.flushdb()
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A 3-master Redis Cluster on loopback ports, for the session."""
+    from tests.servers import RedisCluster3
+
+    nodes = RedisCluster3(tmp_path_factory.mktemp("cluster")).start()
+    yield nodes
+    nodes.stop()
+
+
 def alias_bomb(levels: int, width: int = 9) -> bytes:
     """A few hundred bytes of YAML whose aliases expand to width**levels scalars (9 levels:
     ~440 bytes, 387 million)."""
     lines = [f"a0: &a0 [{', '.join(['x'] * width)}]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
     return ("\n".join(lines) + "\n").encode()
+
+
+# -- test tiers ------------------------------------------------------------------------------------
+TIERS = frozenset({"unit", "contract", "integration", "e2e", "browser", "deploy"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test carries the marker of its directory (tests/<tier>/...), so a tier is
+    `-m <tier>` and a test's tier is where it lives (`make unit`: -m "unit and not slow")."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(root).parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
