@@ -52,6 +52,7 @@ class PolicySource:
         self._policies: dict[str, Policy] = {}
         self._fixed: Optional[Policy] = None
         self._archive: Optional[RulesArchive] = None
+        self._schemas: dict[str, DecideRequestSchema] = {}
 
     def __getstate__(self):   # sent to worker processes: they build their own engines
         return {k: v for k, v in self.__dict__.items() if k in (
@@ -69,6 +70,14 @@ class PolicySource:
         if wanted not in self._policies:
             self._policies[wanted] = self.build(self._load(wanted))
         return self._policies[wanted]
+
+    def schema(self, policy: Policy) -> DecideRequestSchema:
+        """The request schema of a rules version (its term ranges), built once: building one
+        costs more than loading a request with it."""
+        schema = self._schemas.get(policy.version)
+        if schema is None:
+            schema = self._schemas[policy.version] = DecideRequestSchema(term_ranges=policy.book.term_ranges())
+        return schema
 
     def _load(self, version: str) -> RuleBook:
         if self.default is not None and self.default.version == version:
@@ -140,7 +149,7 @@ def replay_audited(source: PolicySource, number: int, record: dict) -> Replayed:
             same = record["action"] == LIFT_COOLDOWN and state.in_cooldown(now)
             return Replayed(number, "override", record, changed=not same, exact=same)
         policy = source.for_version(record["rules_version"])
-        request = DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(record["request"])
+        request = source.schema(policy).load(record["request"])
         given = record["review"]
         effects, change = review_effects(policy, request, state, now, given["outcome"],
                                          given["reason_codes"])
@@ -161,7 +170,7 @@ def replay_one(source: PolicySource, number: int, text: str) -> Replayed:
         return Replayed(number, record["kind"], record)
     try:
         policy = source.for_version(record["rules_version"])
-        request = DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(record["request"])
+        request = source.schema(policy).load(record["request"])
         state = state_from_dict(record["state"])
         now = parse_iso_utc(record["at"])
     except ValidationError as exc:

@@ -157,6 +157,7 @@ def assert_same(doc: dict) -> Any:
     return LOADER(doc)
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 @settings(max_examples=1500, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(documents())
