@@ -1,6 +1,6 @@
 """Issue 13: every recourse option, applied by a client and sent again, gives its outcome.
 
-The table sends refusals across the seven products through HTTP (Flask app on fakeredis, an
+The table sends refusals across the seven products through HTTP (Flask app on the in-memory stores, an
 injected clock); each option is then applied to the request and sent again at its
 `wait_until`: by the same user after the refusal (the state the option promises) and by a
 fresh user. The property test draws applicants and checks that no option lies and that
