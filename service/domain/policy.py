@@ -91,10 +91,20 @@ class Policy:
         # product -> check key -> compiled rule: what refused, looked up from the (few) fired keys
         self._checks = {name: {v.key: v.compiled for v in views if v.is_check}
                         for name, views in self._views.items()}
+        self._window_starts: dict[dt.datetime, dt.datetime] = {}
 
     # -- windows ------------------------------------------------------------------------
     def count_window_start(self, now: dt.datetime) -> dt.datetime:
-        """T3: the start of the look-back window for the user's own applications."""
+        """T3: the start of the look-back window for the user's own applications (remembered
+        for the last few moments: a unit of work asks for it at its read and at its write)."""
+        start = self._window_starts.get(now)
+        if start is None:
+            if len(self._window_starts) > 64:
+                self._window_starts.clear()
+            start = self._window_starts[now] = self._count_window_start(now)
+        return start
+
+    def _count_window_start(self, now: dt.datetime) -> dt.datetime:
         local = now.astimezone(POLICY_TZ)
         start = add_calendar(local.date(), months=-self.book.time.application_count_months)
         return dt.datetime.combine(start, local.timetz()).astimezone(dt.timezone.utc)

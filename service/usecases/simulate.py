@@ -26,6 +26,7 @@ listed by line, so the answer is the same for any number of jobs.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import multiprocessing
 import re
@@ -61,6 +62,7 @@ from service.usecases.replay import (
     parse_line,
 )
 
+FREEZE_EVERY = 1000
 STATE_REFUSALS = frozenset({"REAPPLY_COOLDOWN", "COOLING_OFF_PENDING"})
 _USER_ID = re.compile(r'"user_id"\s*:\s*("(?:[^"\\]|\\.)*")')
 
@@ -143,10 +145,17 @@ class Partition:
         self.service: Optional[Service] = None
         self.schemas: dict[str, DecideRequestSchema] = {}
         self.stopped = False   # at the first bad record, unless skip_bad
+        self.fed = 0
 
     def feed(self, number: int, text: str) -> None:
         if self.stopped:
             return
+        self.fed += 1
+        if self.fed % FREEZE_EVERY == 0:
+            # the store holds every decision made so far (long-lived, no reference cycles):
+            # moved out of the collector's sight, the full collections a long log triggers
+            # stop scanning them over and over (freed by reference counting all the same)
+            gc.freeze()
         try:
             record = parse_line(number, text)
             handler = HANDLERS.get(record["kind"])
@@ -201,7 +210,10 @@ def simulate_decision(part: Partition, number: int, record: dict) -> Replayed:
     def step(snapshot, now):
         outcome = service.policy.evaluate(request, snapshot.state, now)
         decision = outcome.decision.to_dict()
-        return decision, decision_write(service.policy, record["request"], decision, outcome.change, now)
+        # no digest: the partition's store is never asked to recognise a request sent again
+        # (a log holds each application's decision once), and it costs a canonical encoding
+        return decision, decision_write(service.policy, record["request"], decision, outcome.change,
+                                        now, digest="-")
 
     service.clock.set(now)
     new = service.work.run(record["user_id"], record["application_id"], step, now=now)
