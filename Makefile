@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: setup run test test-docker bench clean
+.PHONY: setup run unit test test-docker bench clean
 
 $(BIN)/loan-decide: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 or python3.12 (durable_rules does not build on 3.13)"; exit 1; }
@@ -18,6 +18,11 @@ setup: $(BIN)/loan-decide
 
 run: setup
 	$(BIN)/loan-decide serve --host 127.0.0.1 --port $(PORT)
+
+# The fast tier: the use cases on the in-memory adapters and every port's contract in memory; no
+# Redis, no server, no Docker (the slow property and soak tests are left to `make test`).
+unit: setup
+	$(BIN)/python -m pytest -q -m "(unit or contract) and not slow and not redis" tests/unit tests/contract
 
 test: setup
 	@bash scripts/ensure-redis.sh >/dev/null

@@ -28,7 +28,8 @@ application_id becomes @@APP@@ and user_id @@USER@@, which payloads.lua fills pe
 Output: line 1 `#mix name:weight,...` (the shares payloads.lua schedules), then one
 `pool<TAB>json` line per body. With --sizes FILE, also the mean bytes, weighted by the mix, of
 what a decision writes and answers: {"response", "record" (the application record), "log" (the
-decision-log record)}, read back from the embedded store; bench/stateful_app.py (the stateful
+decision-log record)}, read back from the embedded store's ports (the record as the Redis
+adapter stores its text, the log record as exported); bench/stateful_app.py (the stateful
 ceiling) writes and answers records of these sizes.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
+import io
 import json
 import math
 import random
@@ -47,6 +49,7 @@ sys.path.append(str(ROOT))  # after PYTHONPATH and the installed package
 sys.path.append(str(ROOT / "bench"))
 
 import applicants  # noqa: E402
+from service.adapters.state_store import record_text  # noqa: E402
 from service.entrypoints.http.app import create_app  # noqa: E402
 
 DEFAULT_MIX = "approved:28,rejected:22,cooldown:15,cooling_off:10,group:15,missing:5,elderly:5"
@@ -103,16 +106,31 @@ def main(argv: list[str] | None = None) -> int:
 
     flask_app = create_app()
     client = flask_app.test_client()
-    store = flask_app.extensions["decision_service"].store
-    written: dict[str, list[tuple[int, int, int]]] = collections.defaultdict(list)
+    services = flask_app.extensions["services"]
+    store = services.stores.users
+    measured: list[tuple[str, str, str, int, int]] = []   # pool, user, application, response, record
 
     def measure(pool: str, payload: dict, decision: dict) -> None:
-        """The bytes this decision answered and wrote (application record, log record)."""
-        keys = store.keys(payload["user_id"], payload["application_id"])
-        record = store.client.get(keys[3]) or b""
-        log = store.client.xrevrange(keys[5], count=1)
-        written[pool].append((len(json.dumps(decision, ensure_ascii=False, separators=(",", ":")).encode()),
-                              len(record), len(log[0][1][b"r"]) if log else 0))
+        """The bytes this decision answered and wrote (application record; its log record at the end)."""
+        stored = store.application(payload["user_id"], payload["application_id"])
+        record = record_text(stored, None).encode() if stored is not None else b""
+        measured.append((pool, payload["user_id"], payload["application_id"],
+                         len(json.dumps(decision, ensure_ascii=False, separators=(",", ":")).encode()),
+                         len(record)))
+
+    def written() -> dict[str, list[tuple[int, int, int]]]:
+        """Each measured decision's (response, record, log record) bytes, by pool."""
+        out = io.StringIO()
+        services.stores.log.export(out)
+        logged = {}
+        for line in out.getvalue().splitlines():
+            record = json.loads(line)
+            if record["kind"] == "decision":
+                logged[(record["user_id"], record["application_id"])] = len(line.encode())
+        by_pool: dict[str, list[tuple[int, int, int]]] = collections.defaultdict(list)
+        for pool, user, app, response, record in measured:
+            by_pool[pool].append((response, record, logged.get((user, app), 0)))
+        return by_pool
     now = dt.datetime.now(dt.timezone.utc)          # the live service decides on the system clock
     rng = random.Random(args.seed)
     lines = [f"#mix {','.join(f'{n}:{w}' for n, w in mix)}"]
@@ -177,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bodies: mix {args.mix}")
     if args.sizes:
         total = sum(w for _, w in mix)
-        mean = [sum(w * sum(s[i] for s in written[name]) / len(written[name]) for name, w in mix) / total
+        written_by_pool = written()
+        mean = [sum(w * sum(s[i] for s in written_by_pool[name]) / len(written_by_pool[name])
+                    for name, w in mix) / total
                 for i in range(3)]
         sizes = dict(zip(("response", "record", "log"), (round(m) for m in mean)))
         args.sizes.write_text(json.dumps(sizes) + "\n", encoding="utf-8")

@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for _ in range(20):   # warm: rules compiled, schema cached, label children made
         post(filled())
-    service = app.extensions["decision_service"]
-    recorded = service.decide(docs[0], app.extensions["decide_schemas"][service.rules_version].load(docs[0]))
+    decisions, rules = app.extensions["services"].decisions, app.extensions["services"].rules
+    recorded = decisions.decide(docs[0], app.extensions["decide_schemas"][rules.version].load(docs[0]))
     decision = dict(recorded.decision, reasons=[{"code": "AGE_OUT_OF_RANGE"}])
     fields = {"decision_id": decision["decision_id"], "product": decision["product"],
               "outcome": decision["outcome"], "replayed": False,
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def stubbed() -> None:
         """From here on the use case answers the recorded decision and the schema passes."""
-        service.decide = lambda payload, request: recorded
-        app.extensions["decide_schemas"] = {service.rules_version: _Loaded()}
+        decisions.decide = lambda payload, request: recorded
+        app.extensions["decide_schemas"] = {rules.version: _Loaded()}
 
     plan: dict[str, tuple[Callable[[], object], int]] = {
         "parse": (lambda: jsonbody.parse(next(cycle_raw)), args.n),

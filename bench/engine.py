@@ -30,7 +30,7 @@ sys.path.append(str(ROOT))  # after PYTHONPATH and the installed package
 
 import applicants  # noqa: E402  (bench/applicants.py, next to this file)
 from schemas.request import DecideRequestSchema  # noqa: E402
-from service.domain import rulebook  # noqa: E402
+from service.adapters import rules_files  # noqa: E402
 from service.domain.facts import build_fact  # noqa: E402
 from service.domain.policy import POLICY_TZ  # noqa: E402
 from service.adapters.rule_engine import policy_for  # noqa: E402
@@ -66,7 +66,7 @@ def timed(loop) -> float:
 
 def run(n: int, seed: int, warmup: int, rules_dir: Path) -> dict:
     rss_start = rss_mb()
-    book = rulebook.load(rules_dir)
+    book = rules_files.load(rules_dir)
     policy = policy_for(book)
     schema = DecideRequestSchema(term_ranges=book.term_ranges())
 

@@ -11,13 +11,13 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 
+from service.adapters import rules_files
 from service.adapters.rule_engine import policy_for
-from service.domain import rulebook
 from tests.conftest import RULES_DIR
 from tests.unit.test_fuzz_core import _decide_or_reject, json_values, mutated
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5000"))
-POLICY = policy_for(rulebook.load(RULES_DIR))
+POLICY = policy_for(rules_files.load(RULES_DIR))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 

@@ -27,6 +27,7 @@ sys.path.append(str(ROOT))  # after PYTHONPATH and the installed package
 
 import applicants  # noqa: E402  (bench/applicants.py, next to this file)
 from schemas.request import DecideRequestSchema  # noqa: E402
+from service.adapters import rules_files  # noqa: E402
 from service.adapters.rule_engine import policy_for  # noqa: E402
 from service.domain import rulebook  # noqa: E402
 from service.domain.userstate import UserState  # noqa: E402
@@ -80,9 +81,9 @@ def search_counts(policy, refusals: list) -> dict:
 
 
 def run(n: int, seed: int, rounds: int) -> dict:
-    book = rulebook.load(ROOT / "rules")
+    book = rules_files.load(ROOT / "rules")
     old_files = {k: v for k, v in book.files.items() if k != rulebook.RECOURSE_FILE}
-    with_recourse, without = policy_for(book), policy_for(rulebook.load_files(old_files))
+    with_recourse, without = policy_for(book), policy_for(rules_files.load_files(old_files))
     schema = DecideRequestSchema(term_ranges=book.term_ranges())
     requests = [schema.load(payload) for _, payload in applicants.generate(n, seed, NOW)]
     offers, refusals = [], []

@@ -4,10 +4,10 @@
     .venv/bin/python bench/replay.py [--records 100000] [--seed 11] [--regenerate]
                                      [--no-inprocess] [--wait-idle SECONDS] [--json]
 
-1. The log. tests/loggen.generate drives a DecisionService (tests.conftest.embedded_service:
-   fakeredis, the bundled rules, a moving FixedClock) through `--records` decisions plus the
-   cancels and grace uses it makes on the way (2-3% more log records), and
-   decision_log.export writes it as JSON Lines. That takes ~2 ms a decision (minutes at
+1. The log. tests/loggen.generate drives the wired use cases (tests.conftest.memory_services:
+   the in-memory stores, the bundled rules, a moving FixedClock) through `--records` decisions
+   plus the cancels and grace uses it makes on the way (2-3% more log records), and the
+   decision log port's export writes it as JSON Lines. That takes ~2 ms a decision (minutes at
    100,000), so the file is cached as bench/out/replay-log-n<N>-seed<S>.jsonl (git-ignored)
    with a .meta.json next to it, and reused unless --regenerate is given or the bundled rules
    changed since (the log must be replayable under them). Generation runs in a child process,
@@ -24,8 +24,8 @@
    that E2.age moved in each of them, that every transition is to rejected, and that the report
    has one line per changed decision. (Other rules may move along: a decision E2 now refuses
    no longer gets T4's raised limits, so a limit check can flip; the summary lists them.)
-4. In-process (unless --no-inprocess): service.replay.replay(read_lines(open(LOG)),
-   PolicySource(default_dir=rules/), jobs=J) in a fresh child interpreter, the policy built
+4. In-process (unless --no-inprocess): service.usecases.replay.replay(read_lines(open(LOG)),
+   bootstrap.policy_source(Settings(rules_dir=rules/)), jobs=J) in a fresh child interpreter, the policy built
    before the clock starts (the workers of J>1 are forked from it and inherit it): the
    steady-state rate without start-up.
 
@@ -287,24 +287,23 @@ def log_paths(records: int, seed: int) -> tuple[Path, Path]:
 
 
 def rules_version(rules_dir: Path) -> str:
-    from service.domain import rulebook
-    return rulebook.load(rules_dir).version
+    from service.adapters import rules_files
+    return rules_files.load(rules_dir).version
 
 
 def child_generate(records: int, seed: int, out_path: str, meta_path: str) -> None:
     """In a child process: generate the log, export it (atomically) and write its metadata."""
     sys.path.insert(0, str(ROOT))
-    from service.adapters import decision_log
-    from service.adapters.rule_engine import policy_for
-    from service.domain import rulebook
+    from service.adapters import rules_files
     from service.domain.clock import FixedClock
-    from tests.conftest import NOW, embedded_service
+    from service.entrypoints.bootstrap import build_policy
+    from tests.conftest import NOW, memory_services
     from tests.loggen import generate
 
-    policy = policy_for(rulebook.load(RULES))
-    service = embedded_service(policy, FixedClock(NOW))
+    policy = build_policy(rules_files.load(RULES))
+    services = memory_services(policy, FixedClock(NOW))
     made = [0]
-    decide, step = service.decide, max(1, records // 10)
+    decide, step = services.decisions.decide, max(1, records // 10)
 
     def counting_decide(*args, **kwargs):   # progress on stderr every 10%
         made[0] += 1
@@ -312,14 +311,14 @@ def child_generate(records: int, seed: int, out_path: str, meta_path: str) -> No
             log(f"generated {made[0]:,} / {records:,} decisions")
         return decide(*args, **kwargs)
 
-    service.decide = counting_decide
+    services.decisions.decide = counting_decide
     started = time.perf_counter()
-    written = generate(service, records, seed=seed)
+    written = generate(services, records, seed=seed)
     generated = time.perf_counter() - started
     started = time.perf_counter()
     tmp = Path(out_path + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
-        exported = decision_log.export(service.store.client, "ld", out)
+        exported = services.stores.log.export(out)
     exported_s = time.perf_counter() - started
     assert exported == written, (exported, written)
     kinds = {"decision": 0, "cancel": 0, "grace": 0}
@@ -389,13 +388,15 @@ def expected_age_changes(path: Path) -> int:
 
 # -- in-process -------------------------------------------------------------------------------------
 def child_inprocess(path: str, jobs: int) -> None:
-    """In a fresh child interpreter: time service.replay.replay alone; print one JSON object."""
+    """In a fresh child interpreter: time service.usecases.replay.replay alone; print one JSON object."""
     sys.path.insert(0, str(ROOT))
     from service.adapters import decision_log
+    from service.entrypoints.bootstrap import policy_source
+    from service.entrypoints.settings import Settings
     from service.usecases import replay
 
     started = time.perf_counter()
-    source = replay.PolicySource(default_dir=RULES)
+    source = policy_source(Settings(rules_dir=RULES))
     source.for_version(rules_version(RULES))     # build the engine before the clock starts
     build_s = time.perf_counter() - started
     with open(path, encoding="utf-8") as handle:

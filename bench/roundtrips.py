@@ -4,9 +4,9 @@
     .venv/bin/python bench/roundtrips.py [--n 3000] [--seed 1] [--redis-url URL]
                                          [--replay-share 0.25] [--cooldown-share 0.25] [--json]
 
-The service is built in this process (service.entrypoints.bootstrap.build_service) and each request goes through
-`svc.decide(payload, DecideRequestSchema(term_ranges=...).load(payload))`, the path POST /decide
-takes without Flask and JSON. N decisions, in three measured phases:
+The service is built in this process (service.entrypoints.bootstrap.build_services) and each request goes
+through `services.decisions.decide(payload, DecideRequestSchema(term_ranges=...).load(payload))`, the
+path POST /decide takes without Flask and JSON. N decisions, in three measured phases:
 
   fresh     a new user and application each (bench/applicants.py: approvals, rejections,
             missing data, special groups, 60+; all 7 products)
@@ -30,9 +30,10 @@ The server figures need a server only this run uses: by default a private redis-
 loopback port (no persistence), stopped at the end; with --redis-url, other clients' commands
 would be counted too.
 
-Then decisions/s for the same phases on the embedded default (Settings(redis_url=None): fakeredis
-with its Lua, in this process), whose client counter is reported too. "store ms" is the time
-spent inside the store's calls (RedisStateStore._do), per decision. Prints figures; asserts
+Then decisions/s for the same phases on the embedded default (Settings(redis_url=None): the
+in-memory adapters, in this process); its "client RT" is the number of calls to the user-store
+port (each would be one round trip on Redis). "store ms" is the time spent inside the store's
+calls (RedisStateStore._do; the port's methods in memory), per decision. Prints figures; asserts
 nothing about speed.
 """
 from __future__ import annotations
@@ -65,7 +66,7 @@ import applicants  # noqa: E402  (bench/applicants.py, next to this file)
 from marshmallow import ValidationError  # noqa: E402
 from schemas.request import DecideRequestSchema  # noqa: E402
 from service.adapters import state_store  # noqa: E402
-from service.entrypoints.bootstrap import build_service  # noqa: E402
+from service.entrypoints.bootstrap import build_services  # noqa: E402
 from service.entrypoints.settings import Settings  # noqa: E402
 
 PHASES = ("fresh", "replay", "cooldown")
@@ -200,25 +201,34 @@ def check(kind: str, result) -> Optional[str]:
 
 # -- one target ---------------------------------------------------------------------------------
 def run_target(label: str, url: Optional[str], work: Workload, stats_client: Optional[redis.Redis]) -> dict:
-    svc = build_service(Settings(redis_url=url))
-    schema = DecideRequestSchema(term_ranges=svc.policy.book.term_ranges())
-    store = svc.store
+    services = build_services(Settings(redis_url=url))
+    schema = DecideRequestSchema(term_ranges=services.rules.policy.book.term_ranges())
+    store = services.stores.users
     store_time = [0.0]
-    inner = store._do
+    calls = [0]
 
-    def timed_do(operation):                     # time spent in the store's calls
-        t0 = time.perf_counter()
-        try:
-            return inner(operation)
-        finally:
-            store_time[0] += time.perf_counter() - t0
+    def timed(inner, counted: bool):             # time spent in the store's calls
+        def call(*args, **kwargs):
+            calls[0] += counted
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                store_time[0] += time.perf_counter() - t0
+        return call
 
-    store._do = timed_do
+    if hasattr(store, "_do"):                    # Redis: one round trip per _do (store.round_trips)
+        store._do = timed(store._do, False)
+        round_trips = lambda: store.round_trips  # noqa: E731
+    else:                                        # in memory: the user-store port's calls
+        for name in ("begin", "commit", "release", "application", "applications", "state"):
+            setattr(store, name, timed(getattr(store, name), True))
+        round_trips = lambda: calls[0]  # noqa: E731
     tag = f"rt{secrets.token_hex(3)}-{label}"
     problems: Counter = Counter()
 
     def decide(kind: str, payload: dict) -> None:
-        result = svc.decide(payload, schema.load(payload))
+        result = services.decisions.decide(payload, schema.load(payload))
         wrong = check(kind, result)
         if wrong:
             problems[f"{kind}: {wrong}"] += 1
@@ -229,7 +239,7 @@ def run_target(label: str, url: Optional[str], work: Workload, stats_client: Opt
     for name in PHASES:
         payloads = work.phase(name, tag)
         gc.collect()
-        rt0, st0 = store.round_trips, store_time[0]
+        rt0, st0 = round_trips(), store_time[0]
         cs0 = commandstats(stats_client) if stats_client else None
         t0 = time.perf_counter()
         for payload in payloads:
@@ -237,7 +247,7 @@ def run_target(label: str, url: Optional[str], work: Workload, stats_client: Opt
         elapsed = time.perf_counter() - t0
         cs1 = commandstats(stats_client) if stats_client else None
         n = len(payloads)
-        row = {"n": n, "seconds": elapsed, "client_round_trips": store.round_trips - rt0,
+        row = {"n": n, "seconds": elapsed, "client_round_trips": round_trips() - rt0,
                "store_seconds": store_time[0] - st0}
         if cs0 is not None:
             delta = {k: v for k, v in (cs1 - cs0).items() if v}
@@ -245,7 +255,7 @@ def run_target(label: str, url: Optional[str], work: Workload, stats_client: Opt
             row["server_sent"] = sum(v for k, v in delta.items() if k not in IN_SCRIPT or ENTRY.match(k))
             row["server_all"] = sum(delta.values())
         phases[name] = row
-    return {"label": label, "url": url or "embedded (fakeredis)", "phases": phases,
+    return {"label": label, "url": url or "embedded (in memory)", "phases": phases,
             "problems": dict(problems)}
 
 
@@ -294,8 +304,8 @@ def report(results: list[dict], work: Workload, args, redis_version: str) -> Non
         r, e = (total(by[x]["phases"], "seconds") for x in ("redis", "embedded"))
         print(f"\nall phases: redis {n / r:.1f} dec/s, embedded {n / e:.1f} dec/s "
               f"(redis/embedded {e / r:.2f}x the decisions/s)")
-    print("client RT: RedisStateStore.round_trips delta; server sent: commands a client sent "
-          "(EVALSHA/EVAL/SCRIPT, and any not used inside the scripts: " + ", ".join(sorted(IN_SCRIPT)) +
+    print("client RT: RedisStateStore.round_trips delta (embedded: user-store port calls); "
+          "server sent: commands a client sent (EVALSHA/EVAL/SCRIPT, and any not used inside the scripts: " + ", ".join(sorted(IN_SCRIPT)) +
           "); server all: also the commands run inside the scripts. Time includes the schema load.")
     for res in results:
         for problem, count in res["problems"].items():
@@ -321,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stats_client = redis.Redis.from_url(url) if url.startswith(("redis://", "rediss://", "unix://")) else None
         version = stats_client.info("server")["redis_version"] if stats_client else "?"
-        probe = build_service(Settings(redis_url=None))
-        schema = DecideRequestSchema(term_ranges=probe.policy.book.term_ranges())
+        probe = build_services(Settings(redis_url=None))
+        schema = DecideRequestSchema(term_ranges=probe.rules.policy.book.term_ranges())
         work = Workload(args.n, args.replay_share, args.cooldown_share, args.seed, now, schema)
         del probe
         results = [run_target("redis", url, work, stats_client)]

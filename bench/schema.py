@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))  # after PYTHONPATH and the installed package
 
 from schemas.request import DecideRequestSchema  # noqa: E402
-from service.domain import rulebook  # noqa: E402
+from service.adapters import rules_files  # noqa: E402
 
 
 def mix_bodies(path: Path, n: int) -> list[dict]:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", type=Path, default=ROOT / "rules")
     args = parser.parse_args(argv)
 
-    schema = DecideRequestSchema(term_ranges=rulebook.load(args.rules).term_ranges())
+    schema = DecideRequestSchema(term_ranges=rules_files.load(args.rules).term_ranges())
     bodies = mix_bodies(args.bodies, args.n)
     loads = {"load": schema.load, "plain": lambda body: Schema.load(schema, body)}
     for body in bodies[:200]:

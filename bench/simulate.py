@@ -4,8 +4,8 @@
     .venv/bin/python bench/simulate.py [--records 100000] [--users 1500 100000] [--seed 11]
                                        [--regenerate] [--wait-idle SECONDS]
 
-1. The logs. For each `--users` count, tests/loggen.generate drives the service (fakeredis,
-   the bundled rules, a moving clock) through `--records` decisions spread over that many
+1. The logs. For each `--users` count, tests/loggen.generate drives the service (the
+   in-memory stores, the bundled rules, a moving clock) through `--records` decisions spread over that many
    users, plus the cancels and grace uses it makes, and the log is exported as JSON Lines.
    1,500 users is bench/replay.py's log (each user applies ~67 times, so many records are
    refusals by state); 100,000 users makes most records run the rules. Cached as
@@ -43,19 +43,19 @@ def log_path(records: int, users: int, seed: int) -> Path:
 def child_generate(records: int, users: int, seed: int, out_path: str) -> None:
     """In a child process: generate the log and export it (atomically)."""
     sys.path.insert(0, str(ROOT))
-    from service.adapters import decision_log
-    from service.adapters.rule_engine import policy_for
-    from service.domain import rulebook
+    from service.adapters import rules_files
     from service.domain.clock import FixedClock
-    from tests.conftest import NOW, embedded_service
+    from service.entrypoints.bootstrap import build_policy
+    from tests.conftest import NOW, memory_services
     from tests.loggen import generate
 
-    service = embedded_service(policy_for(rulebook.load(bench_replay.RULES)), FixedClock(NOW))
-    service.store.lock_ttl_ms = 3_600_000   # one thread: a loaded machine must not expire the lock
-    written = generate(service, records, users=users, seed=seed)
+    # one thread: a loaded machine must not expire the lock
+    services = memory_services(build_policy(rules_files.load(bench_replay.RULES)), FixedClock(NOW),
+                               lock_ttl_ms=3_600_000)
+    written = generate(services, records, users=users, seed=seed)
     tmp = Path(out_path + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
-        assert decision_log.export(service.store.client, "ld", out) == written
+        assert services.stores.log.export(out) == written
     os.replace(tmp, out_path)
 
 

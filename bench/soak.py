@@ -18,8 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.applicants import generate as generate_applicants  # noqa: E402
 from schemas.request import DecideRequestSchema  # noqa: E402
+from service.adapters import rules_files  # noqa: E402
 from service.adapters.rule_engine import policy_for  # noqa: E402
-from service.domain import rulebook  # noqa: E402
 from service.domain.userstate import UserState  # noqa: E402
 from tests.conftest import NOW  # noqa: E402
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    policy = policy_for(rulebook.load(ROOT / "rules"))
+    policy = policy_for(rules_files.load(ROOT / "rules"))
     schema = DecideRequestSchema(term_ranges=policy.book.term_ranges())
     requests = [schema.load(doc) for _, doc in generate_applicants(2000, args.seed, NOW)]
     states = [UserState(), UserState(applications_6m=3)]

@@ -66,6 +66,6 @@ def child_exit(server, worker):
 def post_worker_init(worker):
     # A worker forked after a rules reload starts from the master's (older) rules: switch it to
     # the version every worker runs before it serves anything.
-    service = getattr(worker.wsgi, "extensions", {}).get("decision_service")
-    if service is not None:
-        service.sync_rules(force=True)
+    services = getattr(worker.wsgi, "extensions", {}).get("services")
+    if services is not None:
+        services.rules.sync(force=True)

@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from schemas.request import DecideRequestSchema
-from service.adapters.rule_engine import policy_for
-from service.domain import rulebook
+from service.adapters import rules_files
+from service.entrypoints.bootstrap import Services, build_policy
+from service.entrypoints.settings import Settings
 from service.domain.clock import FixedClock
 from service.domain.policy_kit import merge
 from service.domain.userstate import UserState
 from service.entrypoints.http.app import create_app
-from service.usecases.decide import DecisionService
 
 ROOT = Path(__file__).resolve().parent.parent
 _users = itertools.count(1)
@@ -106,28 +106,34 @@ def move_threshold(rules: Path, rule_id: str, param: str, value: Any, file: str 
 
 @pytest.fixture(scope="session")
 def book():
-    return rulebook.load(RULES_DIR)
+    return rules_files.load(RULES_DIR)
 
 
 @pytest.fixture(scope="session")
 def policy(book):
-    return policy_for(book)
+    return build_policy(book)
 
 
-def embedded_service(policy, clock) -> DecisionService:
-    """A decision service on a fresh fakeredis: the unit tests' state store."""
-    import fakeredis
+def memory_services(policy, clock, **settings) -> Services:
+    """The use cases on fresh in-memory stores: the unit tests' service."""
+    from service.entrypoints.bootstrap import memory_stores, wire
 
-    from service.adapters.state_store import RedisStateStore
+    config = Settings(**settings)
+    return wire(config, clock, memory_stores(config, clock), policy)
 
-    store = RedisStateStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
-    return DecisionService(policy, store, clock=clock)
+
+def redis_services(url: str, policy, clock, **settings) -> Services:
+    """The use cases on the Redis at `url` (a server or a cluster): the integration tests'."""
+    from service.entrypoints.bootstrap import redis_stores, wire
+
+    config = Settings(redis_url=url, redis_timeout=settings.pop("redis_timeout", 2.0), **settings)
+    return wire(config, clock, redis_stores(config), policy)
 
 
 @pytest.fixture(scope="session")
 def client(policy):
     """Stateless use: every request gets a fresh application id through `decide`."""
-    app = create_app(service=embedded_service(policy, FixedClock(NOW)))
+    app = create_app(services=memory_services(policy, FixedClock(NOW)))
     return app.test_client()
 
 
@@ -180,9 +186,33 @@ def real_redis_url():
     client.flushdb()
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A 3-master Redis Cluster on loopback ports, for the session."""
+    from tests.servers import RedisCluster3
+
+    nodes = RedisCluster3(tmp_path_factory.mktemp("cluster")).start()
+    yield nodes
+    nodes.stop()
+
+
 def alias_bomb(levels: int, width: int = 9) -> bytes:
     """A few hundred bytes of YAML whose aliases expand to width**levels scalars (9 levels:
     ~440 bytes, 387 million)."""
     lines = [f"a0: &a0 [{', '.join(['x'] * width)}]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
     return ("\n".join(lines) + "\n").encode()
+
+
+# -- test tiers ------------------------------------------------------------------------------------
+TIERS = frozenset({"unit", "contract", "integration", "e2e", "browser", "deploy"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test carries the marker of its directory (tests/<tier>/...), so a tier is
+    `-m <tier>` and a test's tier is where it lives (`make unit`: -m "unit and not slow")."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(root).parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))

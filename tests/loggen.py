@@ -4,7 +4,8 @@ from __future__ import annotations
 import random
 
 from schemas.request import DecideRequestSchema
-from service.usecases.decide import Conflict, DecisionService
+from service.entrypoints.bootstrap import Services
+from service.usecases.errors import Conflict
 from tests.conftest import NOW, PRODUCT_BASE, payload
 
 PRODUCTS = list(PRODUCT_BASE)
@@ -41,11 +42,12 @@ def applicant(rng: random.Random, product: str) -> dict:
     return doc
 
 
-def generate(service: DecisionService, decisions: int, users: int = 1500, seed: int = 11) -> int:
+def generate(services: Services, decisions: int, users: int = 1500, seed: int = 11) -> int:
     """Make `decisions` decisions (plus some cancels and grace uses); returns log records written."""
     rng = random.Random(seed)
-    schema = DecideRequestSchema(term_ranges=service.policy.book.term_ranges())
-    clock = service.clock
+    schema = DecideRequestSchema(term_ranges=services.rules.policy.book.term_ranges())
+    clock = services.clock
+    service = services.decisions
     clock.set(NOW)
     made = records = 0
     cooling: list[tuple[str, str]] = []

@@ -1,9 +1,10 @@
-"""Build the Redis client REDIS_URL names: a server, a Redis Cluster, or the embedded default.
+"""Build the Redis client REDIS_URL names: a server or a Redis Cluster.
 
 - `redis://` / `rediss://` / `unix://`: one server (redis-py).
 - `redis+cluster://host:port[,host:port]`: Redis Cluster (redis-py's RedisCluster).
-- unset: fakeredis in this process. It is a single process's memory: fine to try the
-  service, refused with several workers (`loan-decide serve` checks).
+- unset: no Redis at all; the service runs on the in-memory adapters (service.adapters.memory),
+  a single process's memory: fine to try the service, refused with several workers
+  (`loan-decide serve` checks).
 """
 from __future__ import annotations
 
@@ -22,11 +23,9 @@ def is_embedded(url: str | None) -> bool:
     return not url
 
 
-def connect(url: str | None, timeout: float = 0.5) -> Client:
+def connect(url: str, timeout: float = 0.5) -> Client:
     if is_embedded(url):
-        import fakeredis  # only the embedded default needs it
-
-        return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        raise ValueError("no REDIS_URL: the embedded default runs on the in-memory adapters")
     options = dict(socket_timeout=timeout, socket_connect_timeout=timeout)
     if url.startswith(CLUSTER_SCHEME):
         rest = url[len(CLUSTER_SCHEME):].split("/", 1)[0]

@@ -14,6 +14,9 @@ durable_rules 2.0.28 traps this module exists to contain (DEVELOPERS.md):
 - (measured here, not in the guide) deleting a session in which no rule fired crashes the
   process (segfault in `delete_state`); every ruleset carries a sentinel rule that always
   fires, so no session is ever left unmatched.
+- numbers are int64/double parsed from the ruleset's JSON, and at most 64 rules may be true
+  for one fact: `number_problem` and `rule_count_problem` say what it cannot take, and the
+  rule loader (service.adapters.rules_files) refuses such rules at load time, naming them.
 Rules fire when they FAIL (or, for flags and pricing, when they apply); the cost of an
 evaluation grows with the rules that fire, and passing rules cost nothing.
 
@@ -31,18 +34,26 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 import threading
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import durable_rules_engine
 from durable.engine import Host
 
-from service.adapters import jsontext
+from service.usecases import jsontext
 from service.domain.policy import Policy
-from service.domain.product_plan import compile_product
-from service.domain.rulebook import RuleBook
+from service.domain.product_plan import EvaluationError, compile_product
+from service.domain.rulebook import EvaluatorLimits, RuleBook
 
+# durable_rules refuses more than 64 rules true for one fact (error 303); a product whose
+# ruleset could exceed it is refused at load time instead of failing at decision time.
+DURABLE_MAX_RULES = 64
+# durable_rules keeps numbers as int64/double and parses its ruleset JSON itself: an integer
+# past 2**53 compares wrongly (measured: x = 2**64-1 is not < 2**64) and a float that Python
+# writes with an exponent but no decimal point (1e-07, 1e+16) is refused when the ruleset is built (error 204).
+DURABLE_MAX_MAGNITUDE = 2 ** 53
 _SENTINEL = "sentinel"
 # a pending action's message is {"<rule name>": {...the matched fact...}}: the name leads it
 _ACTION_NAME = re.compile(r'\{"(r[0-9]+|sentinel)":')
@@ -50,7 +61,7 @@ _ACTION_NAME = re.compile(r'\{"(r[0-9]+|sentinel)":')
 _ENGINE_LOCK = threading.Lock()
 
 
-class EngineError(RuntimeError):
+class EngineError(EvaluationError):
     """durable_rules failed while evaluating; the decision must not be made."""
 
 
@@ -118,6 +129,32 @@ class RuleEngine:
                     self._host.delete_state(product, sid)
                 except Exception:   # a failed assert leaves no session (error 309): nothing to free
                     pass
+
+
+def number_problem(value: Any) -> Optional[str]:
+    """Why durable_rules cannot take this number as the rules give it, or None if it can."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if abs(value) > DURABLE_MAX_MAGNITUDE:
+        return f"is beyond ±2**53, which durable_rules cannot compare exactly"
+    if isinstance(value, float) and "e" in repr(value) and "." not in repr(value).split("e")[0]:
+        return ("is written with an exponent and no decimal point (as 1e-07), which "
+                "durable_rules refuses: use 0, at least 0.0001, or a value such as 1.5e-07")
+    return None
+
+
+def rule_count_problem(count: int) -> Optional[str]:
+    """Why durable_rules cannot hold a product's `count` rules, or None if it can (all of
+    them may be true for one fact, and durable_rules refuses a fact past DURABLE_MAX_RULES)."""
+    if count > DURABLE_MAX_RULES:
+        return f"durable_rules allows at most {DURABLE_MAX_RULES} true at once"
+    return None
+
+
+# What the rule loader checks the rules against while building them (service.adapters.rules_files).
+LIMITS = EvaluatorLimits(number_problem=number_problem, rule_count_problem=rule_count_problem)
 
 
 def _not_run(_closure) -> None:

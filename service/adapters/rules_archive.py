@@ -15,8 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Optional
 
+from service.adapters import rules_files
+from service.adapters.state_store import RedisStateStore
 from service.domain import rulebook
 from service.domain.rulebook import RuleBook
+from service.usecases import ports
+from service.usecases.errors import KitConflict
 
 # Kit files are `*.yaml` names, so this field is never one: it marks a kit as stored, which an
 # empty kit would otherwise not be (Redis keeps no empty hash).
@@ -29,15 +33,13 @@ return 1
 """
 
 
-class KitConflict(rulebook.RulesError):
-    """The rules version was archived with another policy test kit, which stays its kit."""
+class RulesArchive(ports.RulesArchive):
+    """Rules versions and their kits, in the Redis of the RedisStateStore given."""
 
-
-class RulesArchive:
-    def __init__(self, client, prefix: str = "ld"):
-        self.client = client
-        self.prefix = prefix
-        self._save_once = client.register_script(_SAVE_ONCE)
+    def __init__(self, store: RedisStateStore):
+        self.store = store
+        self.prefix = store.prefix
+        self._save_once = store.client.register_script(_SAVE_ONCE)
 
     def key(self, version: str) -> str:
         return f"{self.prefix}:rules:{version}"
@@ -49,9 +51,9 @@ class RulesArchive:
         two keys are in different cluster slots; each write is safe to repeat."""
         if kit is not None:
             self.save_kit(book.version, kit)
-        key = self.key(book.version)
-        if not self.client.exists(key):
-            self.client.hset(key, mapping=dict(book.files))
+        key, client = self.key(book.version), self.store.client
+        if not self.store._do(lambda: client.exists(key)):
+            self.store._do(lambda: client.hset(key, mapping=dict(book.files)))
 
     def kit_key(self, version: str) -> str:
         return f"{self.prefix}:rules:{version}:kit"
@@ -59,14 +61,12 @@ class RulesArchive:
     def save_kit(self, version: str, files: Mapping[str, bytes]) -> None:
         """Store the kit of a version that has none stored; the same kit again is fine."""
         fields = {_KIT_STORED: b"", **files}
-        if self._save_once(keys=[self.kit_key(version)], args=[x for item in fields.items() for x in item]):
+        if self.store._call(self._save_once, [self.kit_key(version)],
+                            [x for item in fields.items() for x in item]):
             return
         stored = self.load_kit(version)
         if stored != dict(files):
-            raise KitConflict(
-                f"rules {version} were archived with another policy test kit ({_difference(stored, files)}): "
-                "a version's kit cannot be replaced. Change the rules (a new version), or archive "
-                "them with the kit they were archived with.")
+            raise KitConflict.between(version, stored, files)
 
     def load_kit(self, version: str) -> dict[str, bytes]:
         """The version's kit ({} when it has none, or none was stored)."""
@@ -75,21 +75,15 @@ class RulesArchive:
 
     def _files(self, key: str) -> dict[str, bytes]:
         """A hash of file name -> content, names as text and contents as bytes (any client)."""
+        raw = self.store._do(lambda: self.store.client.hgetall(key))
         return {(k.decode() if isinstance(k, bytes) else k): v if isinstance(v, bytes) else v.encode()
-                for k, v in self.client.hgetall(key).items()}
+                for k, v in raw.items()}
 
     def load(self, version: str) -> Optional[RuleBook]:
         files = self._files(self.key(version))
         if not files:
             return None
-        book = rulebook.load_files(files, Path(f"<archive {version[:15]}>"))
+        book = rules_files.load_files(files, Path(f"<archive {version[:15]}>"))
         if book.version != version:
             raise rulebook.RulesError(f"archived rules {version} hash to {book.version}")
         return book
-
-
-def _difference(stored: Mapping[str, bytes], given: Mapping[str, bytes]) -> str:
-    if not stored or not given:
-        return "archived with no kit" if not stored else "none given"
-    return "files that differ: " + ", ".join(sorted(n for n in {*stored, *given}
-                                                    if stored.get(n) != given.get(n)))

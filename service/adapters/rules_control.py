@@ -1,4 +1,5 @@
-"""The switches every worker follows: the active rules version and the rule-change control hash.
+"""The switches every worker follows (the active rules version and the rule-change control
+hash), and the rule changes' history and shadow counts, in Redis.
 
 They are two keys (`<prefix>:rules:active`, `<prefix>:rulechange:control`) that a Redis Cluster
 puts in different slots, so no one script or MULTI can hold both. A transition that changes
@@ -10,7 +11,11 @@ refused. Each script is safe to send again (a retried call finds its work done).
 """
 from __future__ import annotations
 
+import json
 from typing import Mapping, Optional, Sequence
+
+from service.adapters.state_store import RedisStateStore
+from service.usecases import ports
 
 # Take fields off the hash when the first one holds ARGV[1] ('' = any value): what they held
 # (nil when nothing was taken: the first field is unset, or holds another value).
@@ -49,27 +54,94 @@ def _text(value) -> Optional[str]:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RulesControl:
-    """Conditional changes of the active version and the control hash (one key each)."""
+class RedisRuleSwitches(ports.RuleSwitches):
+    """The active version and the control hash, each change that must not race one script."""
 
-    def __init__(self, client, prefix: str = "ld"):
-        self.active_key = active_key(prefix)
-        self.control_key = control_key(prefix)
+    def __init__(self, store: RedisStateStore):
+        self.store = store
+        self.active_key = active_key(store.prefix)
+        self.control_key = control_key(store.prefix)
+        client = store.client
         self._take = client.register_script(_TAKE)
         self._put_back = client.register_script(_PUT_BACK)
         self._publish_if = client.register_script(_PUBLISH_IF)
 
+    def read(self) -> tuple[Optional[str], dict[str, str]]:
+        def both():
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.get(self.active_key)
+            pipe.hgetall(self.control_key)
+            return pipe.execute()
+
+        active, control = self.store._do(both)
+        return _text(active), {_text(k): _text(v) for k, v in (control or {}).items()}
+
+    def publish(self, version: str) -> None:
+        self.store._do(lambda: self.store.client.set(self.active_key, version))
+
+    def publish_if(self, version: str, replacing: Optional[str]) -> bool:
+        return bool(self.store._call(self._publish_if, [self.active_key], [version, replacing or ""]))
+
+    def set_control(self, changes: Mapping[str, Optional[str]]) -> dict[str, str]:
+        def write():
+            pipe = self.store.client.pipeline(transaction=True)
+            for name, value in changes.items():
+                if value is None:
+                    pipe.hdel(self.control_key, name)
+                else:
+                    pipe.hset(self.control_key, name, value)
+            pipe.hgetall(self.control_key)
+            return pipe.execute()[-1]
+
+        return {_text(k): _text(v) for k, v in self.store._do(write).items()}
+
     def take(self, fields: Sequence[str], holding: str = "") -> Optional[list[Optional[str]]]:
-        """Delete `fields` if the first is set (to `holding`, when given): the values they held,
-        or None when nothing was taken."""
-        held = self._take(keys=[self.control_key], args=[holding, *fields])
+        held = self.store._call(self._take, [self.control_key], [holding, *fields])
         return [_text(v) for v in held] if held else None
 
     def put_back(self, values: Mapping[str, Optional[str]]) -> bool:
-        """Restore what `take` took, unless its first field was set again since (False)."""
-        args = [x for field, value in values.items() if value is not None for x in (field, value)]
-        return bool(self._put_back(keys=[self.control_key], args=args))
+        args = [x for name, value in values.items() if value is not None for x in (name, value)]
+        return bool(self.store._call(self._put_back, [self.control_key], args))
 
-    def publish_if(self, version: str, replacing: Optional[str]) -> bool:
-        """Make `version` active if `replacing` still is (None: no version is active yet)."""
-        return bool(self._publish_if(keys=[self.active_key], args=[version, replacing or ""]))
+
+class RedisRuleChangeLog(ports.RuleChangeLog):
+    """The history (a capped list) and the shadow's counts (a hash per version). The counts'
+    hashes share one hash tag, so one flush adds to every version's in one transaction on
+    Redis Cluster too."""
+
+    def __init__(self, store: RedisStateStore):
+        self.store = store
+        self.history_key = f"{store.prefix}:rulechange:history"
+        self.shadow_prefix = f"{store.prefix}:{{rulechange}}:shadow:"
+
+    def append(self, entry: dict, keep: int) -> None:
+        text = json.dumps(entry, ensure_ascii=False, default=str)
+
+        def write():
+            pipe = self.store.client.pipeline(transaction=True)
+            pipe.rpush(self.history_key, text)
+            pipe.ltrim(self.history_key, -keep, -1)
+            pipe.execute()
+
+        self.store._do(write)
+
+    def entries(self) -> list[dict]:
+        return [json.loads(_text(t)) for t in self.store._do(
+            lambda: self.store.client.lrange(self.history_key, 0, -1))]
+
+    def add_counts(self, batch: Mapping[str, Mapping[str, int]]) -> None:
+        def write():
+            pipe = self.store.client.pipeline(transaction=True)
+            for version, counts in batch.items():
+                for name, n in counts.items():
+                    pipe.hincrby(self.shadow_prefix + version, name, n)
+            pipe.execute()
+
+        self.store._do(write)
+
+    def counts(self, version: str) -> dict[str, int]:
+        raw = self.store._do(lambda: self.store.client.hgetall(self.shadow_prefix + version))
+        return {_text(k): int(v) for k, v in raw.items()}
+
+    def reset_counts(self, version: str) -> None:
+        self.store._do(lambda: self.store.client.delete(self.shadow_prefix + version))

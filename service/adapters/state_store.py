@@ -24,38 +24,27 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import quote
 
 import redis
 from redis.exceptions import RedisClusterException
 
-from service.adapters import jsontext
-from service.domain.review import final_status
+from service.domain.application import StoredApplication
+from service.domain.decision import iso_utc
 from service.domain.userstate import UserState
+from service.usecases import jsontext, ports
+from service.usecases.ports import (
+    StoreBusy,
+    StoreRefused,
+    StoreUnavailable,
+    UserInventory,
+    UserSnapshot,
+    UserWrite,
+    Windows,
+)
 
 UTC = dt.timezone.utc
-
-
-class StoreUnavailable(RuntimeError):
-    """Redis cannot be reached or did not answer in time: the request gets a 503.
-
-    `outcome_unknown`: a commit was sent and never confirmed nor refused within the retry
-    bound, so it may have been applied (a retry of the same application gets its decision).
-    """
-
-    def __init__(self, message: str, outcome_unknown: bool = False):
-        super().__init__(message)
-        self.outcome_unknown = outcome_unknown
-
-
-class StoreRefused(StoreUnavailable):
-    """Redis answered "not now" (memory full, disk failing, a read-only replica, loading):
-    the command was refused before it wrote anything."""
-
-
-class StoreBusy(RuntimeError):
-    """The user's lock could not be had in time: the request gets a 503 with Retry-After."""
 
 
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
@@ -146,74 +135,28 @@ def grace_uses(members) -> tuple[dt.datetime, ...]:
     return tuple(sorted(dt.datetime.fromtimestamp(int(_s(m).split(":", 1)[0]), UTC) for m in members))
 
 
-@dataclass(frozen=True)
-class StoredApplication:
-    """An application's stored record: its decision, the payload that made it, its status."""
-
-    doc: dict
-
-    @property
-    def payload_sha256(self) -> str:
-        return self.doc["payload_sha256"]
-
-    @property
-    def decision(self) -> dict:
-        return self.doc["decision"]
-
-    def status_at(self, now: dt.datetime) -> str:
-        """approved | rejected | review | cooling_off | released | cancelled."""
-        if self.doc.get("cancelled_at"):
-            return "cancelled"
-        if self.doc.get("review"):
-            return final_status(self.doc["review"], now)
-        decision = self.decision
-        if decision["outcome"] == "cooling_off":
-            release = dt.datetime.fromisoformat(decision["funds_available_at"].replace("Z", "+00:00"))
-            return "cooling_off" if now < release else "released"
-        return decision["outcome"]
-
-    def view(self, now: dt.datetime) -> dict:
-        view = {"application_id": self.doc["application_id"], "user_id": self.doc["user_id"],
-                "status": self.status_at(now), "cancelled_at": self.doc.get("cancelled_at"),
-                "decision": self.decision}
-        review = self.doc.get("review")
-        if review:   # a reviewed case (issue 11): the reviewer's outcome and its effects
-            view["review"] = review
-            for name in ("offer", "funds_available_at", "cancel_until", "reapply_after"):
-                view[name] = review[name]
-        return view
-
-
-@dataclass
-class UserSnapshot:
-    """What BEGIN read under the user's lock."""
-
-    user_id: str
-    application_id: Optional[str]
-    token: str
-    fields: dict[str, str]
-    applications_in_window: int
-    grace_uses: tuple[dt.datetime, ...]
-    application: Optional[StoredApplication]
-
-    def state(self) -> UserState:
-        f = self.fields
-        return UserState(
-            applications_6m=self.applications_in_window,
-            cooldown_until=from_epoch(f.get(COOLDOWN_UNTIL)),
-            cooling_off_application=f.get(COOLING_APP) or None,
-            cooling_off_until=from_epoch(f.get(COOLING_UNTIL)),
-            temp_limit_expires_at=from_epoch(f.get(T4_EXPIRES)),
-            temp_limit_grants=int(f.get(T4_GRANTS) or 0),
-            grace_uses=self.grace_uses,
-        )
+# The user's slot: every key of the user gives way to the pending erasure (the receipt to write
+# and the index entries to drop), only while the lock is ours. Safe to run twice: a pending
+# erasure already there is returned, not replaced. It writes first the key that needs memory:
+# under maxmemory Redis refuses a script's first write that needs memory and stops the script,
+# while after a first write every command goes through; so it is refused whole or applied whole.
+_ERASE_USER = """
+local pending = redis.call('GET', KEYS[2])
+if pending then return pending end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('LOCK_LOST the user lock expired before the erasure')
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+return ARGV[2]
+"""
 
 
 @dataclass
 class CommitPlan:
-    """The writes of one step, applied by COMMIT in one atomic script."""
+    """A UserWrite in Redis commands, applied by COMMIT in one atomic script."""
 
-    app: Optional[dict] = None                 # {"value": json, "ttl": seconds}
+    app: Optional[str] = None                  # the application record's JSON
     hset: dict[str, str] = field(default_factory=dict)
     hdel: list[str] = field(default_factory=list)
     hincrby: dict[str, int] = field(default_factory=dict)
@@ -222,19 +165,62 @@ class CommitPlan:
     log: Optional[str] = None                  # the decision-log record (JSON), appended atomically
     keep_lock: bool = False                    # the lock stays held after the commit (release() ends it)
 
-    def encode(self, user_ttl: int, log_ttl: int) -> list[str]:
+    def encode(self, app_ttl: int, user_ttl: int, log_ttl: int) -> list[str]:
         """The COMMIT script's arguments after the token: the small plan, then the raw records."""
-        plan = jsontext.dumps({"app_ttl": self.app["ttl"] if self.app else 0, "hset": self.hset,
+        plan = jsontext.dumps({"app_ttl": app_ttl, "hset": self.hset,
                                "hdel": self.hdel, "hincrby": self.hincrby, "user_ttl": user_ttl,
                                "apps_add": self.apps_add or False, "grace_add": self.grace_add or False,
                                # stream ids are the server's milliseconds: older entries are trimmed
                                "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000)),
                                "marker_ttl_ms": COMMIT_MARKER_TTL_MS, "keep_lock": self.keep_lock})
-        return [plan, self.app["value"] if self.app else "", self.log or ""]
+        return [plan, self.app or "", self.log or ""]
 
 
-class RedisStateStore:
-    """The state store on a redis-py client (server, cluster or fakeredis)."""
+def record_text(record: StoredApplication, decision_text: Optional[str]) -> str:
+    """The record's JSON; a decision already encoded is spliced in as it is (not encoded again)."""
+    if decision_text is None:
+        return jsontext.dumps(record.doc)
+    rest = {k: v for k, v in record.doc.items() if k != "decision"}
+    return jsontext.dumps(rest)[:-1] + ',"decision":' + decision_text + "}"
+
+
+def plan_of(snapshot: UserSnapshot, write: UserWrite) -> CommitPlan:
+    """The Redis commands of one UserWrite: the user hash's fields, the sorted sets' members."""
+    plan = CommitPlan(log=write.log, keep_lock=write.keep_lock)
+    if write.application is not None:
+        plan.app = record_text(write.application, write.decision_text)
+    change = write.change
+    if change.cooldown_until:
+        plan.hset[COOLDOWN_UNTIL] = str(epoch(change.cooldown_until))
+    if change.cooling_off_until:
+        plan.hset[COOLING_APP] = snapshot.application_id
+        plan.hset[COOLING_UNTIL] = str(epoch(change.cooling_off_until))
+    if change.temp_limit_expires_at:
+        plan.hset[T4_EXPIRES] = str(epoch(change.temp_limit_expires_at))
+        plan.hincrby[T4_GRANTS] = 1
+    if write.ends_hold:
+        plan.hdel += [COOLING_APP, COOLING_UNTIL]
+    if write.lifts_cooldown:
+        plan.hdel.append(COOLDOWN_UNTIL)
+    if change.count_application:
+        plan.apps_add = _timed_add(write.at, snapshot.application_id, write.count_from)
+    if write.grace_use is not None:
+        use = write.grace_use
+        member = f"{epoch(use.at)}:{use.days}" + (f":{use.use_id}" if use.use_id else "")
+        plan.grace_add = _timed_add(use.at, member, write.grace_from)
+    return plan
+
+
+def _timed_add(at: dt.datetime, member: str, keep_after: dt.datetime) -> dict:
+    """A member scored by its second; the set keeps what is after `keep_after`. An idle set
+    expires after twice that span (a calendar window varies by a few days; older members
+    are trimmed and never counted, so a longer life costs nothing)."""
+    return {"score": epoch(at), "member": member, "trim_before": epoch(keep_after),
+            "ttl": 2 * (epoch(at) - epoch(keep_after)) + 86400}
+
+
+class RedisStateStore(ports.UserStore):
+    """The per-user store on a redis-py client (a server or a cluster)."""
 
     def __init__(self, client, *, prefix: str = "ld", lock_ttl_ms: int = 5000,
                  lock_wait_s: float = 5.0, retention_days: int = 400):
@@ -248,6 +234,7 @@ class RedisStateStore:
         self._begin = client.register_script(_BEGIN)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._erase = client.register_script(_ERASE_USER)
         self.round_trips = 0   # counted for the benchmarks' "round trips per decision"
 
     # -- keys -----------------------------------------------------------------------------
@@ -259,9 +246,12 @@ class RedisStateStore:
         app = f"{base}:app:{quote(application_id, safe='')}" if application_id else f"{base}:app:-"
         return [f"{base}:lock", f"{base}:user", f"{base}:apps", app, f"{base}:grace", f"{base}:log"]
 
+    def erasure_key(self, user_id: str) -> str:
+        return f"{self._base(user_id)}:erasure"
+
     # -- the locked step ------------------------------------------------------------------
-    def begin(self, user_id: str, application_id: Optional[str], count_from: dt.datetime,
-              now: dt.datetime, grace_from: dt.datetime) -> Optional[UserSnapshot]:
+    def begin(self, user_id: str, application_id: Optional[str],
+              windows: Windows) -> Optional[UserSnapshot]:
         """One attempt to take the user's lock and read; None when the lock is held.
 
         Windows exclude their start (an event exactly one window ago has left it) and include
@@ -269,7 +259,8 @@ class RedisStateStore:
         """
         token = secrets.token_hex(16)
         keys = self.keys(user_id, application_id)
-        args = [token, self.lock_ttl_ms, epoch(count_from), epoch(now), epoch(grace_from)]
+        args = [token, self.lock_ttl_ms, epoch(windows.count_from), epoch(windows.now),
+                epoch(windows.grace_from)]
         try:
             reply = self._retrying(lambda: self._call(self._begin, keys, args), attempts=2)
         except StoreUnavailable:
@@ -279,18 +270,17 @@ class RedisStateStore:
             return None
         raw_fields, count, app_raw, grace = reply[1], reply[2], reply[3], reply[4]
         fields = {_s(raw_fields[i]): _s(raw_fields[i + 1]) for i in range(0, len(raw_fields), 2)}
-        uses = grace_uses(grace)
         application = StoredApplication(json.loads(app_raw)) if app_raw else None
-        return UserSnapshot(user_id, application_id, token, fields, int(count), uses, application)
+        state = state_of(fields, int(count), grace_uses(grace))
+        return UserSnapshot(user_id, application_id, token, state, bool(fields) or int(count) > 0,
+                            application)
 
-    def commit(self, snapshot: UserSnapshot, plan: CommitPlan) -> Optional[str]:
-        """Apply the plan and release the lock in one step (unless the plan keeps it); returns
-        the log entry's id."""
+    def commit(self, snapshot: UserSnapshot, write: UserWrite) -> None:
+        """Apply the write and release the lock in one step (unless it keeps the lock)."""
         keys = self.keys(snapshot.user_id, snapshot.application_id) + [
             f"{self._base(snapshot.user_id)}:commit:{snapshot.token}"]
-        args = [snapshot.token, *plan.encode(self.user_ttl, self.log_ttl)]
-        log_id = self.locked_write(self._commit, keys, args)
-        return _s(log_id) if log_id else None
+        args = [snapshot.token, *plan_of(snapshot, write).encode(self.app_ttl, self.user_ttl, self.log_ttl)]
+        self.locked_write(self._commit, keys, args)
 
     def locked_write(self, script, keys: list[str], args: list) -> Any:
         """Run an idempotent script that writes only while the user's lock (KEYS[1]) holds the
@@ -309,18 +299,16 @@ class RedisStateStore:
             raise
 
     def _retrying(self, call, attempts: int = 1_000_000, seconds: float = 60.0,
-                  unknown_after_send: bool = False, refused_too: bool = False):
+                  unknown_after_send: bool = False):
         """Run an idempotent script again while Redis does not answer (timeouts, dropped
         connections), up to `attempts` tries or `seconds`. An error reply ends the retries: it
-        is the outcome of this try, and of the earlier ones if none of them could be unknown.
-        `refused_too`: a "not now" is tried again as well (work that must be finished, not
-        refused: what is left of an erasure whose deletion applied)."""
+        is the outcome of this try, and of the earlier ones if none of them could be unknown."""
         deadline, unknown = time.monotonic() + seconds, False
         while True:
             try:
                 return call()
             except StoreUnavailable as exc:
-                if isinstance(exc, StoreRefused) and not unknown and not refused_too:
+                if isinstance(exc, StoreRefused) and not unknown:
                     raise
                 unknown = unknown or (unknown_after_send and not isinstance(exc, StoreRefused))
                 attempts -= 1
@@ -342,32 +330,98 @@ class RedisStateStore:
         except StoreUnavailable:
             return True   # not known: the lock's TTL frees it
 
-    def lock_wait_deadline(self) -> float:
-        return time.monotonic() + self.lock_wait_s
-
     # -- reads without the lock -------------------------------------------------------------
     def application(self, user_id: str, application_id: str) -> Optional[StoredApplication]:
         raw = self._do(lambda: self.client.get(self.keys(user_id, application_id)[3]))
         return StoredApplication(json.loads(raw)) if raw else None
 
-    def snapshot(self, user_id: str, count_from: dt.datetime, now: dt.datetime,
-                 grace_from: dt.datetime) -> Optional[UserSnapshot]:
+    def applications(self, refs: list[tuple[str, str]]) -> list[Optional[StoredApplication]]:
+        """The records in one pipeline (their keys may sit on several cluster nodes)."""
+        if not refs:
+            return []
+
+        def read():
+            pipe = self.client.pipeline(transaction=False)
+            for user_id, app_id in refs:
+                pipe.get(self.keys(user_id, app_id)[3])
+            return pipe.execute()
+
+        return [StoredApplication(json.loads(raw)) if raw else None for raw in self._do(read)]
+
+    def state(self, user_id: str, windows: Windows) -> Optional[UserState]:
         _, user, apps, _, grace, _ = self.keys(user_id, None)
 
         def read():
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(user)
-            pipe.zcount(apps, f"({epoch(count_from)}", epoch(now))
-            pipe.zrangebyscore(grace, f"({epoch(grace_from)}", "+inf")
+            pipe.zcount(apps, f"({epoch(windows.count_from)}", epoch(windows.now))
+            pipe.zrangebyscore(grace, f"({epoch(windows.grace_from)}", "+inf")
             pipe.exists(user, apps, grace)
             return pipe.execute()
 
         fields, count, grace_members, exists = self._do(read)
         if not exists:
             return None
-        uses = grace_uses(grace_members)
-        return UserSnapshot(user_id, None, "", {_s(k): _s(v) for k, v in fields.items()},
-                            int(count), uses, None)
+        return state_of({_s(k): _s(v) for k, v in fields.items()}, int(count), grace_uses(grace_members))
+
+    def all_applications(self) -> Iterator[StoredApplication]:
+        """Every application record (the repair path: a full scan, not a request path)."""
+        for key in self.client.scan_iter(match=f"{self.prefix}:{{*}}:app:*", count=1000):
+            raw = self.client.get(key)
+            if raw:
+                yield StoredApplication(json.loads(raw))
+
+    def user_keys(self, user_id: str) -> list[str]:
+        """Every key of one user (its hash tag), the lock and a pending erasure excepted: found
+        by SCAN, so records of applications no index names (refusals by state) are found too."""
+        base = self._base(user_id)
+        pattern = base.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + ":*"
+        keys = {_s(k) for k in self._do(lambda: list(self.client.scan_iter(match=pattern, count=1000)))}
+        return sorted(k for k in keys if k not in (f"{base}:lock", self.erasure_key(user_id)))
+
+    def inventory(self, user_id: str) -> Optional[UserInventory]:
+        keys = self.user_keys(user_id)
+        if not keys:
+            return None
+        base = self._base(user_id)
+        apps = [k for k in keys if k.startswith(f"{base}:app:")]
+        raws = self._do(lambda: self.client.mget(apps)) if apps else []
+        log_key = f"{base}:log"
+        records = int(self._do(lambda: self.client.xlen(log_key))) if log_key in keys else 0
+        state_items = sum(1 for k in keys if k.rsplit(":", 1)[-1] in ("user", "apps", "grace"))
+        return UserInventory(tuple(StoredApplication(json.loads(r)) for r in raws if r), records, state_items)
+
+    # -- erasure ------------------------------------------------------------------------------
+    def begin_erasure(self, snapshot: UserSnapshot, pending: dict) -> dict:
+        keys = self.user_keys(snapshot.user_id)
+        raw = self.locked_write(self._erase, [self.keys(snapshot.user_id, None)[0],
+                                              self.erasure_key(snapshot.user_id), *keys],
+                                [snapshot.token, json.dumps(pending, ensure_ascii=False), self.log_ttl])
+        return json.loads(raw)
+
+    def pending_erasure(self, user_id: str) -> Optional[dict]:
+        raw = self._do(lambda: self.client.get(self.erasure_key(user_id)))
+        return json.loads(raw) if raw else None
+
+    def end_erasure(self, user_id: str) -> None:
+        self._do(lambda: self.client.delete(self.erasure_key(user_id)))
+
+    def forget(self, user_id: str) -> None:
+        keys = self.user_keys(user_id)
+        if keys:
+            self._do(lambda: self.client.delete(*keys))   # one slot: one command
+
+    def view(self, user_id: str, application_ids: set[str]) -> dict:
+        _, user, apps, _, grace, _ = self.keys(user_id, None)
+        fields = {_s(k): _s(v) for k, v in self.client.hgetall(user).items()}
+        records = dict(zip(sorted(application_ids),
+                           self.applications([(user_id, a) for a in sorted(application_ids)])))
+
+        def timed(key: str) -> dict:
+            return {_s(m): iso_utc(from_epoch(int(s))) for m, s in self.client.zrange(key, 0, -1, withscores=True)}
+
+        return {"state": {k: _field_value(k, v) for k, v in fields.items()}, "counted": timed(apps),
+                "grace": timed(grace), "records": {a: r.doc if r else None for a, r in records.items()}}
 
     def ping(self) -> bool:
         """Whether Redis takes a write now: a PING still answers when it is out of memory,
@@ -391,6 +445,30 @@ class RedisStateStore:
             if not refused(exc):
                 raise   # LOCK_LOST, or a bug in a script: not Redis's state
             raise StoreRefused(f"Redis refused: {type(exc).__name__}: {exc}") from exc
+
+
+def state_of(fields: dict[str, str], applications_in_window: int,
+             uses: tuple[dt.datetime, ...]) -> UserState:
+    """The user hash's fields (epoch seconds as text) as the state the rules read."""
+    return UserState(
+        applications_6m=applications_in_window,
+        cooldown_until=from_epoch(fields.get(COOLDOWN_UNTIL)),
+        cooling_off_application=fields.get(COOLING_APP) or None,
+        cooling_off_until=from_epoch(fields.get(COOLING_UNTIL)),
+        temp_limit_expires_at=from_epoch(fields.get(T4_EXPIRES)),
+        temp_limit_grants=int(fields.get(T4_GRANTS) or 0),
+        grace_uses=uses,
+    )
+
+
+_TIME_FIELDS = (COOLDOWN_UNTIL, COOLING_UNTIL, T4_EXPIRES)
+
+
+def _field_value(name: str, value: str) -> Any:
+    """A hash field as the ports' view shows it: times in ISO, counts as numbers."""
+    if name in _TIME_FIELDS:
+        return iso_utc(from_epoch(value))
+    return int(value) if name == T4_GRANTS else value
 
 
 def refused(exc: redis.ResponseError) -> bool:

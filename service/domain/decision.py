@@ -14,6 +14,13 @@ def iso_utc(moment: dt.datetime) -> str:
 
 
 def parse_iso_utc(text: str) -> dt.datetime:
+    """`YYYY-MM-DDTHH:MM:SSZ` exactly (ValueError for anything else). The text is first checked
+    to have that shape in ASCII, then read by fromisoformat, a tenth of strptime's cost (a
+    replay reads several per record); strptime reads what fails the check, and says why."""
+    if (len(text) == 20 and text.isascii() and text[19] == "Z" and text[10] == "T"
+            and text[4] == text[7] == "-" and text[13] == text[16] == ":"
+            and (text[:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]).isdigit()):
+        return dt.datetime.fromisoformat(text)
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
 
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from schemas.request import APPLICANT_FIELDS, DOCUMENTS, GROUPS, NULL_MEANS_NO
+from service.domain.applicant_fields import APPLICANT_FIELDS, DOCUMENTS, GROUPS, NULL_MEANS_NO
 from service.domain.userstate import UserState
 
 EPOCH = dt.date(1970, 1, 1)

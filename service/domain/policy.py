@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 from zoneinfo import ZoneInfo
 
-from service.domain import pricing
+from service.domain import pricing, recourse
 from service.domain.decision import (
     Decision,
     Offer,
@@ -28,6 +28,7 @@ from service.domain.decision import (
     parse_iso_utc,
 )
 from service.domain.facts import FACT_FIELDS, add_calendar, build_fact
+from service.domain.outcome import Outcome, Verdict
 from service.domain.product_plan import CompiledRule, ProductPlan, RuleEvaluator
 from service.domain.rulebook import Rule, RuleBook
 from service.domain.userstate import StateChange, UserState
@@ -47,25 +48,6 @@ def decision_id(user_id: str, application_id: str, decided_at: str) -> str:
     """Deterministic, so replaying a decision reproduces its id."""
     digest = hashlib.sha256(f"{user_id}\0{application_id}\0{decided_at}".encode()).hexdigest()
     return "dec_" + digest[:24]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    decision: Decision
-    change: StateChange
-    evaluated: bool   # False: refused by state (T1/T2) without evaluating the rules
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a decision concludes, without its explanation: the recourse search (issue 13)
-    evaluates many changed applications and reads only this of each, so it skips the trace,
-    the reasons' texts and the largest-allowed probe, none of which changes the outcome."""
-
-    outcome: str
-    codes: frozenset[str]           # the reasons' codes
-    fired_checks: tuple[Rule, ...]  # the checks that refused, in the product's rule order
-    missing: tuple[str, ...]        # the request fields MISSING_DATA names
 
 
 @dataclass(frozen=True)
@@ -109,10 +91,20 @@ class Policy:
         # product -> check key -> compiled rule: what refused, looked up from the (few) fired keys
         self._checks = {name: {v.key: v.compiled for v in views if v.is_check}
                         for name, views in self._views.items()}
+        self._window_starts: dict[dt.datetime, dt.datetime] = {}
 
     # -- windows ------------------------------------------------------------------------
     def count_window_start(self, now: dt.datetime) -> dt.datetime:
-        """T3: the start of the look-back window for the user's own applications."""
+        """T3: the start of the look-back window for the user's own applications (remembered
+        for the last few moments: a unit of work asks for it at its read and at its write)."""
+        start = self._window_starts.get(now)
+        if start is None:
+            if len(self._window_starts) > 64:
+                self._window_starts.clear()
+            start = self._window_starts[now] = self._count_window_start(now)
+        return start
+
+    def _count_window_start(self, now: dt.datetime) -> dt.datetime:
         local = now.astimezone(POLICY_TZ)
         start = add_calendar(local.date(), months=-self.book.time.application_count_months)
         return dt.datetime.combine(start, local.timetz()).astimezone(dt.timezone.utc)
@@ -130,8 +122,7 @@ class Policy:
     def _with_recourse(self, request, state: UserState, now: dt.datetime, outcome: Outcome) -> Outcome:
         """Issue 13: attach the recourse (searched only for refusals; null for offers).
 
-        Imported here, not at the top: the search evaluates through this Policy."""
-        from service.domain import recourse
+        The search evaluates its candidates through this Policy (recourse.Evaluator)."""
         found = recourse.search(self, request, state, now, outcome)
         decision = dataclasses.replace(outcome.decision, recourse=found)
         return Outcome(decision, outcome.change, outcome.evaluated)

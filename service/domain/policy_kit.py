@@ -7,8 +7,9 @@ request (`product`, `amount`, `term_days`, `applicant`, merged into the base), t
 time (`at`), the user's prior state (`state`) and what must come out (`expect`). Only what
 `expect` names is compared, so a case says exactly what it pins.
 
-Pure: parsing, building a case's request and state, and comparing a decision with the
-expectation. Evaluating a case needs a Policy (service.usecases.policy_tests does that).
+Pure: building the kit from its parsed files, a case's request and state, and comparing a
+decision with the expectation. Reading and parsing the files is service.adapters.rules_files's
+(`kit_files`, `parse_kit`); evaluating a case needs a Policy (service.usecases.policy_tests does that).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 
 
 from service.domain.decision import iso_utc, parse_iso_utc
-from service.domain.rulebook import RulesError, parse_yaml
+from service.domain.rulebook import RulesError
 from service.domain.userstate import UserState, change_to_dict
 
 BASE_FILE = "base.yaml"
@@ -72,21 +73,23 @@ def _instant(where: str, value: Any) -> dt.datetime:
         raise KitError(f"{where}: {value!r} is not a time like 2026-11-23T08:00:00Z") from None
 
 
-def parse_kit(files: Mapping[str, bytes]) -> Kit:
-    """Read a kit from its files (name -> bytes); an empty mapping is an empty kit."""
-    if not files:
+def build_kit(documents: Mapping[str, Any]) -> Kit:
+    """A kit from its files' parsed documents (name -> document); none is an empty kit.
+
+    The documents are read base first, then each file by name."""
+    if not documents:
         return Kit()
-    if BASE_FILE not in files:
+    if BASE_FILE not in documents:
         raise KitError(f"{BASE_FILE}: missing (the applicant every case starts from)")
-    base = _load(BASE_FILE, files[BASE_FILE])
+    base = _document(documents, BASE_FILE)
     for key in ("request", "at"):
         if key not in base:
             raise KitError(f"{BASE_FILE}: '{key}' is required")
     cases: list[Case] = []
-    for name in sorted(files):
+    for name in sorted(documents):
         if name == BASE_FILE:
             continue
-        doc = _load(name, files[name])
+        doc = _document(documents, name)
         raw_cases = doc.get("cases")
         if not isinstance(raw_cases, list):
             raise KitError(f"{name}: expected a list under 'cases'")
@@ -94,8 +97,8 @@ def parse_kit(files: Mapping[str, bytes]) -> Kit:
     return Kit(tuple(cases))
 
 
-def _load(name: str, data: bytes) -> dict:
-    doc = parse_yaml(name, data, KitError)   # alias expansion bounded as for rule files
+def _document(documents: Mapping[str, Any], name: str) -> dict:
+    doc = documents[name]
     if not isinstance(doc, dict):
         raise KitError(f"{name}: expected a mapping at the top level")
     return doc

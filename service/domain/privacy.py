@@ -82,3 +82,12 @@ def mask_free_text(text: str) -> str:
 def _masked_named(m: re.Match) -> str:
     name = m[2].rstrip()   # the spaces before the next punctuation are not the name's
     return m[1] + _masked_name(name) + m[2][len(name):]
+
+
+def erasure_subject(secret: bytes, user_id: str) -> str:
+    """The keyed hash an erased user's kept window is stored under: HMAC-SHA256(secret, user id),
+    so no key or value holds the user id, and no one without the secret can find whose it is."""
+    import hashlib
+    import hmac
+
+    return hmac.new(secret, user_id.encode(), hashlib.sha256).hexdigest()

@@ -15,6 +15,10 @@ from service.domain import conditions as cond
 from service.domain.rulebook import Product, Rule, RuleBook
 
 
+class EvaluationError(RuntimeError):
+    """The evaluator failed while evaluating; the decision must not be made."""
+
+
 def ref_date_field(offset: Mapping[str, int]) -> str:
     """The fact field holding 'today + offset', e.g. {years: -1} -> today_minus_1y."""
     parts = []

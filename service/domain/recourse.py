@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Protocol
 from zoneinfo import ZoneInfo
 
 from service.domain import conditions as cond
 from service.domain.decision import Change, Decision, Option, Recourse, iso_utc, parse_iso_utc
 from service.domain.facts import FACT_FIELDS, add_calendar
-from service.domain.rulebook import Actionable, Rule
+from service.domain.outcome import Outcome, Verdict
+from service.domain.product_plan import RuleEvaluator
+from service.domain.rulebook import Actionable, Rule, RuleBook
 from service.domain.userstate import StateChange, UserState
-
-if TYPE_CHECKING:   # policy.py imports this module lazily; no import cycle at run time
-    from service.domain.policy import Outcome, Policy, Verdict
 
 ACCEPTED = ("approved", "cooling_off")
 STATE_CODES = ("REAPPLY_COOLDOWN", "COOLING_OFF_PENDING")
@@ -41,6 +40,21 @@ STATE_CODES = ("REAPPLY_COOLDOWN", "COOLING_OFF_PENDING")
 POLICY_TZ = ZoneInfo("Asia/Shanghai")
 
 Candidate = tuple[tuple[Actionable, Any], ...]   # (declared action, value to set) pairs
+
+
+class Evaluator(Protocol):
+    """What the search reads of the Policy that made the decision: its rules, its compiled
+    plans, and the verdict of a changed application. The Policy is one; policy.py imports
+    this module and this module never imports it."""
+
+    @property
+    def book(self) -> RuleBook: ...
+
+    @property
+    def engine(self) -> RuleEvaluator: ...
+
+    def verdict(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Verdict:
+        ...
 
 
 def state_after(state: UserState, change: StateChange) -> UserState:
@@ -55,8 +69,8 @@ def state_after(state: UserState, change: StateChange) -> UserState:
         grace_uses=state.grace_uses)
 
 
-def search(policy: "Policy", request: Mapping[str, Any], state: UserState, now: dt.datetime,
-           outcome: "Outcome") -> Optional[Recourse]:
+def search(policy: Evaluator, request: Mapping[str, Any], state: UserState, now: dt.datetime,
+           outcome: Outcome) -> Optional[Recourse]:
     """The recourse of one decision: None for an offer, else the verified options."""
     if outcome.decision.outcome in ACCEPTED:
         return None
@@ -104,8 +118,8 @@ def _codes(decision: Decision) -> set[str]:
 class _Search:
     """One recourse search; counts its evaluations against the declared cap."""
 
-    def __init__(self, policy: "Policy", request: Mapping[str, Any], state: UserState,
-                 now: dt.datetime, outcome: "Outcome"):
+    def __init__(self, policy: Evaluator, request: Mapping[str, Any], state: UserState,
+                 now: dt.datetime, outcome: Outcome):
         self.policy, self.request, self.now = policy, request, now
         self.spec = policy.book.recourse
         self.plan = policy.engine.plans[request["product"]]
@@ -117,10 +131,10 @@ class _Search:
         self.waits = {a.field for a in self.spec.actionable if a.action == "wait"}
         # a quarter of the candidates come up again (the probe's, then a set's, a window's end):
         # each is evaluated once, and still counted against the cap every time, as before
-        self.verdicts: dict[tuple, "Verdict"] = {}
+        self.verdicts: dict[tuple, Verdict] = {}
 
     # -- evaluation ----------------------------------------------------------------------------
-    def _evaluate(self, candidate: Candidate, at: dt.datetime) -> Optional["Verdict"]:
+    def _evaluate(self, candidate: Candidate, at: dt.datetime) -> Optional[Verdict]:
         if self.left <= 0:
             return None
         self.left -= 1
@@ -133,7 +147,7 @@ class _Search:
         return verdict
 
     def _try(self, candidate: Candidate, at: dt.datetime,
-             decision: Optional["Verdict"] = None) -> Optional[Option]:
+             decision: Optional[Verdict] = None) -> Optional[Option]:
         """The option this candidate gives at `at`, or after waiting out a date window."""
         decision = decision or self._evaluate(candidate, at)
         if decision is None:
@@ -159,7 +173,7 @@ class _Search:
                 if "REAPPLY_COOLDOWN" in self.spec.state_waits else None
         return self.now
 
-    def _window_end(self, decision: "Verdict", candidate: Candidate,
+    def _window_end(self, decision: Verdict, candidate: Candidate,
                     at: dt.datetime) -> Optional[dt.datetime]:
         """When the date windows among the refusing rules all close (None: no such window).
 
@@ -202,7 +216,7 @@ class _Search:
             sources.add(f"applicant.documents.{self.policy.book.time.temporary_limit.requires_document}")
         return sources
 
-    def _needs(self, decision: "Verdict") -> list[set[str]]:
+    def _needs(self, decision: Verdict) -> list[set[str]]:
         """For each refusing rule (and missing field), the request fields that could lift it."""
         needs = [self._sources(rule) for rule in decision.fired_checks]
         needs += [{source} for source in decision.missing]
@@ -238,7 +252,7 @@ class _Search:
         return [_json_value(v) for v in sorted(values, reverse=True)
                 if product.min_amount <= v <= product.max_amount and v < amount]
 
-    def _relevant(self, decision: "Verdict", at: dt.datetime) -> list[tuple[Actionable, list[Any]]]:
+    def _relevant(self, decision: Verdict, at: dt.datetime) -> list[tuple[Actionable, list[Any]]]:
         fields: set[str] = set().union(*self._needs(decision))
         out = []
         for action in self.spec.actionable:
@@ -278,7 +292,7 @@ class _Search:
                         return True
         return False
 
-    def _smallest_sets(self, base: "Verdict", relevant: list[tuple[Actionable, list[Any]]],
+    def _smallest_sets(self, base: Verdict, relevant: list[tuple[Actionable, list[Any]]],
                        at: dt.datetime) -> list[Option]:
         needs = [need for need in self._needs(base) if need]
         for size in range(1, self.spec.max_fields + 1):

@@ -1,7 +1,7 @@
 """Per-user state: what the rules see of a user's history, and what a decision changes in it.
 
 Pure values. The policy reads a UserState and returns a StateChange with its decision; the
-state store (Redis, fakeredis) produces the one and applies the other atomically.
+state store (Redis, or the in-memory one) produces the one and applies the other atomically.
 """
 from __future__ import annotations
 

@@ -1,49 +1,165 @@
-"""The composition root: settings in, a wired decision service out.
+"""The composition root: settings in, the wired use cases out.
 
-The one place that chooses the adapters (durable_rules, real Redis or the embedded fakeredis)
-and hands them to the use cases; the HTTP app, the CLI and the benchmarks all build through it,
+The one place that chooses the adapters: durable_rules behind the policy, and Redis (a server
+or a cluster) or the in-memory adapters (the embedded default) behind every port, then hands
+each use case what it needs. The HTTP app, the CLI and the benchmarks all build through here,
 so they run the same service.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Optional
 
-from service.adapters import redis_connection
-from service.adapters.rule_engine import policy_for
-from service.adapters.state_store import RedisStateStore, StoreUnavailable
-from service.domain import rulebook
-from service.domain.clock import Clock
+from service.adapters import memory, redis_connection, rules_files
+from service.adapters.decision_log import RedisDecisionLog
+from service.adapters.review_store import RedisErasedWindows, RedisReceipts, RedisReviewQueue
+from service.adapters.rules_control import RedisRuleChangeLog, RedisRuleSwitches
+from service.adapters.rule_engine import EngineError, policy_for
+from service.adapters.rules_archive import RulesArchive
+from service.adapters.state_store import RedisStateStore
+from service.domain.clock import Clock, SystemClock
+from service.domain.policy import Policy
+from service.domain.rulebook import RuleBook, RulesError
 from service.entrypoints.settings import Settings
-from service.usecases import rule_changes
-from service.usecases.decide import DecisionService
+from service.usecases import ports
+from service.usecases.audit import Audit
+from service.usecases.decide import Decisions
+from service.usecases.live_rules import LiveRules
+from service.usecases.policy_tests import Kits
+from service.usecases.replay import PolicySource
+from service.usecases.review import Reviews
+from service.usecases.reviews_index import CaseIndex
+from service.usecases.rule_changes import RuleChanges
+from service.usecases.unit_of_work import UserWork
 
 log = logging.getLogger("loan_decide.api")
 
 
-def build_service(settings: Settings, clock: Clock | None = None, *,
-                  publish: bool = True) -> DecisionService:
-    """The decision service the settings describe: rules, Redis (or the embedded default), clock.
+def build_policy(book: RuleBook) -> Policy:
+    """The policy of a rules book on durable_rules; what the engine refuses is a RulesError."""
+    try:
+        return policy_for(book)
+    except EngineError as exc:
+        raise RulesError(f"{book.directory}: {exc}") from exc
+
+
+KITS = Kits(build=build_policy, parse=rules_files.parse_kit, load_files=rules_files.load_files)
+
+
+@dataclass(frozen=True)
+class Services:
+    """The use cases the doors call, over one set of stores."""
+
+    settings: Settings
+    clock: Clock
+    stores: ports.Stores
+    rules: LiveRules
+    work: UserWork
+    cases: CaseIndex
+    decisions: Decisions
+    reviews: Reviews
+    audit: Audit
+    changes: RuleChanges
+
+    def ready(self) -> bool:
+        """The store takes writes and this process's rules are archived."""
+        return self.stores.users.ping() and self.rules.archive_own()
+
+
+def redis_stores(settings: Settings) -> ports.Stores:
+    """Every port on the Redis that REDIS_URL names."""
+    client = redis_connection.connect(settings.redis_url, timeout=settings.redis_timeout)
+    users = RedisStateStore(client, prefix=settings.key_prefix, lock_ttl_ms=settings.lock_ttl_ms,
+                            lock_wait_s=settings.lock_wait_s, retention_days=settings.retention_days)
+    return ports.Stores(users=users, queue=RedisReviewQueue(users), erased=RedisErasedWindows(users),
+                        receipts=RedisReceipts(users), log=RedisDecisionLog(client, settings.key_prefix),
+                        archive=RulesArchive(users), switches=RedisRuleSwitches(users),
+                        changes=RedisRuleChangeLog(users))
+
+
+def memory_stores(settings: Settings, clock: Clock) -> ports.Stores:
+    return memory.memory_stores(clock, load_files=rules_files.load_files,
+                                lock_ttl_ms=settings.lock_ttl_ms, lock_wait_s=settings.lock_wait_s,
+                                retention_days=settings.retention_days)
+
+
+def simulation_stores(clock: Clock) -> ports.Stores:
+    """One simulation partition's stores: in memory, on the partition's clock."""
+    return memory.memory_stores(clock, load_files=rules_files.load_files)
+
+
+def build_services(settings: Settings, clock: Optional[Clock] = None, *, publish: bool = True,
+                   stores: Optional[ports.Stores] = None) -> Services:
+    """The use cases the settings describe: rules, Redis (or the embedded default), clock.
 
     `publish`: a server starting up makes its rules the active version (an activation, in the
     history). A CLI command that only reads or repairs (log export, reviews repair, state diff)
     passes False: it must not switch every worker back from a promoted version."""
-    policy = policy_for(rulebook.load(settings.rules_dir))
-    if redis_connection.is_embedded(settings.redis_url):
-        log.warning("REDIS_URL is not set: using the embedded in-process store (fakeredis). "
-                    "State lives in this one process and is lost when it stops; "
-                    "set REDIS_URL for production or several workers.")
-    client = redis_connection.connect(settings.redis_url, timeout=settings.redis_timeout)
-    store = RedisStateStore(client, prefix=settings.key_prefix, lock_ttl_ms=settings.lock_ttl_ms,
-                            lock_wait_s=settings.lock_wait_s, retention_days=settings.retention_days)
-    service = DecisionService(policy, store, clock=clock)
-    service.erasure_secret = settings.erasure_secret
-    if service.archive_rules() and publish:
-        try:   # the rules this process starts with are the ones every worker runs
-            previous = store._do(lambda: store.client.get(f"{store.prefix}:rules:active"))
-            service.publish_active(policy.version)
-            if not redis_connection.is_embedded(settings.redis_url):   # history of a shared store
-                rule_changes.record_start(service, previous.decode() if previous else None,
-                                          settings.rules_dir)
-        except StoreUnavailable:
-            pass
-    return service
+    clock = clock or SystemClock()
+    book = rules_files.load(settings.rules_dir)
+    if stores is None:
+        if redis_connection.is_embedded(settings.redis_url):
+            log.warning("REDIS_URL is not set: using the embedded in-process store (in memory). "
+                        "State lives in this one process and is lost when it stops; "
+                        "set REDIS_URL for production or several workers.")
+            stores = memory_stores(settings, clock)
+        else:
+            stores = redis_stores(settings)
+    services = wire(settings, clock, stores, build_policy(book))
+    if publish:
+        _activate(services, shared=not redis_connection.is_embedded(settings.redis_url))
+    return services
+
+
+def wire(settings: Settings, clock: Clock, stores: ports.Stores, policy: Policy) -> Services:
+    rules = LiveRules(policy, build_policy, stores.archive, stores.switches, stores.changes)
+    work = UserWork(stores.users, clock, lambda: rules.policy)
+    cases = CaseIndex(stores.queue, stores.users)
+    decisions = Decisions(work, rules, cases, stores.erased, settings.erasure_secret)
+    return Services(
+        settings=settings, clock=clock, stores=stores, rules=rules, work=work, cases=cases,
+        decisions=decisions, reviews=Reviews(work, rules, cases),
+        audit=Audit(decisions, stores.erased, stores.receipts, cases, settings.erasure_secret),
+        changes=RuleChanges(rules, KITS, stores.archive, stores.switches, stores.changes,
+                            stores.log, settings.reload_sample))
+
+
+def _activate(services: Services, shared: bool) -> None:
+    """The rules this process starts with become the ones every worker runs (a start-up
+    activation in the history of a shared store). If the store cannot say, the next
+    readiness check archives them."""
+    if not services.rules.archive_own():
+        return
+    try:
+        previous, _ = services.stores.switches.read()
+        services.rules.publish(services.rules.version)
+        if shared:
+            services.changes.record_start(previous, lambda: rules_files.kit_files(services.settings.rules_dir))
+    except ports.StoreUnavailable:
+        pass
+
+
+def policy_source(settings: Settings, rules_dir: Optional[Path] = None,
+                  version: Optional[str] = None) -> PolicySource:
+    """Which rules a replay runs: a directory, an archived version, or each record's own (the
+    bundled rules, or the archive of the Redis REDIS_URL names)."""
+    archive = partial(_archive_of, settings) if settings.redis_url else None
+    return PolicySource(build=build_policy,
+                        fixed=rules_files.load(rules_dir) if rules_dir else None, version=version,
+                        default=_default_rules(settings.rules_dir), archive=archive)
+
+
+def _default_rules(directory: Path) -> Optional[RuleBook]:
+    try:
+        return rules_files.load(directory)
+    except RulesError:
+        return None
+
+
+def _archive_of(settings: Settings) -> ports.RulesArchive:
+    """The archive of the service's Redis, opened in the process that replays."""
+    client = redis_connection.connect(settings.redis_url, timeout=5)
+    return RulesArchive(RedisStateStore(client, prefix=settings.key_prefix))

@@ -31,12 +31,12 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="loan-decide-metrics-"))
     from gunicorn.app.base import BaseApplication
 
-    from service.adapters import redis_connection
-
+    # nothing that imports redis (and ssl) before the gevent patch in build(): modules imported
+    # before it keep their unpatched socket and ssl, and gevent warns at start-up
     settings = Settings.from_env()
     if rules_dir:
         settings = Settings(**{**settings.__dict__, "rules_dir": rules_dir})
-    if redis_connection.is_embedded(settings.redis_url) and workers > 1:
+    if not settings.redis_url and workers > 1:
         raise click.UsageError("the embedded store (no REDIS_URL) lives in one process: "
                                "use --workers 1, or set REDIS_URL to share state between workers")
     logs.configure(settings.log_level)
@@ -54,7 +54,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
         app = create_app(settings)
         logging.getLogger("loan_decide").info("serving", extra={"fields": {
             "bind": f"{host}:{port}", "workers": workers,
-            "rules_version": app.extensions["decision_service"].rules_version}})
+            "rules_version": app.extensions["services"].rules.version}})
         return app
 
     config_file = Path(__file__).resolve().parents[2] / "docker" / "gunicorn.conf.py"
@@ -81,13 +81,13 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
 
 
 # -- the decision log ------------------------------------------------------------------------------
-def _redis_service(require_url: bool = True):
-    from service.entrypoints.bootstrap import build_service
+def _redis_services(require_url: bool = True):
+    from service.entrypoints.bootstrap import build_services
 
     settings = Settings.from_env()
     if require_url and not settings.redis_url:
         raise click.UsageError("set REDIS_URL to the service's Redis")
-    return build_service(settings, publish=False)
+    return build_services(settings, publish=False)
 
 
 def _instant(value: str | None, name: str) -> str | None:
@@ -119,11 +119,8 @@ def log_export(since: str | None, until: str | None) -> None:
     """Write the log as JSON Lines to stdout, ordered by time (REDIS_URL selects the store)."""
     import sys
 
-    from service.adapters import decision_log
-
-    service = _redis_service()
-    count = decision_log.export(service.store.client, service.store.prefix, sys.stdout,
-                               _instant(since, "--since"), _instant(until, "--until"))
+    services = _redis_services()
+    count = services.stores.log.export(sys.stdout, _instant(since, "--since"), _instant(until, "--until"))
     click.echo(f"exported {count} records", err=True)
 
 
@@ -175,11 +172,9 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
 
     if rules_dir and rules_version:
         raise click.UsageError("give --rules or --rules-version, not both")
-    settings = Settings.from_env()
-    source = replaying.PolicySource(rules_dir=Path(rules_dir) if rules_dir else None,
-                                    version=rules_version, redis_url=settings.redis_url,
-                                    default_dir=settings.rules_dir,
-                                    prefix=settings.key_prefix)
+    from service.entrypoints.bootstrap import policy_source
+
+    source = policy_source(Settings.from_env(), Path(rules_dir) if rules_dir else None, rules_version)
     if simulate:
         return _simulate(logfile, source, report, as_json, jobs or os.cpu_count() or 1, skip_bad)
     impact = _impact(report)
@@ -247,13 +242,14 @@ def _write_impact(path: str, impact, summary: dict, simulated: bool) -> None:
 def _simulate(logfile: str, source, report: str | None, as_json: bool, jobs: int,
               skip_bad: bool) -> None:
     """`replay --simulate`: the same summary plus what carrying state forward changed."""
+    from service.entrypoints.bootstrap import simulation_stores
     from service.usecases import replay as replaying
     from service.usecases import simulate as simulating
 
     html = _impact(report) is not None
     try:
         result = simulating.simulate(
-            _lines(logfile, progress=not as_json), source, jobs=jobs, skip_bad=skip_bad,
+            _lines(logfile, progress=not as_json), source, simulation_stores, jobs=jobs, skip_bad=skip_bad,
             keep_changes=bool(report) and not html, impact=html,
             on_bad=lambda bad: click.echo(f"skipped {bad}", err=True))
     except replaying.BadRecord as bad:
@@ -315,12 +311,10 @@ def state_rebuild(logfile: str) -> None:
     """Apply every record of LOGFILE, in order, to the Redis that REDIS_URL names."""
     from service.usecases import rebuild as rebuilding
 
-    service = _redis_service()
-    count = rebuilding.rebuild(service, rebuilding.records(_lines(logfile, progress=True)))
+    services = _redis_services()
+    count = _rebuilder(services).rebuild(rebuilding.records(_lines(logfile, progress=True)))
     click.echo(f"applied {count} records", err=True)
-    from service.usecases import review as reviewing
-
-    repaired = reviewing.repair(service)   # the pending index is not in the log: found again
+    repaired = services.cases.repair()   # the pending index is not in the log: found again
     click.echo(f"review cases pending {repaired['pending']} (indexed again {repaired['added']})", err=True)
 
 
@@ -330,12 +324,13 @@ def state_diff(logfile: str) -> None:
     """Compare the state LOGFILE implies with the live Redis; exit 1 on any difference."""
     import json
 
-    from service.entrypoints.bootstrap import build_service
+    from service.entrypoints.bootstrap import build_services
     from service.usecases import rebuild as rebuilding
 
-    live = _redis_service()
-    implied = build_service(Settings(**{**Settings.from_env().__dict__, "redis_url": None}))
-    result = rebuilding.diff(implied, live, rebuilding.records(_lines(logfile, progress=True)))
+    live = _redis_services()
+    implied = build_services(Settings(**{**Settings.from_env().__dict__, "redis_url": None}), publish=False)
+    result = rebuilding.diff(_rebuilder(implied), live.work,
+                             rebuilding.records(_lines(logfile, progress=True)))
     for d in result.differences:
         click.echo(json.dumps({"user_id": d.user_id, "key": d.key, "log": d.log, "live": d.live},
                               ensure_ascii=False, default=str))
@@ -344,7 +339,14 @@ def state_diff(logfile: str) -> None:
         raise SystemExit(1)
 
 
-# -- review cases (issue 11) ------------------------------------------------------------------
+def _rebuilder(services):
+    from service.usecases.rebuild import Rebuilder
+
+    return Rebuilder(services.work, services.rules, services.stores.erased,
+                     services.settings.erasure_secret)
+
+
+# -- review cases ---------------------------------------------------------------------------
 @main.group()
 def reviews() -> None:
     """Review cases: the pending index beside the per-user records."""
@@ -355,9 +357,7 @@ def reviews_repair() -> None:
     """Re-add open review cases the pending index lacks (an index write lost after a commit)."""
     import json
 
-    from service.usecases import review as reviewing
-
-    click.echo(json.dumps(reviewing.repair(_redis_service())))
+    click.echo(json.dumps(_redis_services().cases.repair()))
 
 
 # -- rule changes: the policy test kit and archived versions ------------------------------------
@@ -374,13 +374,16 @@ def test_kit(rules_dir: str | None, mutate: bool, min_score: float, as_json: boo
     fewer than --min-score of the mutants are caught)."""
     import json
 
+    from service.adapters import rule_mutants, rules_files
     from service.domain import policy_kit, rulebook
+    from service.entrypoints.bootstrap import KITS
     from service.usecases import policy_tests
 
     directory = rules_dir or str(Settings.from_env().rules_dir)
     try:
-        book, result = policy_tests.run_directory(directory)
-        kit = policy_kit.parse_kit(policy_tests.kit_files(directory)) if mutate else None
+        book = rules_files.load(directory)
+        kit = KITS.parse(rules_files.kit_files(directory))
+        result = policy_tests.run_kit(KITS.policy(book), kit)
     except (rulebook.RulesError, policy_kit.KitError) as exc:
         raise click.ClickException(str(exc))
     if not mutate:
@@ -395,7 +398,7 @@ def test_kit(rules_dir: str | None, mutate: bool, min_score: float, as_json: boo
         raise click.ClickException(f"the kit fails on the rules themselves "
                                    f"({len(result.failures)} cases); fix that first:\n"
                                    + "\n".join(result.failures))
-    report = policy_tests.mutation_run(book, kit).to_dict()
+    report = KITS.mutation_run(book, kit, rule_mutants.mutants(book.files)).to_dict()
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
@@ -417,18 +420,22 @@ def rules_archive(directory: str) -> None:
     """Validate DIRECTORY, run its own kit (reported, not refused), store it as a version in
     the Redis that REDIS_URL names, and print the version. The kit is part of the version: the
     same rules archived again with another kit (or none) are refused."""
-    from service.adapters import redis_connection
+    from service.adapters import rules_files
     from service.domain import policy_kit, rulebook
+    from service.entrypoints.bootstrap import KITS, redis_stores
     from service.usecases import rule_changes
+    from service.usecases.ports import StoreUnavailable
 
     settings = Settings.from_env()
     if not settings.redis_url:
         raise click.UsageError("set REDIS_URL to the service's Redis")
-    client = redis_connection.connect(settings.redis_url, timeout=settings.redis_timeout)
     try:
-        result = rule_changes.archive(client, settings.key_prefix, directory)
+        book, kit_files = rules_files.load(directory), rules_files.kit_files(directory)
+        result = rule_changes.archive_version(KITS, redis_stores(settings).archive, book, kit_files)
     except (rulebook.RulesError, policy_kit.KitError) as exc:
         raise click.ClickException(str(exc))
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"the service's Redis did not answer; run the command again (archiving twice is safe): {exc}")
     kit = result["kit"]
     for failure in kit["failures"]:
         click.echo(failure, err=True)

@@ -13,7 +13,7 @@ DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 @dataclass(frozen=True, repr=False)
 class Settings:
     rules_dir: Path = DEFAULT_RULES_DIR
-    redis_url: str | None = None          # None: the embedded default (fakeredis, one process)
+    redis_url: str | None = None          # None: the embedded default (in memory, one process)
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     redis_timeout: float = 0.5            # seconds; past it the request gets a 503

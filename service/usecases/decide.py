@@ -1,50 +1,32 @@
-"""The use cases: decide, cancel, read an application or a user's state, record a grace use.
+"""The use cases of a client app: decide, cancel (T2), record a grace use (T5), read an
+application or a user's state.
 
-Each one that writes runs as one unit of work under the user's lock: read the state, decide
-with the policy, commit the record and the state change together, or write nothing.
-Entry points (HTTP, CLI) call these and only translate; nothing here knows Flask.
+Each one that writes runs as one unit of work under the user's lock (UserWork): read the state,
+decide with the policy, commit the record, the state change and the log record together, or
+write nothing. Entry points (HTTP, CLI) call these and only translate; nothing here knows
+Flask or Redis. The writes themselves (`decision_write`, `cancel_write`, `grace_write`) are
+plain functions: the simulation and the rebuild apply the very writes the service makes.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Mapping, Optional
 
 from schemas.request import canonical_request
-from service.adapters import decision_log, jsontext
-from service.adapters.review_store import ErasedWindows, drop_case_if_gone, open_case_in_index
-from service.adapters.rule_engine import policy_for
-from service.adapters.rules_control import active_key
-from service.adapters.state_store import (
-    COOLDOWN_UNTIL,
-    COOLING_APP,
-    COOLING_UNTIL,
-    T4_EXPIRES,
-    T4_GRANTS,
-    CommitPlan,
-    RedisStateStore,
-    StoreBusy,
-    StoreUnavailable,
-    UserSnapshot,
-    epoch,
-)
-from service.domain.clock import Clock, SystemClock
+from service.domain.application import StoredApplication
 from service.domain.decision import iso_utc
 from service.domain.policy import Policy
+from service.domain.privacy import erasure_subject
 from service.domain.userstate import StateChange, UserState
-
-T = TypeVar("T")
-
-
-class NotFound(LookupError):
-    pass
-
-
-class Conflict(RuntimeError):
-    pass
+from service.usecases import jsontext, log_records
+from service.usecases.errors import Conflict, NotFound
+from service.usecases.live_rules import LiveRules
+from service.usecases.ports import ErasedWindows, GraceUse, UserSnapshot, UserWrite
+from service.usecases.reviews_index import CaseIndex
+from service.usecases.unit_of_work import UserWork, windows_at
 
 
 def raw_payload_digest(payload: Mapping[str, Any]) -> str:
@@ -74,69 +56,51 @@ class DecideResult:
     shadow_input: Optional[tuple] = None
 
     def json(self) -> str:
-        return self.body or _dumps(self.decision)
+        return self.body or jsontext.dumps(self.decision)
 
 
-def _dumps(value: Any) -> str:
-    return jsontext.dumps(value)
+# -- the writes ------------------------------------------------------------------------------------
+def decision_write(policy: Policy, payload: Mapping[str, Any], decision: dict, change: StateChange,
+                   now: dt.datetime, decision_text: Optional[str] = None,
+                   digest: Optional[str] = None) -> UserWrite:
+    """One decision's writes: its application record and its state change."""
+    record = {"application_id": decision["application_id"], "user_id": decision["user_id"],
+              "payload_sha256": digest or payload_digest(payload)}
+    if decision["outcome"] == "review":   # a review case keeps what a reviewer decides on
+        record["case"] = {"request": dict(payload)}
+    record.update(decision=decision, cancelled_at=None)
+    return UserWrite(at=now, application=StoredApplication(record), decision_text=decision_text,
+                     change=change, count_from=policy.count_window_start(now))
 
 
-class DecisionService:
-    def __init__(self, policy: Policy, store: RedisStateStore, clock: Clock | None = None):
-        self.policy = policy
-        self.store = store
-        self.clock = clock or SystemClock()
+def cancel_write(snapshot: UserSnapshot, now: dt.datetime) -> tuple[StoredApplication, UserWrite]:
+    """A cancel's writes: the record cancelled; the hold ends if it is this application's."""
+    record = snapshot.application.with_changes(cancelled_at=iso_utc(now))
+    holds = snapshot.state.cooling_off_application == snapshot.application_id
+    return record, UserWrite(at=now, application=record, ends_hold=holds)
+
+
+def grace_write(policy: Policy, days: int, now: dt.datetime, use_id: Optional[str]) -> UserWrite:
+    """One use. Without the use id, uses in one second were one: the limit counted them once;
+    records written before it existed (no use_id) rebuild as they were."""
+    return UserWrite(at=now, grace_use=GraceUse(now, days, use_id),
+                     grace_from=windows_at(policy, now).grace_from)
+
+
+class Decisions:
+    """The client app's use cases over one user store, the live rules and the review queue."""
+
+    def __init__(self, work: UserWork, rules: LiveRules, cases: CaseIndex,
+                 erased: ErasedWindows, erasure_secret: Optional[bytes] = None):
+        self.work, self.rules, self.cases = work, rules, cases
+        self.erased, self.erasure_secret = erased, erasure_secret
         self.evaluations = 0   # decisions made by this process (not replays): for tests and metrics
-        self._archived = False
-        self.rules_sync_interval = 1.0
-        self._next_sync = 0.0
-        self.erasure_secret: Optional[bytes] = None   # HMAC key of erased users' windows (issue 11)
-        self.arms = None   # rule_changes.Arms: challenger and shadow, synced with the active version
 
     @property
-    def rules_version(self) -> str:
-        return self.policy.version
+    def clock(self):
+        return self.work.clock
 
-    # -- the unit of work ---------------------------------------------------------------------
-    def run_locked(self, user_id: str, application_id: Optional[str],
-                   step: Callable[[UserSnapshot, dt.datetime], tuple[T, Optional[CommitPlan]]],
-                   now: Optional[dt.datetime] = None,
-                   then: Optional[Callable[[T, UserSnapshot], None]] = None) -> T:
-        """Take the user's lock (waiting for it), run `step`, commit its plan or write nothing.
-
-        `now` fixes the time (a rebuild applies records at their own times); by default the
-        clock is read at each attempt, so the holder's time is after the previous holder's.
-        `then` runs after the commit of a plan that keeps the lock, and releases it: work outside
-        the user's keys that the user's next request must find done.
-        """
-        fixed = now
-        deadline = self.store.lock_wait_deadline()
-        pause = 0.001
-        while True:
-            now = (fixed or self.clock.now()).replace(microsecond=0)
-            snapshot = self.store.begin(user_id, application_id, self.policy.count_window_start(now),
-                                        now, now - dt.timedelta(days=self.policy.book.time.grace.period_days))
-            if snapshot is not None:
-                break
-            if time.monotonic() > deadline:
-                raise StoreBusy("another request for this user is in progress; try again")  # no id: it may be personal data
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
-        released = False
-        try:
-            result, plan = step(snapshot, now)
-            if plan is not None:
-                self.store.commit(snapshot, plan)
-                released = not plan.keep_lock
-                if then is not None and not released:
-                    released = True
-                    then(result, snapshot)
-            return result
-        finally:
-            if not released:
-                self.store.release(snapshot)
-
-    # -- decide ---------------------------------------------------------------------------------
+    # -- decide -------------------------------------------------------------------------------------
     def decide(self, payload: Mapping[str, Any], request: Mapping[str, Any]) -> DecideResult:
         digest = payload_digest(payload)
 
@@ -148,81 +112,54 @@ class DecisionService:
                                    "with a different payload")
                 return DecideResult(stored.decision, replayed=True), None
             state, restored = self._with_erased_window(snapshot, now)
-            policy, arm = self.arms.policy_for(self.policy, request["user_id"]) if self.arms \
-                else (self.policy, None)
+            policy, arm = self.rules.policy_for(request["user_id"])
             outcome = policy.evaluate(request, state, now)
             self.evaluations += outcome.evaluated
             change = replace(outcome.change, cooldown_until=restored) if restored else outcome.change
             decision = outcome.decision.to_dict()
             if arm is not None:
                 decision["arm"] = arm
-            body = _dumps(decision)
-            plan = self.plan_decision(payload, decision, change, now, body, digest)
-            plan.log = decision_log.encode_decision_record(payload, state, now, decision, body,
-                                                          change, outcome.evaluated)
-            plan.keep_lock = decision["outcome"] == "review"   # its index entry is added under it
-            shadow = (request, state, now) if self.arms and self.arms.shadow else None
-            return DecideResult(decision, replayed=False, body=body, shadow_input=shadow), plan
+            body = jsontext.dumps(decision)
+            write = replace(decision_write(policy, payload, decision, change, now, body, digest),
+                            log=log_records.encode_decision_record(payload, state, now, decision, body,
+                                                                   change, outcome.evaluated),
+                            keep_lock=decision["outcome"] == "review")   # its index entry is added under it
+            shadow = (request, state, now) if self.rules.shadowing else None
+            return DecideResult(decision, replayed=False, body=body, shadow_input=shadow), write
 
-        return self.run_locked(request["user_id"], request["application_id"], step,
-                               then=self._index_case)
+        return self.work.run(request["user_id"], request["application_id"], step,
+                             then=self._index_case)
 
     def _index_case(self, result: DecideResult, snapshot: UserSnapshot) -> None:
         """A new review case enters the pending index before the user's lock is released: an
         erasure, which takes the same lock, then always finds the entry and drops it. (Added
         after the lock, an erasure could run in between and the entry name an erased user.)"""
         try:
-            open_case_in_index(self.store, result.decision)
+            self.cases.open(result.decision)
         finally:
-            held = self.store.release(snapshot)
+            held = self.work.store.release(snapshot)
         if not held:   # the lock expired before the add: an erasure may have run meanwhile
-            drop_case_if_gone(self.store, result.decision)
+            self.cases.drop_if_gone(result.decision)
 
     def _with_erased_window(self, snapshot: UserSnapshot,
                             now: dt.datetime) -> tuple[UserState, Optional[dt.datetime]]:
-        """The state, with an erased user's kept 90-day window (issue 11) when the user looks new
-        (no state hash, no application in the T3 window: what an erased user looks like). Read
-        under the lock (an erasure holds it while it keeps the window) and written back into the
-        hash by this decision, so an erased user's window is read once, and a known user's never."""
-        state = snapshot.state()
-        if snapshot.fields or snapshot.applications_in_window or not self.erasure_secret:
+        """The state, with an erased user's kept 90-day window when the user looks new (no
+        state, no application in the T3 window: what an erased user looks like). Read under the
+        lock (an erasure holds it while it keeps the window) and written back into the state by
+        this decision, so an erased user's window is read once, and a known user's never."""
+        state = snapshot.state
+        if snapshot.known or not self.erasure_secret:
             return state, None
-        until = ErasedWindows(self.store, self.erasure_secret).until(snapshot.user_id, now)
+        until = self.erased.until(erasure_subject(self.erasure_secret, snapshot.user_id), now)
         if until is None or state.in_cooldown(now):
             return state, None
         return replace(state, cooldown_until=until), until
-
-    def plan_decision(self, payload: Mapping[str, Any], decision: dict, change: StateChange,
-                      now: dt.datetime, decision_json: Optional[str] = None,
-                      digest: Optional[str] = None) -> CommitPlan:
-        """The writes of one decision: its application record and its state change."""
-        record = {"application_id": decision["application_id"], "user_id": decision["user_id"],
-                  "payload_sha256": digest or payload_digest(payload)}
-        if decision["outcome"] == "review":   # a review case keeps what a reviewer decides on
-            record["case"] = {"request": dict(payload)}
-        value = (_dumps(record)[:-1] + ',"decision":' + (decision_json or _dumps(decision))
-                 + ',"cancelled_at":null}')
-        time_rules = self.policy.book.time
-        plan = CommitPlan(app={"value": value, "ttl": self.store.app_ttl})
-        if change.count_application:
-            plan.apps_add = {"score": epoch(now), "member": decision["application_id"],
-                             "trim_before": epoch(self.policy.count_window_start(now)),
-                             "ttl": (time_rules.application_count_months * 31 + 1) * 86400}
-        if change.cooldown_until:
-            plan.hset[COOLDOWN_UNTIL] = str(epoch(change.cooldown_until))
-        if change.cooling_off_until:
-            plan.hset[COOLING_APP] = decision["application_id"]
-            plan.hset[COOLING_UNTIL] = str(epoch(change.cooling_off_until))
-        if change.temp_limit_expires_at:
-            plan.hset[T4_EXPIRES] = str(epoch(change.temp_limit_expires_at))
-            plan.hincrby[T4_GRANTS] = 1
-        return plan
 
     # -- cancel (T2) ------------------------------------------------------------------------------
     def cancel(self, user_id: str, application_id: str) -> dict:
         def step(snapshot: UserSnapshot, now: dt.datetime):
             stored = snapshot.application
-            if stored is None or stored.doc["user_id"] != user_id:
+            if stored is None or stored.user_id != user_id:
                 raise NotFound(f"no application {application_id!r} for user {user_id!r}")
             status = stored.status_at(now)
             if status == "cancelled":
@@ -230,143 +167,65 @@ class DecisionService:
             if status != "cooling_off":
                 raise Conflict(f"application {application_id!r} is {status}: only a loan in its "
                                "cooling-off window can be cancelled")
-            record, plan = self.plan_cancel(snapshot, now)
-            plan.log = decision_log.encode(decision_log.cancel_record(
-                user_id, application_id, now, self.rules_version))
-            return type(stored)(record).view(now), plan
+            record, write = cancel_write(snapshot, now)
+            log = log_records.encode(log_records.cancel_record(user_id, application_id, now,
+                                                               self.rules.version))
+            return record.view(now), replace(write, log=log)
 
-        return self.run_locked(user_id, application_id, step)
-
-    def plan_cancel(self, snapshot: UserSnapshot, now: dt.datetime) -> tuple[dict, CommitPlan]:
-        record = dict(snapshot.application.doc, cancelled_at=iso_utc(now))
-        plan = CommitPlan(app={"value": _dumps(record),
-                               "ttl": self.store.app_ttl})
-        if snapshot.fields.get(COOLING_APP) == snapshot.application_id:
-            plan.hdel = [COOLING_APP, COOLING_UNTIL]
-        return record, plan
+        return self.work.run(user_id, application_id, step)
 
     # -- T5 grace -----------------------------------------------------------------------------------
     def use_grace(self, user_id: str, days: int) -> dict:
-        grace = self.policy.book.time.grace
+        grace = self.rules.policy.book.time.grace
         if not 1 <= days <= grace.max_days:
             raise ValueError(f"days must be between 1 and {grace.max_days}")
 
         def step(snapshot: UserSnapshot, now: dt.datetime):
-            if len(snapshot.grace_uses) >= grace.max_uses:
+            if len(snapshot.state.grace_uses) >= grace.max_uses:
                 raise Conflict(f"{grace.max_uses} grace uses in the last {grace.period_days} days "
                                "already; no more are allowed yet")
             use_id = secrets.token_hex(8)
-            plan = self.plan_grace(days, now, use_id)
-            plan.log = decision_log.encode(decision_log.grace_record(user_id, days, now,
-                                                                   self.rules_version, use_id))
-            return None, plan
+            log = log_records.encode(log_records.grace_record(user_id, days, now,
+                                                              self.rules.version, use_id))
+            return None, replace(grace_write(self.rules.policy, days, now, use_id), log=log)
 
-        self.run_locked(user_id, None, step)
+        self.work.run(user_id, None, step)
         return self.user_state(user_id)
-
-    def plan_grace(self, days: int, now: dt.datetime, use_id: Optional[str]) -> CommitPlan:
-        """One use, as the member "<epoch second>:<days>:<use id>" scored by its second.
-
-        Without the use id, uses in one second were one member: the limit counted them once.
-        Records written before it existed (no use_id) rebuild to the old "<second>:<days>".
-        """
-        grace = self.policy.book.time.grace
-        member = f"{epoch(now)}:{days}" + (f":{use_id}" if use_id else "")
-        return CommitPlan(grace_add={
-            "score": epoch(now), "member": member,
-            "trim_before": epoch(now - dt.timedelta(days=grace.period_days)),
-            "ttl": (grace.period_days + 1) * 86400})
 
     # -- reads ------------------------------------------------------------------------------------
     def application(self, user_id: str, application_id: str) -> dict:
-        stored = self.store.application(user_id, application_id)
-        if stored is None or stored.doc["user_id"] != user_id:
+        stored = self.work.store.application(user_id, application_id)
+        if stored is None or stored.user_id != user_id:
             raise NotFound(f"no application {application_id!r} for user {user_id!r}")
         return stored.view(self.clock.now())
 
     def user_state(self, user_id: str) -> dict:
         now = self.clock.now().replace(microsecond=0)
-        time_rules = self.policy.book.time
-        snapshot = self.store.snapshot(user_id, self.policy.count_window_start(now), now,
-                                       now - dt.timedelta(days=time_rules.grace.period_days))
-        if snapshot is None:
+        policy = self.rules.policy
+        state = self.work.store.state(user_id, windows_at(policy, now))
+        if state is None:
             raise NotFound(f"no state for user {user_id!r}")
-        state = snapshot.state()
-        t4 = time_rules.temporary_limit
-        return {
-            "user_id": user_id,
-            "as_of": iso_utc(now),
-            "applications_6m": state.applications_6m,
-            "reapply_after": iso_utc(state.cooldown_until) if state.in_cooldown(now) else None,
-            "cooling_off": {"application_id": state.cooling_off_application,
-                            "funds_available_at": iso_utc(state.cooling_off_until)}
-            if state.cooling_off_pending(now) else None,
-            "temporary_limit": {
-                "active": state.temp_limit_active(now),
-                "expires_at": iso_utc(state.temp_limit_expires_at) if state.temp_limit_expires_at else None,
-                "grants_used": state.temp_limit_grants,
-                "grants_left": max(t4.max_grants - state.temp_limit_grants, 0)},
-            "grace": {"uses_in_period": len(state.grace_uses),
-                      "uses_left": max(time_rules.grace.max_uses - len(state.grace_uses), 0),
-                      "uses": [iso_utc(u) for u in state.grace_uses]},
-        }
+        return state_view(policy, user_id, state, now)
 
-    def archive_rules(self) -> bool:
-        """Store this rules version by its hash, so replays can find it; retried until it works."""
-        if self._archived:
-            return True
-        from service.adapters.rules_archive import RulesArchive
 
-        try:
-            self.store._do(lambda: RulesArchive(self.store.client, self.store.prefix).save(self.policy.book))
-        except StoreUnavailable:
-            return False
-        self._archived = True
-        return True
-
-    # -- rules versions ---------------------------------------------------------------------------
-    def _active_key(self) -> str:
-        return active_key(self.store.prefix)
-
-    def publish_active(self, version: str) -> None:
-        """Make `version` the one every worker runs (it must be archived first)."""
-        self.store._do(lambda: self.store.client.set(self._active_key(), version))
-
-    def use_policy(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def sync_rules(self, force: bool = False) -> bool:
-        """Switch to the active version if another worker published a new one. At most one
-        Redis read a second; if Redis cannot say, the current rules stay."""
-        from service.adapters.rules_archive import RulesArchive
-
-        now = time.monotonic()
-        if not force and now < self._next_sync:
-            return False
-        self._next_sync = now + self.rules_sync_interval
-        try:
-            active = self.store._do(self._read_active)
-            active = active.decode() if isinstance(active, bytes) else active
-            if not active or active == self.rules_version:
-                return False
-            book = self.store._do(lambda: RulesArchive(self.store.client, self.store.prefix).load(active))
-        except StoreUnavailable:
-            return False
-        if book is None:
-            return False
-        self.use_policy(policy_for(book))
-        return True
-
-    def _read_active(self):
-        """The active version; with rule changes on, their settings in the same round trip."""
-        if self.arms is None:
-            return self.store.client.get(self._active_key())
-        pipe = self.store.client.pipeline(transaction=False)
-        pipe.get(self._active_key())
-        self.arms.read(pipe)
-        active, *rest = pipe.execute()
-        self.arms.apply(rest, self)
-        return active
-
-    def ready(self) -> bool:
-        return self.store.ping() and self.archive_rules()
+def state_view(policy: Policy, user_id: str, state: UserState, now: dt.datetime) -> dict:
+    """GET /users/<id>/state: the state as the rules see it at `now`."""
+    time_rules = policy.book.time
+    t4 = time_rules.temporary_limit
+    return {
+        "user_id": user_id,
+        "as_of": iso_utc(now),
+        "applications_6m": state.applications_6m,
+        "reapply_after": iso_utc(state.cooldown_until) if state.in_cooldown(now) else None,
+        "cooling_off": {"application_id": state.cooling_off_application,
+                        "funds_available_at": iso_utc(state.cooling_off_until)}
+        if state.cooling_off_pending(now) else None,
+        "temporary_limit": {
+            "active": state.temp_limit_active(now),
+            "expires_at": iso_utc(state.temp_limit_expires_at) if state.temp_limit_expires_at else None,
+            "grants_used": state.temp_limit_grants,
+            "grants_left": max(t4.max_grants - state.temp_limit_grants, 0)},
+        "grace": {"uses_in_period": len(state.grace_uses),
+                  "uses_left": max(time_rules.grace.max_uses - len(state.grace_uses), 0),
+                  "uses": [iso_utc(u) for u in state.grace_uses]},
+    }

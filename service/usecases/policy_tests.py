@@ -1,28 +1,31 @@
 """Run a rules version's policy test kit, and measure the kit with mutants of the rules.
 
 `run_kit` evaluates every case of the kit through the same Policy and engine wrapper a live
-decision uses (service.adapters.rule_engine.policy_for: one process-wide engine lock), with the
-request read by the live request schema, the case's prior state and its decision time.
-`mutation_run` does the same once per mutant (service.domain.mutation) and reports the mutants
-no case tells apart from the original: thresholds the kit does not pin.
+decision uses (one process-wide engine lock), with the request read by the live request schema,
+the case's prior state and its decision time. `Kits.mutation_run` does the same once per mutant
+of the rule files and reports the mutants no case tells apart from the original: thresholds the
+kit does not pin. How kit files are read and rules built is handed in (Kits), by bootstrap.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional, Protocol
 
 from marshmallow import ValidationError
 
 from schemas.request import DecideRequestSchema
-from service.adapters.rule_engine import EngineError, policy_for
-from service.domain import mutation, policy_kit, rulebook
+from service.domain import policy_kit, rulebook
 from service.domain.policy import Policy
 from service.domain.policy_kit import Case, Kit
+from service.domain.product_plan import EvaluationError
 
-KIT_DIR = "tests"
-MAX_KIT_BYTES = 1024 * 1024
+KIT_DIR = "tests"   # a rules directory's kit: <dir>/tests/*.yaml
+
+
+class Mutant(Protocol):
+    name: str
+    files: Mapping[str, bytes]
 
 
 @dataclass
@@ -38,16 +41,6 @@ class KitResult:
     def to_dict(self) -> dict:
         return {"cases": self.cases, "passed": self.passed, "failed": len(self.failures),
                 "ok": self.ok, "failures": self.failures[:20]}
-
-
-def kit_files(rules_dir: Path | str) -> dict[str, bytes]:
-    """The kit's files of a rules directory (`<dir>/tests/*.yaml`); none is an empty kit.
-    Read with the rule files' bounds per file and MAX_KIT_BYTES in all (KitError past them)."""
-    directory = Path(rules_dir) / KIT_DIR
-    if not directory.is_dir():
-        return {}
-    return rulebook.read_yaml_files(directory, rulebook.MAX_FILE_BYTES, MAX_KIT_BYTES,
-                                    policy_kit.KitError, label=f"{KIT_DIR}/")
 
 
 def check_case(policy: Policy, schema: DecideRequestSchema, case: Case,
@@ -81,7 +74,7 @@ def run_kit(policy: Policy, kit: Kit, stop_at_first: bool = False,
         result.cases += 1
         try:
             problems = check_case(policy, schema, case, loaded)
-        except (EngineError, KeyError, ValueError) as exc:   # a mutant may break evaluation
+        except (EvaluationError, KeyError, ValueError) as exc:   # a mutant may break evaluation
             problems = [f"evaluation failed: {exc}"]
         if problems:
             result.failures.append(policy_kit.describe_failure(case, problems))
@@ -90,26 +83,6 @@ def run_kit(policy: Policy, kit: Kit, stop_at_first: bool = False,
         else:
             result.passed += 1
     return result
-
-
-def run_directory(rules_dir: Path | str) -> tuple[rulebook.RuleBook, KitResult]:
-    """Load a rules directory and run its own kit (RulesError / KitError for a bad one)."""
-    book = rulebook.load(rules_dir)
-    kit = policy_kit.parse_kit(kit_files(rules_dir))
-    return book, run_kit(_policy(book), kit)
-
-
-def run_files(book: rulebook.RuleBook, files: Mapping[str, bytes],
-              policy: Optional[Policy] = None) -> KitResult:
-    """A rules version's kit, given as files (as archived beside the version)."""
-    return run_kit(policy or _policy(book), policy_kit.parse_kit(files))
-
-
-def _policy(book: rulebook.RuleBook) -> Policy:
-    try:
-        return policy_for(book)
-    except EngineError as exc:
-        raise rulebook.RulesError(str(exc)) from exc
 
 
 @dataclass
@@ -125,26 +98,43 @@ class MutationReport:
                 "score": round(score, 4), "seconds": round(self.seconds, 2)}
 
 
-def mutation_run(book: rulebook.RuleBook, kit: Kit,
-                 candidates: Optional[Iterable[mutation.Mutant]] = None) -> MutationReport:
-    """Evaluate the kit once per mutant; a mutant is caught when a case fails or it does not
-    load (a threshold moved into an invalid rule file is caught by validation)."""
-    started = time.perf_counter()
-    report = MutationReport()
-    order = list(kit.cases)   # move-to-front: the case that caught a mutant tries the next first
-    loaded: dict = {}
-    for mutant in candidates if candidates is not None else mutation.mutants(book.files):
-        report.mutants += 1
-        try:
-            policy = _policy(rulebook.load_files(mutant.files))
-        except rulebook.RulesError:
-            report.caught += 1
-            continue
-        result = run_kit(policy, Kit(tuple(order)), stop_at_first=True, loaded=loaded)
-        if result.ok:
-            report.surviving.append(mutant.name)
-        else:
-            report.caught += 1
-            order.insert(0, order.pop(result.passed))
-    report.seconds = time.perf_counter() - started
-    return report
+@dataclass(frozen=True)
+class Kits:
+    """How kits are read and rules built, as the adapters do it: `build` a rules book's policy
+    (RulesError when the engine refuses it), `parse` a kit's files, `load_files` rule files."""
+
+    build: Callable[[rulebook.RuleBook], Policy]
+    parse: Callable[[Mapping[str, bytes]], Kit]
+    load_files: Callable[..., rulebook.RuleBook]
+
+    def policy(self, book: rulebook.RuleBook) -> Policy:
+        return self.build(book)
+
+    def run_files(self, book: rulebook.RuleBook, files: Mapping[str, bytes],
+                  policy: Optional[Policy] = None) -> KitResult:
+        """A rules version's kit, given as files (as archived beside the version)."""
+        return run_kit(policy or self.build(book), self.parse(files))
+
+    def mutation_run(self, book: rulebook.RuleBook, kit: Kit,
+                     candidates: Iterable[Mutant]) -> MutationReport:
+        """Evaluate the kit once per mutant; a mutant is caught when a case fails or it does
+        not load (a threshold moved into an invalid rule file is caught by validation)."""
+        started = time.perf_counter()
+        report = MutationReport()
+        order = list(kit.cases)   # move-to-front: the case that caught a mutant tries the next first
+        loaded: dict = {}
+        for mutant in candidates:
+            report.mutants += 1
+            try:
+                policy = self.build(self.load_files(mutant.files))
+            except rulebook.RulesError:
+                report.caught += 1
+                continue
+            result = run_kit(policy, Kit(tuple(order)), stop_at_first=True, loaded=loaded)
+            if result.ok:
+                report.surviving.append(mutant.name)
+            else:
+                report.caught += 1
+                order.insert(0, order.pop(result.passed))
+        report.seconds = time.perf_counter() - started
+        return report

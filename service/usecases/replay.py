@@ -11,18 +11,18 @@ import json
 import multiprocessing
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from marshmallow import ValidationError
 
 from schemas.request import DecideRequestSchema
-from service.adapters.rule_engine import policy_for
-from service.domain import rulebook
+from service.domain.rulebook import RuleBook
 from service.domain.decision import parse_iso_utc
 from service.domain.policy import Policy
 from service.domain.review import LIFT_COOLDOWN, review_effects
 from service.domain.userstate import change_to_dict, state_from_dict
+from service.usecases.live_rules import PolicyBuilder
+from service.usecases.ports import RulesArchive
 
 RESULT_FIELDS = ("outcome", "offer", "flags", "funds_available_at", "cancel_until", "reapply_after")
 REQUIRED = ("kind", "at", "user_id", "application_id", "rules_version")
@@ -36,45 +36,56 @@ class BadRecord(ValueError):
 
 
 class PolicySource:
-    """Which rules replay a record: one directory, one archived version, or each record's own."""
+    """Which rules replay a record: one rules book, one archived version, or each record's own.
 
-    def __init__(self, rules_dir: Optional[Path] = None, version: Optional[str] = None,
-                 redis_url: Optional[str] = None, default_dir: Optional[Path] = None,
-                 prefix: str = "ld"):
-        self.rules_dir, self.version, self.redis_url = rules_dir, version, redis_url
-        self.default_dir, self.prefix = default_dir, prefix
+    `fixed`: every record under these rules (`--rules DIR`). Otherwise the version asked
+    (`--rules-version V`) or each record's own, found as the `default` rules when their version
+    matches, else in the archive that `archive()` opens (the service's store). Sent to worker
+    processes as this description: each builds its own engines (durable_rules is per process).
+    """
+
+    def __init__(self, build: PolicyBuilder, fixed: Optional[RuleBook] = None,
+                 version: Optional[str] = None, default: Optional[RuleBook] = None,
+                 archive: Optional[Callable[[], Optional[RulesArchive]]] = None):
+        self.build, self.fixed, self.version = build, fixed, version
+        self.default, self.archive = default, archive
         self._policies: dict[str, Policy] = {}
         self._fixed: Optional[Policy] = None
-        self._archive = None
+        self._archive: Optional[RulesArchive] = None
+        self._schemas: dict[str, DecideRequestSchema] = {}
 
     def __getstate__(self):   # sent to worker processes: they build their own engines
         return {k: v for k, v in self.__dict__.items() if k in (
-            "rules_dir", "version", "redis_url", "default_dir", "prefix")}
+            "build", "fixed", "version", "default", "archive")}
 
     def __setstate__(self, state):
         self.__init__(**state)
 
     def for_version(self, version: str) -> Policy:
-        if self.rules_dir is not None:
+        if self.fixed is not None:
             if self._fixed is None:
-                self._fixed = policy_for(rulebook.load(self.rules_dir))
+                self._fixed = self.build(self.fixed)
             return self._fixed
         wanted = self.version or version
         if wanted not in self._policies:
-            self._policies[wanted] = policy_for(self._load(wanted))
+            self._policies[wanted] = self.build(self._load(wanted))
         return self._policies[wanted]
 
-    def _load(self, version: str):
-        if self.default_dir is not None:
-            book = rulebook.load(self.default_dir)
-            if book.version == version:
-                return book
-        if self.redis_url:
+    def schema(self, policy: Policy) -> DecideRequestSchema:
+        """The request schema of a rules version (its term ranges), built once: building one
+        costs more than loading a request with it."""
+        schema = self._schemas.get(policy.version)
+        if schema is None:
+            schema = self._schemas[policy.version] = DecideRequestSchema(term_ranges=policy.book.term_ranges())
+        return schema
+
+    def _load(self, version: str) -> RuleBook:
+        if self.default is not None and self.default.version == version:
+            return self.default
+        if self.archive is not None:
             if self._archive is None:
-                from service.adapters import redis_connection
-                from service.adapters.rules_archive import RulesArchive
-                self._archive = RulesArchive(redis_connection.connect(self.redis_url, timeout=5), self.prefix)
-            book = self._archive.load(version)
+                self._archive = self.archive()
+            book = self._archive.load(version) if self._archive else None
             if book is not None:
                 return book
         raise LookupError(f"rules version {version} is not available: pass --rules DIR, or set "
@@ -138,7 +149,7 @@ def replay_audited(source: PolicySource, number: int, record: dict) -> Replayed:
             same = record["action"] == LIFT_COOLDOWN and state.in_cooldown(now)
             return Replayed(number, "override", record, changed=not same, exact=same)
         policy = source.for_version(record["rules_version"])
-        request = DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(record["request"])
+        request = source.schema(policy).load(record["request"])
         given = record["review"]
         effects, change = review_effects(policy, request, state, now, given["outcome"],
                                          given["reason_codes"])
@@ -159,7 +170,7 @@ def replay_one(source: PolicySource, number: int, text: str) -> Replayed:
         return Replayed(number, record["kind"], record)
     try:
         policy = source.for_version(record["rules_version"])
-        request = DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(record["request"])
+        request = source.schema(policy).load(record["request"])
         state = state_from_dict(record["state"])
         now = parse_iso_utc(record["at"])
     except ValidationError as exc:

@@ -4,16 +4,16 @@
 user's state from the candidate's own decisions, in log order (the export's time order): a
 rejection that no longer happens opens no 90-day window, and an application the old window
 refused (REAPPLY_COOLDOWN, COOLING_OFF_PENDING) is evaluated on its payload. The state lives
-in an in-process store (fakeredis, the same Lua scripts as Redis) written by the service's own
-unit of work and commit plans (DecisionService.run_locked, plan_decision, plan_cancel,
-plan_grace), so T1 windows, T2 holds, T3 counts, T4 grants and T5 uses follow the same code as
-live decisions.
+in a store of the partition's own (the in-memory adapters, which keep the Redis adapters'
+promises), written by the service's own unit of work and writes (UserWork, decision_write,
+cancel_write, grace_write), so T1 windows, T2 holds, T3 counts, T4 grants and T5 uses follow
+the same code as live decisions.
 
 Other records are applied where they still apply, and counted where they no longer can: a
 cancel whose loan is not in a cooling-off hold under the candidate, a grace use beyond the
 candidate's limit, a review of an application the candidate did not send to review, a lifted
 window the candidate never opened. Reviews and overrides run through the live use cases
-(review.review, audit.lift_cooldown) with the clock at the record's time, so their effects
+(Reviews.review, Audit.lift_cooldown) with the clock at the record's time, so their effects
 (T2 hold or 90-day window from review time) are the service's. A record kind this module has no
 handler for is counted and skipped (`HANDLERS` maps kinds to handlers; a new record kind
 registers one): erasures are, since the simulation holds no ERASURE_HMAC_SECRET to find the
@@ -26,6 +26,7 @@ listed by line, so the answer is the same for any number of jobs.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import multiprocessing
 import re
@@ -37,16 +38,19 @@ from typing import Callable, Iterable, Optional
 from marshmallow import ValidationError
 
 from schemas.request import DecideRequestSchema
-from service.adapters import redis_connection
-from service.adapters.state_store import RedisStateStore
-from service.domain.clock import FixedClock
+from service.domain.clock import Clock, FixedClock
 from service.domain.decision import parse_iso_utc
 from service.domain.policy import Policy
 from service.domain.review import LIFT_COOLDOWN
-from service.usecases import audit
-from service.usecases import review as reviewing
-from service.usecases.decide import Conflict, DecisionService, NotFound
+from service.usecases import ports
+from service.usecases.audit import Audit
+from service.usecases.decide import Decisions, cancel_write, decision_write, grace_write
+from service.usecases.errors import Conflict, NotFound
 from service.usecases.impact import Impact
+from service.usecases.live_rules import LiveRules
+from service.usecases.review import REVIEW_INPUT, Reviews
+from service.usecases.reviews_index import CaseIndex
+from service.usecases.unit_of_work import UserWork
 from service.usecases.replay import (
     EFFECT_FIELDS,
     BadRecord,
@@ -58,7 +62,7 @@ from service.usecases.replay import (
     parse_line,
 )
 
-LOCK_TTL_MS = 3_600_000
+FREEZE_EVERY = 1000
 STATE_REFUSALS = frozenset({"REAPPLY_COOLDOWN", "COOLING_OFF_PENDING"})
 _USER_ID = re.compile(r'"user_id"\s*:\s*("(?:[^"\\]|\\.)*")')
 
@@ -107,19 +111,51 @@ class Simulation:
                 "skipped_kinds": dict(sorted(self.skipped_kinds.items()))}
 
 
-class Partition:
-    """Some users' records, in log order, against one in-process store."""
+# The stores of one partition: of its own, in memory (no other process reads them, and they
+# go with it), on the partition's clock.
+StoresFactory = Callable[[Clock], ports.Stores]
 
-    def __init__(self, source: PolicySource, skip_bad: bool, keep_changes: bool, impact: bool):
-        self.source, self.skip_bad, self.keep_changes = source, skip_bad, keep_changes
+
+class Service:
+    """The use cases of one partition, on its stores, with the clock at each record's time."""
+
+    def __init__(self, policy: Policy, stores: ports.Stores, clock: FixedClock):
+        self.clock = clock
+        self.rules = LiveRules(policy, build=lambda book: policy)   # switched per record version
+        work = UserWork(stores.users, clock, lambda: self.rules.policy)
+        cases = CaseIndex(stores.queue, stores.users)
+        self.work = work
+        self.decisions = Decisions(work, self.rules, cases, stores.erased)
+        self.reviews = Reviews(work, self.rules, cases)
+        self.audit = Audit(self.decisions, stores.erased, stores.receipts, cases)
+
+    @property
+    def policy(self) -> Policy:
+        return self.rules.policy
+
+
+class Partition:
+    """Some users' records, in log order, against one store of their own."""
+
+    def __init__(self, source: PolicySource, stores: StoresFactory, skip_bad: bool,
+                 keep_changes: bool, impact: bool):
+        self.source, self.stores = source, stores
+        self.skip_bad, self.keep_changes = skip_bad, keep_changes
         self.result = Simulation(impact=Impact() if impact else None)
-        self.service: Optional[DecisionService] = None
+        self.service: Optional[Service] = None
         self.schemas: dict[str, DecideRequestSchema] = {}
         self.stopped = False   # at the first bad record, unless skip_bad
+        self.fed = 0
 
     def feed(self, number: int, text: str) -> None:
         if self.stopped:
             return
+        self.fed += 1
+        if self.fed % FREEZE_EVERY == 0:
+            # the store holds every decision made so far (long-lived, no reference cycles):
+            # moved out of the collector's sight, the full collections a long log triggers
+            # stop scanning them over and over (freed by reference counting all the same)
+            gc.freeze()
         try:
             record = parse_line(number, text)
             handler = HANDLERS.get(record["kind"])
@@ -133,16 +169,15 @@ class Partition:
             self.result.bad.append((bad.line, bad.problem))
             self.stopped = not self.skip_bad
 
-    def service_for(self, version: str) -> DecisionService:
+    def service_for(self, version: str) -> Service:
         """The partition's service under the rules that decide `version`'s records now."""
         policy = self.source.for_version(version)
         if self.service is None:
-            # one thread owns this store: the user lock is never contended, and a TTL in wall
-            # time must not expire under a slow, loaded machine between BEGIN and COMMIT
-            store = RedisStateStore(redis_connection.connect(None), lock_ttl_ms=LOCK_TTL_MS)
-            self.service = DecisionService(policy, store, clock=FixedClock(dt.datetime.now(dt.timezone.utc)))
+            # the store's clock is the records' (lock expiry and TTLs follow the log's time)
+            clock = FixedClock(dt.datetime.now(dt.timezone.utc))
+            self.service = Service(policy, self.stores(clock), clock)
         elif self.service.policy is not policy:
-            self.service.use_policy(policy)
+            self.service.rules.use(policy)
         return self.service
 
     def schema(self, policy: Policy) -> DecideRequestSchema:
@@ -173,11 +208,15 @@ def simulate_decision(part: Partition, number: int, record: dict) -> Replayed:
         raise BadRecord(number, f"malformed record: {exc!r}") from None
 
     def step(snapshot, now):
-        outcome = service.policy.evaluate(request, snapshot.state(), now)
+        outcome = service.policy.evaluate(request, snapshot.state, now)
         decision = outcome.decision.to_dict()
-        return decision, service.plan_decision(record["request"], decision, outcome.change, now)
+        # no digest: the partition's store is never asked to recognise a request sent again
+        # (a log holds each application's decision once), and it costs a canonical encoding
+        return decision, decision_write(service.policy, record["request"], decision, outcome.change,
+                                        now, digest="-")
 
-    new = service.run_locked(record["user_id"], record["application_id"], step, now=now)
+    service.clock.set(now)
+    new = service.work.run(record["user_id"], record["application_id"], step, now=now)
     item = compared(number, record, new)
     _count(part, item)
     return item
@@ -204,10 +243,11 @@ def simulate_cancel(part: Partition, number: int, record: dict) -> Replayed:
         stored = snapshot.application
         if stored is None or stored.status_at(now) != "cooling_off":
             return False, None
-        return True, service.plan_cancel(snapshot, now)[1]
+        return True, cancel_write(snapshot, now)[1]
 
-    applied = service.run_locked(record["user_id"], record["application_id"], step,
-                                 now=_at(number, record))
+    service.clock.set(_at(number, record))
+    applied = service.work.run(record["user_id"], record["application_id"], step,
+                               now=_at(number, record))
     part.count_applied("cancel", applied)
     return Replayed(number, "cancel", record)
 
@@ -221,11 +261,12 @@ def simulate_grace(part: Partition, number: int, record: dict) -> Replayed:
         raise BadRecord(number, "a grace record needs whole `days`")
 
     def step(snapshot, now):
-        if not 1 <= days <= grace.max_days or len(snapshot.grace_uses) >= grace.max_uses:
+        if not 1 <= days <= grace.max_days or len(snapshot.state.grace_uses) >= grace.max_uses:
             return False, None
-        return True, service.plan_grace(days, now, record.get("use_id"))
+        return True, grace_write(service.policy, days, now, record.get("use_id"))
 
-    applied = service.run_locked(record["user_id"], None, step, now=_at(number, record))
+    service.clock.set(_at(number, record))
+    applied = service.work.run(record["user_id"], None, step, now=_at(number, record))
     part.count_applied("grace", applied)
     return Replayed(number, "grace", record)
 
@@ -235,12 +276,12 @@ def simulate_review(part: Partition, number: int, record: dict) -> Replayed:
     sent the application to review; otherwise (NotFound, Conflict) it is counted."""
     service = part.service_for(record["rules_version"])
     given = record.get("review")
-    if not isinstance(given, dict) or any(name not in given for name in reviewing.REVIEW_INPUT):
+    if not isinstance(given, dict) or any(name not in given for name in REVIEW_INPUT):
         raise BadRecord(number, "a review record needs the reviewer's input in `review`")
     service.clock.set(_at(number, record))
     try:
-        view = reviewing.review(service, record["application_id"],
-                                dict(given, user_id=record["user_id"])).view["review"]
+        view = service.reviews.review(record["application_id"],
+                                      dict(given, user_id=record["user_id"])).view["review"]
     except (NotFound, Conflict):
         part.count_applied("review", False)
         return Replayed(number, "review", record, changed=True, exact=False)
@@ -257,8 +298,8 @@ def simulate_override(part: Partition, number: int, record: dict) -> Replayed:
         raise BadRecord(number, f"unknown override action {record.get('action')!r}")
     service.clock.set(_at(number, record))
     try:
-        audit.lift_cooldown(service, record["user_id"], str(record.get("operator_id")),
-                            str(record.get("reason")))
+        service.audit.lift_cooldown(record["user_id"], str(record.get("operator_id")),
+                                    str(record.get("reason")))
     except Conflict:
         part.count_applied("override", False)
         return Replayed(number, "override", record, changed=True, exact=False)
@@ -329,7 +370,7 @@ def _run_processes(lines: Iterable[tuple[int, str]], source: PolicySource, jobs:
     results = [outbox.get() for _ in workers]
     for worker in workers:
         worker.join()
-    total = Simulation(impact=Impact() if options[2] else None)
+    total = Simulation(impact=Impact() if options[-1] else None)
     for status, value in results:
         if status == "failed":
             raise value
@@ -337,12 +378,12 @@ def _run_processes(lines: Iterable[tuple[int, str]], source: PolicySource, jobs:
     return total
 
 
-def simulate(lines: Iterable[tuple[int, str]], source: PolicySource, *, jobs: int = 1,
+def simulate(lines: Iterable[tuple[int, str]], source: PolicySource, stores: StoresFactory, *, jobs: int = 1,
              skip_bad: bool = False, keep_changes: bool = False, impact: bool = False,
              on_bad: Optional[Callable[[BadRecord], None]] = None,
              batch_size: int = 200) -> Simulation:
     """Simulate the log under `source`'s rules; raises the first BadRecord unless skip_bad."""
-    options = (skip_bad, keep_changes, impact)
+    options = (stores, skip_bad, keep_changes, impact)
     if jobs <= 1:
         part = Partition(source, *options)
         for number, text in lines:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from service.adapters import decision_log
 from service.domain.clock import FixedClock
 from service.entrypoints import impact_page
-from service.usecases import replay as replaying
+from service.entrypoints.bootstrap import policy_source, simulation_stores
+from service.entrypoints.settings import Settings
 from service.usecases.simulate import simulate
-from tests.conftest import NOW, RULES_DIR, embedded_service
+from tests.conftest import NOW, RULES_DIR, memory_services
 from tests.loggen import generate
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,16 +35,17 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def page(policy, tmp_path_factory) -> tuple[Path, dict]:
     """The impact page of a simulation under rules where no rejection opens the 90-day window."""
-    service = embedded_service(policy, FixedClock(NOW))
-    generate(service, 300, users=30, seed=3)
+    services = memory_services(policy, FixedClock(NOW))
+    generate(services, 300, users=30, seed=3)
     out = io.StringIO()
-    decision_log.export(service.store.client, "ld", out)
+    services.stores.log.export(out)
     lines = list(enumerate(out.getvalue().splitlines(keepends=True), 1))
     rules = tmp_path_factory.mktemp("candidate") / "rules"
     shutil.copytree(RULES_DIR, rules)
     for file in rules.glob("*.yaml"):
         file.write_text(file.read_text().replace("starts_cooldown: true", "starts_cooldown: false"))
-    result = simulate(iter(lines), replaying.PolicySource(rules_dir=rules), impact=True)
+    result = simulate(iter(lines), policy_source(Settings(), rules_dir=rules), simulation_stores,
+                      impact=True)
     path = tmp_path_factory.mktemp("page") / "impact.html"
     impact_page.write(str(path), result.impact, result.to_dict(), simulated=True)
     return path, result.to_dict()

@@ -71,11 +71,9 @@ class Load:
 def check_log_and_state(load: Load, redis_url: str, policy) -> dict:
     """No 5xx but 503; every answered decision logged exactly once; state diff = 0."""
     from service.adapters import decision_log, redis_connection
-    from service.adapters.state_store import RedisStateStore
     from service.domain.clock import SystemClock
     from service.usecases import rebuild
-    from service.usecases.decide import DecisionService
-    from tests.conftest import embedded_service
+    from tests.conftest import memory_services, redis_services
 
     statuses = {s.status for s in load.results}
     assert statuses <= {200, 503, 0}, statuses
@@ -90,10 +88,11 @@ def check_log_and_state(load: Load, redis_url: str, policy) -> dict:
     assert all(s.application_id in logged_ids for s in answered), "an answered decision is not in the log"
     by_app = {r["application_id"]: r["decision"] for r in records if r["kind"] == "decision"}
     assert all(by_app[s.application_id] == s.body for s in answered), "the log disagrees with an answer"
-    live = DecisionService(policy, RedisStateStore(client), SystemClock())
-    implied = embedded_service(policy, SystemClock())
+    live = redis_services(redis_url, policy, SystemClock(), redis_timeout=5)
+    implied = memory_services(policy, SystemClock())
     lines = enumerate(out.getvalue().splitlines(), 1)
-    result = rebuild.diff(implied, live, rebuild.records(lines))
+    rebuilder = rebuild.Rebuilder(implied.work, implied.rules, implied.stores.erased)
+    result = rebuild.diff(rebuilder, live.work, rebuild.records(lines))
     assert result.differences == [], result.differences[:3]
     return {"sent": len(load.results), "answered": len(answered), "logged": len(logged),
             "statuses": sorted(statuses)}

@@ -14,6 +14,8 @@ import redis
 import yaml
 
 from service.adapters import decision_log
+from service.entrypoints.bootstrap import policy_source
+from service.entrypoints.settings import Settings
 from service.usecases import replay
 from tests.conftest import RULES_DIR, payload
 from tests.e2e.conftest import http
@@ -100,7 +102,7 @@ def test_rule_change_workflow(live_server, real_redis_url, tmp_path):
     total = 42
     shadow = until(lambda: (lambda r: r[1] if r[1]["evaluated"] == total else None)(
         http("GET", server.url + "/admin/shadow", headers=ADMIN)), "shadow counted every decision")
-    summary = replay.replay(logged(real_redis_url), replay.PolicySource(rules_dir=good_dir)).to_dict()
+    summary = replay.replay(logged(real_redis_url), policy_source(Settings(), rules_dir=good_dir)).to_dict()
     assert summary["total"] == total
     assert (shadow["identical"], shadow["changed"]) == (summary["identical"], summary["changed"])
     assert shadow["transitions"] == summary["transitions"] == {"approved->rejected": 34}
@@ -134,7 +136,7 @@ def test_rule_change_workflow(live_server, real_redis_url, tmp_path):
     assert 'decisions_by_arm_total{arm="challenger"' in metrics
 
     # replay of a log holding both arms: every record under its own version, 100% exact
-    source = replay.PolicySource(redis_url=real_redis_url)
+    source = policy_source(Settings(redis_url=real_redis_url))
     both = replay.replay(logged(real_redis_url), source).to_dict()
     assert both["exact"] == both["total"] and both["changed"] == 0
 

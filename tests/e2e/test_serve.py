@@ -58,3 +58,26 @@ def test_embedded_store_says_so_at_start_up(live_server):
     server = live_server(env={"REDIS_URL": ""})
     output = server.stop()
     assert "REDIS_URL is not set: using the embedded in-process store" in output
+
+
+@pytest.mark.parametrize("mode", ["embedded", "redis"])
+def test_serve_starts_and_decides_in_either_store(live_server, mode, request):
+    """Built through bootstrap.build_services: with REDIS_URL unset on the in-memory adapters,
+    with it on Redis; either way /healthz, /readyz, a decision, its replay and the reads work."""
+    url = "" if mode == "embedded" else request.getfixturevalue("real_redis_url")
+    server = live_server(env={"REDIS_URL": url})
+    assert http("GET", server.url + "/healthz")[:2] == (200, {"status": "ok"})
+    status, ready, _ = http("GET", server.url + "/readyz")
+    assert status == 200 and ready["status"] == "ready" and ready["rules_version"].startswith("sha256:")
+    doc = dict(payload(), user_id=f"{mode}-user", application_id=f"{mode}-app")
+    status, first, _ = http("POST", server.url + "/decide", doc)
+    assert status == 200 and first["outcome"] == "approved" and first["rules_version"] == ready["rules_version"]
+    assert http("POST", server.url + "/decide", doc)[:2] == (200, first)   # the stored decision again
+    status, stored, _ = http("GET", server.url + f"/applications/{mode}-app?user_id={mode}-user")
+    assert status == 200 and stored["decision"] == first
+    status, state, _ = http("GET", server.url + f"/users/{mode}-user/state")
+    assert status == 200 and state["applications_6m"] == 1
+    output = server.stop()
+    assert ("REDIS_URL is not set: using the embedded in-process store" in output) == (mode == "embedded")
+    assert "Traceback" not in output
+    assert "MonkeyPatchWarning" not in output   # nothing imported ssl before the gevent patch

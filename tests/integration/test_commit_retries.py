@@ -3,20 +3,17 @@ commit whose outcome stays unknown is a 503 that says so (issue 9.3). On the rea
 import pytest
 import redis
 
-from service.adapters import redis_connection
-from service.adapters.state_store import RedisStateStore
 from service.domain.clock import FixedClock
 from service.entrypoints.http.app import create_app
-from service.usecases.decide import DecisionService
-from tests.conftest import NOW, payload
+from service.usecases.ports import Windows
+from tests.conftest import NOW, payload, redis_services
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def service(policy, real_redis_url):
-    store = RedisStateStore(redis_connection.connect(real_redis_url, timeout=2.0), lock_ttl_ms=300)
-    return DecisionService(policy, store, clock=FixedClock(NOW))
+    return redis_services(real_redis_url, policy, FixedClock(NOW), lock_ttl_ms=300)
 
 
 def lose_replies(store, name, lost, run=True):
@@ -37,25 +34,26 @@ def lose_replies(store, name, lost, run=True):
 
 
 def test_a_begin_whose_reply_was_lost_keeps_its_lock(service):
-    calls = lose_replies(service.store, "_begin", 1)
-    snapshot = service.store.begin("u-1", "a-1", NOW, NOW, NOW)
+    calls = lose_replies(service.stores.users, "_begin", 1)
+    snapshot = service.stores.users.begin("u-1", "a-1", Windows(NOW, NOW, NOW))
     assert snapshot is not None and calls == [snapshot.token, snapshot.token]
 
 
 def test_a_commit_whose_reply_was_lost_is_recognised(service):
-    client = create_app(service=service).test_client()
-    lose_replies(service.store, "_commit", 2)
+    client = create_app(service.settings, services=service).test_client()
+    store = service.stores.users
+    lose_replies(store, "_commit", 2)
     response = client.post("/decide", json=dict(payload(), user_id="u-1", application_id="a-1"))
     assert response.status_code == 200, response.get_json()
-    log = service.store.keys("u-1", None)[5]
-    assert service.store.client.xlen(log) == 1 and service.user_state("u-1")["applications_6m"] == 1
+    log = store.keys("u-1", None)[5]
+    assert store.client.xlen(log) == 1 and service.decisions.user_state("u-1")["applications_6m"] == 1
     again = client.post("/decide", json=dict(payload(), user_id="u-1", application_id="a-1"))
     assert again.get_json() == response.get_json()
 
 
 def test_a_commit_never_confirmed_is_an_honest_503(service):
-    client = create_app(service=service).test_client()
-    lose_replies(service.store, "_commit", 10_000, run=False)   # it never arrives: Redis is gone
+    client = create_app(service.settings, services=service).test_client()
+    lose_replies(service.stores.users, "_commit", 10_000, run=False)   # it never arrives: Redis is gone
     response = client.post("/decide", json=dict(payload(), user_id="u-1", application_id="a-1"))
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     body = response.get_json()["error"]

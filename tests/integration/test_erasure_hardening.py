@@ -13,15 +13,14 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from service.adapters import decision_log, redis_connection
-from service.adapters.review_store import Receipts, ReviewIndex, parse_entry
-from service.adapters.state_store import RedisStateStore, StoreRefused
+from service.adapters.review_store import RedisReceipts
 from service.domain.clock import FixedClock
+from service.entrypoints.bootstrap import Services
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
-from service.usecases import decide as decide_module
-from service.usecases.decide import DecisionService
-from tests.conftest import NOW, payload
+from service.usecases.ports import StoreRefused
+from service.usecases.reviews_index import parse_entry
+from tests.conftest import NOW, payload, redis_services
 from tests.integration.test_reviews import ADMIN, CLIENT, REVIEWER, SECRET, body, review_case
 from tests.servers import RedisServer
 
@@ -30,11 +29,16 @@ pytestmark = pytest.mark.integration
 STREAM = "ld:{#erasures}:log"
 
 
-def app_for(service: DecisionService):
-    service.erasure_secret = SECRET
+@pytest.fixture
+def service(policy, store_url, clock):
+    """The wired use cases on the real Redis (a server, or the cluster), erasure on."""
+    return redis_services(store_url, policy, clock, erasure_secret=SECRET)
+
+
+def app_for(service: Services):
     settings = Settings(api_keys=("client-key",), reviewer_keys=("reviewer-key",),
                         admin_keys=("admin-key",))
-    return create_app(settings, service=service).test_client()
+    return create_app(settings, services=service).test_client()
 
 
 def erase(api, user: str, operator: str = "op-1", reason: str = "PIPL art. 47 request"):
@@ -60,9 +64,9 @@ def receipt_count(client) -> int:
     return sum(1 for k in client.scan_iter(match="ld:*", count=1000) if b"erasure:er_" in k or b"receipt:er_" in k)
 
 
-def exported(service: DecisionService) -> str:
+def exported(service: Services) -> str:
     out = io.StringIO()
-    decision_log.export(service.store.client, service.store.prefix, out)
+    service.stores.log.export(out)
     return out.getvalue()
 
 
@@ -126,8 +130,7 @@ def erase_until_done(api, client, user: str) -> tuple[dict, list[str]]:
 
 def test_erasure_under_intermittent_out_of_memory(own_redis, policy):
     client = redis.Redis(port=own_redis.port)
-    service = DecisionService(policy, RedisStateStore(redis_connection.connect(own_redis.url, timeout=2.0)),
-                              clock=FixedClock(NOW))
+    service = redis_services(own_redis.url, policy, FixedClock(NOW), erasure_secret=SECRET)
     api = app_for(service)
     users = [f"u-oom-{n}" for n in range(30)]
     for n, user in enumerate(users):
@@ -158,26 +161,28 @@ def test_erasure_under_intermittent_out_of_memory(own_redis, policy):
 
 
 # -- a failure between the steps ----------------------------------------------------------------------
-def test_an_erasure_cut_short_after_deleting_says_so_and_a_retry_finishes_it(service, monkeypatch):
-    service.store.lock_ttl_ms = 500   # bounds how long the erasure keeps trying to finish
+def test_an_erasure_cut_short_after_deleting_says_so_and_a_retry_finishes_it(policy, store_url, clock,
+                                                                           monkeypatch):
+    # the lock's 500 ms bound how long the erasure keeps trying to finish
+    service = redis_services(store_url, policy, clock, erasure_secret=SECRET, lock_ttl_ms=500)
     api = app_for(service)
     user = "u-cut"
     review_case(api, user, "a1")
     api.post("/decide", json=dict(payload(), user_id=user, application_id="a2"), headers=CLIENT)
     failing = True
-    save = Receipts.save
+    save = RedisReceipts.save
 
     def refused_save(self, *args, **kwargs):
         if failing:
             raise StoreRefused("Redis refused: OutOfMemoryError: command not allowed")
         return save(self, *args, **kwargs)
 
-    monkeypatch.setattr(Receipts, "save", refused_save)
+    monkeypatch.setattr(RedisReceipts, "save", refused_save)
     first = erase(api, user)
     assert first.status_code == 503 and first.json["error"]["code"] == "outcome_unknown", first.json
     assert api.get(f"/users/{user}/state", headers=CLIENT).status_code == 404   # the data is gone
     assert api.get(f"/applications/a1?user_id={user}", headers=CLIENT).status_code == 404
-    client = service.store.client
+    client = service.stores.users.client
     assert erasure_records(client) == []
     failing = False
     again = erase(api, user, reason="retry")
@@ -200,7 +205,7 @@ def test_a_review_decision_racing_an_erasure_leaves_the_index_naming_no_one(serv
     api.post("/decide", json=dict(payload(), user_id=user, application_id="a0"), headers=CLIENT)
     erasure: dict = {}
     blocked = threading.Event()
-    begin, add = service.store.begin, decide_module.open_case_in_index
+    begin, add = service.stores.users.begin, service.cases.open
 
     def watched_begin(*args, **kwargs):
         snapshot = begin(*args, **kwargs)
@@ -208,7 +213,7 @@ def test_a_review_decision_racing_an_erasure_leaves_the_index_naming_no_one(serv
             blocked.set()   # the erasure waits for the user's lock
         return snapshot
 
-    def add_after_an_erasure_began(store, decision):
+    def add_after_an_erasure_began(decision):
         thread = threading.Thread(target=lambda: erasure.update(response=erase(api, user)), name="erasure")
         erasure["thread"] = thread
         thread.start()
@@ -216,17 +221,17 @@ def test_a_review_decision_racing_an_erasure_leaves_the_index_naming_no_one(serv
         while not (blocked.is_set() or "response" in erasure):
             assert time.monotonic() < deadline, "the erasure neither ran nor waited"
             time.sleep(0.001)
-        add(store, decision)
+        add(decision)
 
-    monkeypatch.setattr(service.store, "begin", watched_begin)
-    monkeypatch.setattr(decide_module, "open_case_in_index", add_after_an_erasure_began)
+    monkeypatch.setattr(service.stores.users, "begin", watched_begin)
+    monkeypatch.setattr(service.cases, "open", add_after_an_erasure_began)
     review_case(api, user, "a1")
     erasure["thread"].join()
     assert erasure["response"].status_code == 200, erasure["response"].json
     assert erasure["response"].json["erased"]["review_cases"] == 1
-    assert index_entries(service.store.client, user) == []
-    assert user_keys(service.store.client, user) == []
-    assert ReviewIndex(service.store).stats()[0] == 0
+    assert index_entries(service.stores.users.client, user) == []
+    assert user_keys(service.stores.users.client, user) == []
+    assert service.stores.queue.stats()[0] == 0
 
 
 def test_review_decisions_racing_erasures_leave_no_stale_entry(service):
@@ -255,10 +260,9 @@ def test_review_decisions_racing_erasures_leave_no_stale_entry(service):
 
     for user in users:
         race(user)
-    index = ReviewIndex(service.store)
-    members = index.page(None, 100)
+    members = service.stores.queue.page(None, 100)
     # every entry left is a case whose record is there (a decision after the erasure)
-    assert all(doc is not None for doc in index.records(members)), members
+    assert all(doc is not None for doc in service.cases.records(members)), members
 
 
 # -- what the receipt keeps ------------------------------------------------------------------------
@@ -272,7 +276,7 @@ def test_erasure_audit_text_keeps_no_personal_data(service):
     receipt = api.get(f"/admin/erasures/{response.json['receipt_id']}", headers=ADMIN).json
     assert receipt["reason"] == "user 139****5678 asked (PIPL), name 王**"
     assert receipt["operator_id"] == "op-110101********1234"
-    [record] = erasure_records(service.store.client)
+    [record] = erasure_records(service.stores.users.client)
     assert (record["reason"], record["operator_id"]) == (receipt["reason"], receipt["operator_id"])
     for text in (json.dumps(receipt, ensure_ascii=False), exported(service)):
         for personal in ("13912345678", "王小明", "110101199003071234"):
@@ -298,6 +302,6 @@ def test_a_receipt_written_at_its_old_key_is_still_read(service):
     api = app_for(service)
     old = {"receipt_id": "er_old", "erased_at": "2026-01-01T00:00:00Z", "operator_id": "op-1",
            "reason": "r", "erased": {"applications": 1}, "window_kept": False}
-    service.store.client.set(Receipts(service.store).old_key("er_old"), json.dumps(old))
+    service.stores.users.client.set(service.stores.receipts.old_key("er_old"), json.dumps(old))
     assert api.get("/admin/erasures/er_old", headers=ADMIN).json == old
     assert api.get("/admin/erasures/er_none", headers=ADMIN).status_code == 404

@@ -1,7 +1,7 @@
 """Issue 17 through HTTP on real Redis, and old logs replayed under their own rules version.
 
 The three policy defects (largest allowed amount, null documents, T4 as a 30-day state) are
-decided by the WSGI app over a DecisionService on the real Redis (a server and a cluster).
+decided by the WSGI app over the wired use cases on the real Redis (a server and a cluster).
 The fixes changed policy code as well as rules, so the behaviour is chosen by rules settings
 that older versions lack: a log made under the rules as they were before the fix
 (tests/data/rules_before_issue17, byte for byte) must replay 100% identical.
@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 
 from schemas.request import DecideRequestSchema
-from service.adapters import decision_log, redis_connection
-from service.adapters.rule_engine import policy_for
-from service.adapters.state_store import RedisStateStore
-from service.domain import rulebook
+from service.adapters import decision_log, rules_files
 from service.domain.clock import FixedClock
+from service.entrypoints.bootstrap import Services, build_policy, policy_source
 from service.entrypoints.http.app import create_app
+from service.entrypoints.settings import Settings
 from service.usecases import replay
-from service.usecases.decide import DecisionService
-from tests.conftest import NOW, RULES_DIR, payload
+from tests.conftest import NOW, RULES_DIR, payload, redis_services
 from tests.loggen import generate
 
 OLD_RULES = Path(__file__).resolve().parents[1] / "data" / "rules_before_issue17"
@@ -31,7 +29,7 @@ STUDENT = {"groups": ["student"], "documents": {"chsi_verified": True, "guardian
 
 @pytest.fixture
 def http(service, clock):
-    client = create_app(service=service).test_client()
+    client = create_app(service.settings, services=service).test_client()
     counter = iter(range(1, 10_000))
 
     def decide(doc: dict, user: str = "u-1") -> dict:
@@ -89,9 +87,9 @@ def test_t4_grant_is_honoured_without_the_proof_over_http(http, clock):
 
 
 # -- replay of a log made before the fix ---------------------------------------------------------
-def targeted(service: DecisionService) -> None:
+def targeted(service: Services) -> None:
     """Decisions the fix would decide differently, made under the old rules."""
-    schema = DecideRequestSchema(term_ranges=service.policy.book.term_ranges())
+    schema = DecideRequestSchema(term_ranges=service.rules.policy.book.term_ranges())
     docs = [("t-1", payload(amount=499)), ("t-2", payload(amount=499, **STUDENT)),
             ("t-3", payload("we2000", amount=499, lingqiantong_balance=10000)),
             ("t-4", payload(amount=45000, documents={"repayment_proof": True})),
@@ -99,26 +97,25 @@ def targeted(service: DecisionService) -> None:
     for n, (user, doc) in enumerate(docs):
         service.clock.advance(seconds=60)
         doc = dict(doc, user_id=user, application_id=f"targeted-{n}")
-        service.decide(doc, schema.load(doc))
+        service.decisions.decide(doc, schema.load(doc))
 
 
 def test_log_made_before_the_fix_replays_identical_under_its_own_version(real_redis_url, tmp_path):
-    old_book = rulebook.load(OLD_RULES)
-    assert old_book.version != rulebook.load(RULES_DIR).version
-    store = RedisStateStore(redis_connection.connect(real_redis_url, timeout=5.0))
-    service = DecisionService(policy_for(old_book), store, clock=FixedClock(NOW))
+    old_book = rules_files.load(OLD_RULES)
+    assert old_book.version != rules_files.load(RULES_DIR).version
+    service = redis_services(real_redis_url, build_policy(old_book), FixedClock(NOW), redis_timeout=5.0)
     generate(service, 1000, users=200)
     targeted(service)
     path = tmp_path / "old.jsonl"
     with open(path, "w", encoding="utf-8") as out:
-        decision_log.export(store.client, store.prefix, out)
+        service.stores.log.export(out)
 
     def run(source):
         return replay.replay(decision_log.read_lines(open(path, encoding="utf-8")), source)
 
-    own = run(replay.PolicySource(default_dir=OLD_RULES))
+    own = run(policy_source(Settings(rules_dir=OLD_RULES)))
     assert own.total >= 1005 and own.exact == own.identical == own.total and own.changed == 0
     # the same log under today's rules does change: the test sees the new behaviour
-    today = run(replay.PolicySource(rules_dir=RULES_DIR))
+    today = run(policy_source(Settings(), rules_dir=RULES_DIR))
     # (outcomes: the T4 grant honoured; inputs: the largest allowed amounts of t-1 to t-3)
     assert today.transitions["rejected->approved"] >= 1 and today.total - today.exact >= 4

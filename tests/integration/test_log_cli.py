@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 def test_export_replay_rebuild_diff(service, store_url, tmp_path, monkeypatch):
     monkeypatch.setenv("REDIS_URL", store_url)
     records = generate(service, 300, users=40)
-    service.archive_rules()
+    service.rules.archive_own()
     runner = CliRunner()
 
     exported = runner.invoke(main, ["log", "export", "--since", "2026-01-01"])

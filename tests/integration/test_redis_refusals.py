@@ -3,12 +3,10 @@
 import pytest
 import redis
 
-from service.adapters import redis_connection
-from service.adapters.state_store import RedisStateStore, refused
+from service.adapters.state_store import refused
 from service.domain.clock import FixedClock
 from service.entrypoints.http.app import create_app
-from service.usecases.decide import DecisionService
-from tests.conftest import NOW, payload
+from tests.conftest import NOW, payload, redis_services
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -22,8 +20,8 @@ def own_redis(tmp_path):
 
 
 def app_on(url, policy):
-    store = RedisStateStore(redis_connection.connect(url, timeout=2.0))
-    return create_app(service=DecisionService(policy, store, clock=FixedClock(NOW))).test_client()
+    services = redis_services(url, policy, FixedClock(NOW))
+    return create_app(services.settings, services=services).test_client()
 
 
 def assert_refused_then_recovers(client, make_writable):

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from schemas.request import DecideRequestSchema
-from service.usecases.decide import Conflict
+from service.usecases.errors import Conflict
 from tests.conftest import NOW, payload
 
 pytestmark = pytest.mark.integration
@@ -12,8 +12,8 @@ pytestmark = pytest.mark.integration
 
 def decide(service, doc, user="u-1", app="a-1"):
     doc = dict(doc, user_id=user, application_id=app)
-    request = DecideRequestSchema(term_ranges=service.policy.book.term_ranges()).load(doc)
-    return service.decide(doc, request).decision
+    request = DecideRequestSchema(term_ranges=service.rules.policy.book.term_ranges()).load(doc)
+    return service.decisions.decide(doc, request).decision
 
 
 def codes(decision):
@@ -26,7 +26,7 @@ def test_t1_window_and_t3_count(service, clock):
     assert codes(decide(service, payload(), app="a-2")) == ["REAPPLY_COOLDOWN"]
     clock.set(NOW + dt.timedelta(days=90))
     assert decide(service, payload(), app="a-3")["outcome"] == "approved"
-    assert service.user_state("u-1")["applications_6m"] == 2
+    assert service.decisions.user_state("u-1")["applications_6m"] == 2
 
 
 def test_t2_cancel(service, clock):
@@ -34,8 +34,8 @@ def test_t2_cancel(service, clock):
     assert decision["outcome"] == "cooling_off"
     clock.set(NOW + dt.timedelta(hours=23, minutes=59))
     assert codes(decide(service, payload(), app="b")) == ["COOLING_OFF_PENDING"]
-    assert service.cancel("u-1", "loan")["status"] == "cancelled"
-    assert service.cancel("u-1", "loan")["status"] == "cancelled"
+    assert service.decisions.cancel("u-1", "loan")["status"] == "cancelled"
+    assert service.decisions.cancel("u-1", "loan")["status"] == "cancelled"
     assert decide(service, payload(), app="c")["outcome"] == "approved"
 
 
@@ -44,12 +44,12 @@ def test_idempotency(service):
     assert decide(service, payload(), app="x") == first
     with pytest.raises(Conflict):
         decide(service, payload(amount=9000), app="x")
-    assert service.user_state("u-1")["applications_6m"] == 1
+    assert service.decisions.user_state("u-1")["applications_6m"] == 1
 
 
 def test_keys_of_a_user_share_one_slot_and_carry_ttls(service):
     decide(service, payload(age=17), user="user:{odd}", app="a:{1}")
-    store = service.store
+    store = service.stores.users
     keys = store.keys("user:{odd}", "a:{1}")
     client = store.client
     present = [k for k in keys if client.exists(k)]

@@ -12,12 +12,12 @@ from urllib.parse import quote
 import pytest
 
 from service.adapters import redis_connection
-from service.adapters.review_store import ReviewIndex, entry
+from service.entrypoints.bootstrap import policy_source
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
-from service.usecases import review as reviewing
-from service.usecases.decide import Conflict
-from tests.conftest import NOW, RULES_DIR, payload
+from service.usecases.errors import Conflict
+from service.usecases.reviews_index import entry
+from tests.conftest import NOW, RULES_DIR, payload, redis_services
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +28,25 @@ SECRET = b"test-erasure-secret"
 
 
 @pytest.fixture
-def api(service):
-    service.erasure_secret = SECRET
+def service(policy, store_url, clock):
+    """The wired use cases on the real Redis (a server, or the cluster), erasure on."""
+    return redis_services(store_url, policy, clock, erasure_secret=SECRET)
+
+
+def api_for(services):
     settings = Settings(api_keys=("client-key",), reviewer_keys=("reviewer-key",),
                         admin_keys=("admin-key",))
-    return create_app(settings, service=service).test_client()
+    return create_app(settings, services=services).test_client()
+
+
+@pytest.fixture
+def api(service):
+    return api_for(service)
+
+
+def replay_source():
+    """Each record under its own rules: the bundled ones (no archive)."""
+    return policy_source(Settings(rules_dir=RULES_DIR))
 
 
 def review_case(api, user: str, app: str, **applicant) -> dict:
@@ -76,7 +90,7 @@ def test_roles_on_every_area(api):
 
 
 def test_reviewer_endpoints_are_off_without_reviewer_keys(service):
-    app = create_app(Settings(api_keys=("client-key",)), service=service).test_client()
+    app = create_app(Settings(api_keys=("client-key",)), services=service).test_client()
     assert app.get("/reviews", headers=CLIENT).status_code == 403
 
 
@@ -148,7 +162,6 @@ def test_approval_of_a_missing_data_case_keeps_the_limits(api, service, product,
     import io
     import json
 
-    from service.adapters import decision_log
     from service.usecases import replay as replaying
 
     user = f"u-lim-{product}-{amount}"
@@ -159,10 +172,10 @@ def test_approval_of_a_missing_data_case_keeps_the_limits(api, service, product,
     assert view["status"] == "approved" and view["offer"]["limit"] == limit
     assert api.get(f"/applications/a1?user_id={user}", headers=CLIENT).json["offer"]["limit"] == limit
     out = io.StringIO()
-    decision_log.export(service.store.client, service.store.prefix, out)
+    service.stores.log.export(out)
     lines = out.getvalue().splitlines()
     assert json.loads(lines[-1])["review"]["offer"]["limit"] == limit
-    summary = replaying.replay(enumerate(lines, 1), replaying.PolicySource(default_dir=RULES_DIR))
+    summary = replaying.replay(enumerate(lines, 1), replay_source())
     assert summary.to_dict()["reviews"] == {"total": 1, "identical": 1}
 
 def test_rejection_opens_the_window_from_review_time_only_for_window_codes(api, clock):
@@ -210,15 +223,15 @@ def test_pending_list_oldest_first_with_cursor(api, clock):
 def test_lost_index_writes_are_repaired(api, service):
     review_case(api, "u-rep", "a1")
     review_case(api, "u-rep", "a2")
-    index = ReviewIndex(service.store)
+    index = service.stores.queue
     decided = int(NOW.timestamp())
     index.remove([entry("u-rep", "a1", decided)])             # an add lost after the commit
     assert [i["application_id"] for i in api.get("/reviews", headers=REVIEWER).json["items"]] == ["a2"]
-    assert reviewing.repair(service) == {"pending": 2, "added": 1}
+    assert service.cases.repair() == {"pending": 2, "added": 1}
     assert [i["application_id"] for i in api.get("/reviews", headers=REVIEWER).json["items"]] == ["a1", "a2"]
     # a removal lost after a review: the listing drops the stale entry itself
     api.post("/applications/a1/review", json=body("u-rep"), headers=REVIEWER)
-    index.add("u-rep", "a1", decided)
+    index.add(entry("u-rep", "a1", decided))
     assert [i["application_id"] for i in api.get("/reviews", headers=REVIEWER).json["items"]] == ["a2"]
     assert index.stats()[0] == 1
 
@@ -233,7 +246,7 @@ def test_two_reviewers_at_once_one_wins(api, service):
             barrier.wait()
             try:
                 data = body(user, outcome, codes, reviewer=reviewer)
-                results.append(("ok", reviewing.review(service, "a1", data).view["review"]["reviewer_id"]))
+                results.append(("ok", service.reviews.review("a1", data).view["review"]["reviewer_id"]))
             except Conflict:
                 results.append(("conflict", reviewer))
 
@@ -247,7 +260,8 @@ def test_two_reviewers_at_once_one_wins(api, service):
         winner = next(r[1] for r in results if r[0] == "ok")
         stored = api.get(f"/applications/a1?user_id=u-race-{n}", headers=CLIENT).json
         assert stored["review"]["reviewer_id"] == winner
-        log = service.store.client.xrange(service.store.keys(f"u-race-{n}", None)[5])
+        store = service.stores.users
+        log = store.client.xrange(store.keys(f"u-race-{n}", None)[5])
         assert sum(b'"kind":"review"' in fields[b"r"] for _, fields in log) == 1
 
 
@@ -324,12 +338,12 @@ def test_erasure_keeps_only_the_hashed_window(api, service, store_url, clock):
     assert refused["reasons"][0]["code"] == "REAPPLY_COOLDOWN"     # from the user's own state now
 
 
-def test_erasure_status_codes(api, service):
+def test_erasure_status_codes(api, policy, store_url, clock):
     assert api.delete("/users/u-none", json={"operator_id": "o", "reason": "r"}, headers=ADMIN).status_code == 404
     assert api.delete("/users/u-none", json={"operator_id": "o"}, headers=ADMIN).status_code == 400
     assert api.delete("/users/u-none", headers=ADMIN).status_code == 415
     review_case(api, "u-off", "a1")
-    service.erasure_secret = None
+    api = api_for(redis_services(store_url, policy, clock))   # the same store, no erasure secret
     response = api.delete("/users/u-off", json={"operator_id": "o", "reason": "r"}, headers=ADMIN)
     assert response.status_code == 503 and response.json["error"]["code"] == "erasure_off"
     assert api.get("/users/u-off/state", headers=CLIENT).status_code == 200    # nothing erased
@@ -363,7 +377,7 @@ def test_mixed_log_replays_rebuilds_and_diffs(api, service, store_url, clock, tm
                                                       "reason": "wrong"}, headers=ADMIN).status_code == 200
     assert api.delete("/users/u-mix-4", json={"operator_id": "op", "reason": "request"},
                       headers=ADMIN).status_code == 200
-    service.archive_rules()
+    service.rules.archive_own()
     runner = CliRunner()
     exported = runner.invoke(main, ["log", "export"])
     assert exported.exit_code == 0, exported.output
@@ -400,19 +414,18 @@ def test_replay_spots_a_review_whose_effects_were_tampered(api, service, clock, 
     import io
     import json
 
-    from service.adapters import decision_log
     from service.usecases import replay as replaying
 
     review_case(api, "u-tamper", "a1")
     api.post("/applications/a1/review", json=body("u-tamper", "rejected", ["DEVICE_SWITCHING"]), headers=REVIEWER)
     out = io.StringIO()
-    decision_log.export(service.store.client, service.store.prefix, out)
+    service.stores.log.export(out)
     lines = out.getvalue().splitlines()
     record = json.loads(lines[-1])
     assert record["kind"] == "review"
     record["review"]["reapply_after"] = "2030-01-01T00:00:00Z"
     lines[-1] = json.dumps(record)
-    source = replaying.PolicySource(default_dir=RULES_DIR)
+    source = replay_source()
     summary = replaying.replay(enumerate(lines, 1), source)
     assert summary.to_dict()["reviews"] == {"total": 1, "identical": 0}
 
@@ -433,10 +446,11 @@ def test_a_review_case_decided_before_cases_kept_requests(api, service):
     import json
 
     review_case(api, "u-old", "a1")
-    key = service.store.keys("u-old", "a1")[3]
-    doc = json.loads(service.store.client.get(key))
+    store = service.stores.users
+    key = store.keys("u-old", "a1")[3]
+    doc = json.loads(store.client.get(key))
     del doc["case"]
-    service.store.client.set(key, json.dumps(doc))
+    store.client.set(key, json.dumps(doc))
     items = api.get("/reviews", headers=REVIEWER).json["items"]
     assert [(i["application_id"], i["amount"]) for i in items] == [("a1", None)]
     response = api.post("/applications/a1/review", json=body("u-old"), headers=REVIEWER)
@@ -452,7 +466,7 @@ def test_erased_window_holds_after_a_grace_use_and_costs_known_users_nothing(api
     refused = api.post("/decide", json=dict(payload(), user_id=user, application_id="a2"), headers=CLIENT).json
     assert refused["reasons"][0]["code"] == "REAPPLY_COOLDOWN"
     # round trips of a decision: BEGIN and COMMIT; a user who looks new also reads the kept windows
-    store = service.store
+    store = service.stores.users
     before = store.round_trips
     api.post("/decide", json=dict(payload(), user_id="u-new", application_id="a1"), headers=CLIENT)
     assert store.round_trips - before == 3
@@ -469,7 +483,6 @@ def test_rebuild_of_an_export_taken_before_an_erasure_erases_again(api, service,
 
     from click.testing import CliRunner
 
-    from service.adapters import decision_log
     from service.entrypoints.cli import main
 
     monkeypatch.setenv("REDIS_URL", store_url)
@@ -479,10 +492,10 @@ def test_rebuild_of_an_export_taken_before_an_erasure_erases_again(api, service,
     review_case(api, "u-stays", "a1")
     api.post("/applications/a1/review", json=body(user, "rejected", ["DEVICE_SWITCHING"]), headers=REVIEWER)
     before = io.StringIO()
-    decision_log.export(service.store.client, service.store.prefix, before)
+    service.stores.log.export(before)
     assert api.delete(f"/users/{user}", json={"operator_id": "o", "reason": "r"}, headers=ADMIN).status_code == 200
     after = io.StringIO()
-    decision_log.export(service.store.client, service.store.prefix, after)
+    service.stores.log.export(after)
     erasure = [line for line in after.getvalue().splitlines() if '"kind":"erasure"' in line]
     combined = before.getvalue() + "\n".join(erasure) + "\n"
     client = redis_connection.connect(store_url)

@@ -11,13 +11,12 @@ import threading
 
 import pytest
 
-from service.adapters import redis_connection
-from service.adapters.state_store import RedisStateStore
+from service.adapters import rules_files
+from service.entrypoints.bootstrap import KITS
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
 from service.usecases import rule_changes
-from service.usecases.decide import DecisionService
-from tests.conftest import RULES_DIR
+from tests.conftest import RULES_DIR, redis_services
 
 ADMIN = {"X-Admin-Key": "admin-key-456"}
 WORKERS, PROMOTES, STOPS, TRIALS = 3, 3, 3, 10
@@ -25,20 +24,21 @@ WORKERS, PROMOTES, STOPS, TRIALS = 3, 3, 3, 10
 
 def worker(policy, store_url, clock):
     """One worker: its own connection, its own copy of the rule-change settings, its own app."""
-    service = DecisionService(policy, RedisStateStore(redis_connection.connect(store_url, timeout=2.0)),
-                              clock=clock)
+    service = redis_services(store_url, policy, clock, redis_timeout=2.0)
     settings = Settings(**{**Settings().__dict__, "rules_dir": RULES_DIR, "admin_keys": ("admin-key-456",)})
-    return service, create_app(settings, service=service)
+    return service, create_app(settings, services=service)
 
 
-def candidates(tmp_path, client) -> list[str]:
+def candidates(tmp_path, archive) -> list[str]:
     """Two archived versions that pass the bundled kit (each the bundled rules, a comment apart)."""
     versions = []
     for name in ("x", "y"):
         rules = tmp_path / name
         shutil.copytree(RULES_DIR, rules)
         (rules / "products.yaml").write_text((rules / "products.yaml").read_text() + f"\n# {name}\n")
-        versions.append(rule_changes.archive(client, "ld", rules)["rules_version"])
+        archived = rule_changes.archive_version(KITS, archive, rules_files.load(rules),
+                                                rules_files.kit_files(rules))
+        versions.append(archived["rules_version"])
     return versions
 
 
@@ -69,10 +69,10 @@ def test_racing_promotes_and_stops_have_exactly_one_true_winner(policy, store_ur
                                                                monkeypatch):
     workers = [worker(policy, store_url, clock) for _ in range(WORKERS)]
     first = workers[0][0]
-    client = first.store.client
-    first.archive_rules()
-    first.publish_active(first.rules_version)
-    versions = candidates(tmp_path, client)
+    client = first.stores.users.client
+    first.rules.archive_own()
+    first.rules.publish(first.rules.version)
+    versions = candidates(tmp_path, first.stores.archive)
 
     # in a race, every promote waits once gated for the stops: the claims really race
     barrier, racing = threading.Barrier(PROMOTES + STOPS, timeout=60), threading.Event()
@@ -93,7 +93,7 @@ def test_racing_promotes_and_stops_have_exactly_one_true_winner(policy, store_ur
         started = workers[trial % WORKERS][1].test_client().post(
             "/admin/rules/challenger", json={"rules_version": challenger, "share": 0.5}, headers=ADMIN)
         assert started.status_code == 200, started.get_json()
-        history_from = len(rule_changes.history(first))
+        history_from = len(first.changes.history())
 
         racing.set()
         answers = race([app for _, app in workers], barrier)
@@ -105,7 +105,7 @@ def test_racing_promotes_and_stops_have_exactly_one_true_winner(policy, store_ur
         wins[kind] += 1
         active = client.get("ld:rules:active").decode()
         assert not client.hget("ld:rulechange:control", "challenger")
-        assert rule_changes.history(first)[history_from:] == [body]
+        assert first.changes.history()[history_from:] == [body]
         assert body["rules_version"] == challenger
         if kind == "promote":
             assert body["event"] == "promote" and active == challenger

@@ -8,10 +8,14 @@ import yaml
 from click.testing import CliRunner
 
 from service.adapters import decision_log
-from service.adapters.state_store import StoreBusy
 from service.domain.clock import FixedClock
+from service.domain.userstate import StateChange
+from service.entrypoints import bootstrap
+from service.entrypoints.settings import Settings
 from service.usecases import rebuild, replay
-from tests.conftest import NOW, RULES_DIR, embedded_service, payload
+from service.usecases.ports import StoreBusy, UserWrite
+from service.usecases.rebuild import Rebuilder
+from tests.conftest import NOW, RULES_DIR, memory_services, payload
 from tests.loggen import generate
 
 N_DECISIONS = 10_000
@@ -20,16 +24,27 @@ N_DECISIONS = 10_000
 @pytest.fixture(scope="module")
 def big_log(policy, tmp_path_factory):
     """10,000 decisions (with cancels and grace uses) made by the service, exported."""
-    service = embedded_service(policy, FixedClock(NOW))
+    service = memory_services(policy, FixedClock(NOW))
     records = generate(service, N_DECISIONS)
     path = tmp_path_factory.mktemp("log") / "decisions.jsonl"
     with open(path, "w", encoding="utf-8") as out:
-        assert decision_log.export(service.store.client, "ld", out) == records
+        assert service.stores.log.export(out) == records
     return service, path, records
 
 
 def lines_of(path):
     return list(decision_log.read_lines(open(path, encoding="utf-8")))
+
+
+def rebuilder(services) -> Rebuilder:
+    """What applies log records to `services`' store (rebuild, and the implied side of a diff)."""
+    return Rebuilder(services.work, services.rules, services.stores.erased,
+                     services.settings.erasure_secret)
+
+
+def own_rules():
+    """Each record under its own rules version (the bundled rules, no archive)."""
+    return bootstrap.policy_source(Settings(rules_dir=RULES_DIR))
 
 
 def test_every_decision_cancel_and_grace_use_is_recorded(big_log):
@@ -39,7 +54,7 @@ def test_every_decision_cancel_and_grace_use_is_recorded(big_log):
     assert kinds.count("decision") == N_DECISIONS
     assert kinds.count("cancel") > 0 and kinds.count("grace") > 0
     evaluated = sum(json.loads(t)["evaluated"] for _, t in lines_of(path) if '"kind":"decision"' in t)
-    assert evaluated == service.evaluations
+    assert evaluated == service.decisions.evaluations
 
 
 def test_export_is_ordered_and_keeps_field_order(big_log):
@@ -50,12 +65,14 @@ def test_export_is_ordered_and_keeps_field_order(big_log):
     assert list(records[0])[:6] == ["v", "kind", "at", "user_id", "application_id", "rules_version"]
 
 
-def test_export_window_and_spilled_sort_agree(big_log):
+def test_export_window_agrees(big_log):
+    """(The sort spilled to files in bounded memory is the Redis adapter's: it is tested on the
+    real Redis, tests/integration/test_log_export.py.)"""
     service, path, _ = big_log
     records = [json.loads(text) for _, text in lines_of(path)]
     since, until = records[1000]["at"], records[3000]["at"]
     small_runs = io.StringIO()
-    count = decision_log.export(service.store.client, "ld", small_runs, since, until, run_size=250)
+    count = service.stores.log.export(small_runs, since, until)
     expected = [r for r in records if since <= r["at"] < until]
     got = [json.loads(line) for line in small_runs.getvalue().splitlines()]
     assert count == len(expected) and [r["at"] for r in got] == [r["at"] for r in expected]
@@ -63,7 +80,7 @@ def test_export_window_and_spilled_sort_agree(big_log):
 
 def test_replay_under_its_own_rules_reproduces_every_decision(big_log, tmp_path):
     _, path, _ = big_log
-    source = replay.PolicySource(default_dir=RULES_DIR)
+    source = own_rules()
     summary = replay.replay(decision_log.read_lines(open(path, encoding="utf-8")), source)
     assert summary.total == N_DECISIONS
     assert summary.identical == summary.exact == N_DECISIONS
@@ -90,7 +107,8 @@ def test_one_threshold_changes_exactly_the_decisions_it_should(big_log, tmp_path
 
     changes = []
     summary = replay.replay(decision_log.read_lines(open(path, encoding="utf-8")),
-                            replay.PolicySource(rules_dir=rules), on_change=changes.append)
+                            bootstrap.policy_source(Settings(), rules_dir=rules),
+                            on_change=changes.append)
     assert summary.changed == expected
     assert summary.rules == {"E2.age": expected}
     assert sum(n for k, n in summary.transitions.items() if k.endswith("->rejected")) >= approved
@@ -100,7 +118,7 @@ def test_one_threshold_changes_exactly_the_decisions_it_should(big_log, tmp_path
 
 def test_replay_with_several_processes_agrees(big_log):
     _, path, _ = big_log
-    source = replay.PolicySource(default_dir=RULES_DIR)
+    source = own_rules()
     first_2000 = lines_of(path)[:2000]
     one = replay.replay(iter(first_2000), source, jobs=1).to_dict()
     two = replay.replay(iter(first_2000), source, jobs=2).to_dict()
@@ -109,27 +127,31 @@ def test_replay_with_several_processes_agrees(big_log):
 
 def test_rebuild_then_diff_is_clean(big_log, policy):
     live, path, _ = big_log
-    rebuilt = embedded_service(policy, FixedClock(NOW))
-    rebuild.rebuild(rebuilt, rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
-    implied = embedded_service(policy, FixedClock(NOW))
-    result = rebuild.diff(implied, rebuilt, rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
+    rebuilt = memory_services(policy, FixedClock(NOW))
+    rebuilder(rebuilt).rebuild(rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
+    implied = memory_services(policy, FixedClock(NOW))
+    result = rebuild.diff(rebuilder(implied), rebuilt.work,
+                          rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
     assert result.users > 1000 and result.differences == []
     # the store the service wrote agrees with its own log too
-    implied = embedded_service(policy, FixedClock(NOW))
-    result = rebuild.diff(implied, live, rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
+    implied = memory_services(policy, FixedClock(NOW))
+    result = rebuild.diff(rebuilder(implied), live.work,
+                          rebuild.records(decision_log.read_lines(open(path, encoding="utf-8"))))
     assert result.differences == []
 
 
 def test_diff_finds_a_tampered_state(policy):
-    service = embedded_service(policy, FixedClock(NOW))
+    service = memory_services(policy, FixedClock(NOW))
     generate(service, 50, users=10)
     out = io.StringIO()
-    decision_log.export(service.store.client, "ld", out)
+    service.stores.log.export(out)
     lines = list(enumerate(out.getvalue().splitlines(), 1))
     user = json.loads(lines[0][1])["user_id"]
-    service.store.client.hset(service.store.keys(user, None)[1], "cooldown_until", "1")
-    implied = embedded_service(policy, FixedClock(NOW))
-    result = rebuild.diff(implied, service, rebuild.records(iter(lines)))
+    # the user's state changed behind the log's back: a write with no log record
+    tampered = StateChange(cooldown_until=NOW.replace(year=2001))
+    service.work.run(user, None, lambda snapshot, now: (None, UserWrite(at=now, change=tampered)))
+    implied = memory_services(policy, FixedClock(NOW))
+    result = rebuild.diff(rebuilder(implied), service.work, rebuild.records(iter(lines)))
     assert [(d.user_id, d.key) for d in result.differences] == [(user, "user")]
 
 
@@ -141,41 +163,44 @@ def test_diff_accepts_the_raw_digest_of_records_written_before_canonical_retries
     from schemas.request import DecideRequestSchema
     from service.usecases.decide import raw_payload_digest
 
-    service = embedded_service(policy, FixedClock(NOW))
+    service = memory_services(policy, FixedClock(NOW))
     doc = dict(payload(amount=4000.0), user_id="u-old", application_id="a-old")
-    service.decide(doc, DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(doc))
+    service.decisions.decide(doc, DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(doc))
     out = io.StringIO()
-    decision_log.export(service.store.client, "ld", out)
+    service.stores.log.export(out)
     lines = list(enumerate(out.getvalue().splitlines(), 1))
-    key = service.store.keys("u-old", "a-old")[3]
-    record = json.loads(service.store.client.get(key))
+    record = service.stores.users.application("u-old", "a-old")
     request = json.loads(lines[0][1])["request"]
-    assert record["payload_sha256"] != raw_payload_digest(request)   # 4000.0 is not canonical
-    record["payload_sha256"] = raw_payload_digest(request) if digest == "raw" else "0" * 64
-    service.store.client.set(key, json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-    implied = embedded_service(policy, FixedClock(NOW))
-    result = rebuild.diff(implied, service, rebuild.records(iter(lines)))
+    assert record.payload_sha256 != raw_payload_digest(request)   # 4000.0 is not canonical
+    # the record as an older service wrote it, through the store's port
+    record = record.with_changes(payload_sha256=raw_payload_digest(request) if digest == "raw" else "0" * 64)
+    service.work.run("u-old", "a-old", lambda snapshot, now: (None, UserWrite(at=now, application=record)))
+    assert service.stores.users.application("u-old", "a-old") == record
+    implied = memory_services(policy, FixedClock(NOW))
+    result = rebuild.diff(rebuilder(implied), service.work, rebuild.records(iter(lines)))
     assert len(result.differences) == differences
 
 
 def test_a_failed_commit_logs_nothing(policy, monkeypatch):
     """State and log are one write: when the commit is refused, neither changes."""
-    service = embedded_service(policy, FixedClock(NOW))
+    service = memory_services(policy, FixedClock(NOW))
     doc = dict(payload(age=17), user_id="u", application_id="a")
     from schemas.request import DecideRequestSchema
 
     request = DecideRequestSchema(term_ranges=policy.book.term_ranges()).load(doc)
-    real_commit = service.store.commit
+    store = service.stores.users
+    real_commit = store.commit
 
-    def lose_lock(snapshot, plan):
-        service.store.client.delete(service.store.keys("u", "a")[0])   # the lock expired
-        return real_commit(snapshot, plan)
+    def lose_lock(snapshot, write):
+        service.clock.advance(milliseconds=store.lock_ttl_ms + 1)   # the lock expired
+        return real_commit(snapshot, write)
 
-    monkeypatch.setattr(service.store, "commit", lose_lock)
+    monkeypatch.setattr(store, "commit", lose_lock)
     with pytest.raises(StoreBusy):
-        service.decide(doc, request)
-    keys = service.store.keys("u", "a")
-    assert not any(service.store.client.exists(k) for k in keys)
+        service.decisions.decide(doc, request)
+    # nothing of the user: no record, no state, no log record
+    assert store.application("u", "a") is None and store.inventory("u") is None
+    assert service.stores.log.export(io.StringIO()) == 0
 
 
 # -- the CLI -----------------------------------------------------------------------------------------

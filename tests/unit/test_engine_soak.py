@@ -6,6 +6,8 @@ after 1,024 evaluations, and a leaked fact would grow memory. Neither may happen
 import itertools
 import random
 
+import pytest
+
 from schemas.request import DecideRequestSchema
 from service.domain.userstate import UserState
 from tests.conftest import NOW, PRODUCT_BASE, payload
@@ -31,6 +33,7 @@ def varied_requests(book, count):
     return list(itertools.islice(itertools.cycle(loaded), count))
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 def test_5000_evaluations_run_without_error_and_with_flat_memory(policy, book):
     requests = varied_requests(book, 5000)
     outcomes = set()

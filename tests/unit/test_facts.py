@@ -3,7 +3,14 @@ import datetime as dt
 
 import pytest
 
+from schemas import request
+from service.domain import applicant_fields
 from service.domain.facts import add_calendar, durable_number
+
+
+def test_the_facts_read_the_fields_the_request_schema_validates():
+    for name in ("APPLICANT_FIELDS", "DOCUMENTS", "GROUPS", "NULL_MEANS_NO"):
+        assert getattr(applicant_fields, name) == getattr(request, name), name
 
 
 @pytest.mark.parametrize("value", [1e-05, 3e-06, 1e16, 5e-324, 0.42, 7, 1.5e-07, 0.1 + 0.2])

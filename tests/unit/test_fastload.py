@@ -18,11 +18,11 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from schemas.fastload import GIVE_UP, FastLoadSchema, schema_loader
 from schemas.fields import StrictBoolean, StrictDate, StrictNumber
 from schemas.request import DOCUMENTS, GROUPS, PRODUCTS, DecideRequestSchema
-from service.domain import rulebook
+from service.adapters import rules_files
 from tests.conftest import PRODUCT_BASE, RULES_DIR, payload
 from tests.unit.test_properties import requests
 
-SCHEMA = DecideRequestSchema(term_ranges=rulebook.load(RULES_DIR).term_ranges())
+SCHEMA = DecideRequestSchema(term_ranges=rules_files.load(RULES_DIR).term_ranges())
 LOADER = schema_loader(SCHEMA, SCHEMA.unknown)  # what SCHEMA.load tries first
 
 APPLICANT = SCHEMA.fields["applicant"].schema
@@ -157,6 +157,7 @@ def assert_same(doc: dict) -> Any:
     return LOADER(doc)
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 @settings(max_examples=1500, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(documents())

@@ -1,3 +1,4 @@
+import pytest
 """Fuzzing the core with arbitrary JSON: the request schema and the policy never fail in any way
 other than a ValidationError (a 400), and whatever validates gets a decision."""
 from hypothesis import HealthCheck, given, settings
@@ -38,12 +39,14 @@ def _decide_or_reject(policy, doc):
     return policy.decide(request, UserState(), NOW)
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_arbitrary_json_is_rejected_cleanly(policy, value):
     assert _decide_or_reject(policy, value if isinstance(value, dict) else {"x": value}) is None
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_mutated_applicants_are_decided_or_rejected_cleanly(policy, doc):

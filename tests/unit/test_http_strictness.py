@@ -11,7 +11,7 @@ import pytest
 from service.domain import conditions
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
-from tests.conftest import NOW, embedded_service
+from tests.conftest import NOW, memory_services
 from service.domain.clock import FixedClock
 from tests.unit.test_http_errors import error_of
 
@@ -23,7 +23,7 @@ CLIENT = {"X-API-Key": "client-key"}
 def api(policy):
     settings = Settings(api_keys=("client-key",), reviewer_keys=("reviewer-key",),
                         admin_keys=("admin-key",))
-    return create_app(settings, service=embedded_service(policy, FixedClock(NOW))).test_client()
+    return create_app(settings, services=memory_services(policy, FixedClock(NOW))).test_client()
 
 
 @pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A1%D9%A2", "%EF%BC%95", "5%0A", "+5", "-1",

@@ -125,18 +125,21 @@ def test_null_real_name_date_is_not_the_same_as_absent(client):
 def test_records_from_before_the_canonical_digest_still_match(policy):
     from service.domain.clock import FixedClock
     from service.entrypoints.http.app import create_app
-    from service.usecases.decide import raw_payload_digest
-    from tests.conftest import NOW, embedded_service
+    from service.usecases.decide import payload_digest, raw_payload_digest
+    from service.usecases.ports import UserWrite
+    from tests.conftest import NOW, memory_services
 
-    service = embedded_service(policy, FixedClock(NOW))
-    c = create_app(service=service).test_client()
+    services = memory_services(policy, FixedClock(NOW))
+    c = create_app(services=services).test_client()
     doc = fresh()
     doc["applicant"]["groups"] = []           # canonical form differs from the raw one
     first = c.post("/decide", json=doc).get_json()
-    store = service.store
-    key = store.keys(doc["user_id"], doc["application_id"])[3]
-    record = json.loads(store.client.get(key))
-    record["payload_sha256"] = raw_payload_digest(doc)   # as written before the change
-    store.client.set(key, json.dumps(record))
+    user, app = doc["user_id"], doc["application_id"]
+    stored = services.stores.users.application(user, app)
+    assert stored.payload_sha256 == payload_digest(doc) != raw_payload_digest(doc)
+    # the record as written before the change: the raw request's digest, through the store's port
+    record = stored.with_changes(payload_sha256=raw_payload_digest(doc))
+    services.work.run(user, app, lambda snapshot, now: (None, UserWrite(at=now, application=record)))
+    assert services.stores.users.application(user, app).payload_sha256 == raw_payload_digest(doc)
     again = c.post("/decide", json=doc)
     assert again.status_code == 200 and again.get_json()["decision_id"] == first["decision_id"]

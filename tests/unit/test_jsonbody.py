@@ -114,6 +114,7 @@ def documents(draw):
     return doc
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 @settings(max_examples=300, deadline=None)
 @given(documents(), st.booleans())
 def test_the_fast_path_answers_as_the_full_walk(doc, ascii_only):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.adapters import jsontext
+from service.usecases import jsontext
 
 
 def standard(value, sort_keys: bool = False) -> str:
@@ -25,6 +25,7 @@ documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                          | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 @settings(max_examples=600, deadline=None)
 @given(documents, st.booleans())
 def test_the_text_is_the_standard_encoders(value, sort_keys):

@@ -92,8 +92,8 @@ def test_rules_without_the_setting_keep_the_smallest_broken_limit(tmp_path):
     import shutil
 
     from schemas.request import DecideRequestSchema
+    from service.adapters import rules_files
     from service.adapters.rule_engine import policy_for
-    from service.domain import rulebook
     from service.domain.userstate import UserState
     from tests.conftest import NOW, RULES_DIR
 
@@ -101,7 +101,7 @@ def test_rules_without_the_setting_keep_the_smallest_broken_limit(tmp_path):
     shutil.copytree(RULES_DIR, rules)
     text = (rules / "limits.yaml").read_text()
     (rules / "limits.yaml").write_text(text.replace("largest_allowed_amount: smallest_applicable_limit\n", ""))
-    book = rulebook.load(rules)
+    book = rules_files.load(rules)
     assert book.largest_allowed == "smallest_broken_limit"
     doc = DecideRequestSchema(term_ranges=book.term_ranges()).load(payload(amount=499))
     reason = policy_for(book).decide(doc, UserState(), NOW).reasons[0]
@@ -146,14 +146,14 @@ def test_rules_without_the_review_setting_approve_the_amount_asked(tmp_path):
     """An archived rules version that predates the setting reviews as it did (replay)."""
     import shutil
 
+    from service.adapters import rules_files
     from service.adapters.rule_engine import policy_for
-    from service.domain import rulebook
     from tests.conftest import RULES_DIR
 
     rules = tmp_path / "rules"
     shutil.copytree(RULES_DIR, rules)
     text = (rules / "limits.yaml").read_text()
     (rules / "limits.yaml").write_text(text.replace("review_approval_amount: least_favourable_limit\n", ""))
-    book = rulebook.load(rules)
+    book = rules_files.load(rules)
     assert book.review_approval == "amount_asked"
     assert _review_offer(policy_for(book), payload("we2000", amount=4000, lingqiantong_balance=None)).limit == 4000

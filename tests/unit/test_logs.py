@@ -25,6 +25,7 @@ PERSONAL = st.sampled_from(["13812345678", "+86 138-1234-5678", "0086138 1234 56
                             "13８１２３４５６７８", "１１０１０１１９９００３０７１２３４"])
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 @settings(max_examples=2000, deadline=None)
 @given(st.lists(st.one_of(st.text(CHARS, max_size=20), PERSONAL), max_size=6))
 def test_mask_is_the_three_patterns_in_turn(parts):

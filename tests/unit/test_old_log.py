@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from service.domain import rulebook
+from service.adapters import rules_files
 from service.entrypoints.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -37,7 +37,7 @@ def _summary(*args: str) -> dict:
 
 def test_the_log_names_the_old_rules_version(old_log):
     versions = {json.loads(line)["rules_version"] for line in old_log.open(encoding="utf-8")}
-    assert versions == {rulebook.load(OLD_RULES).version}
+    assert versions == {rules_files.load(OLD_RULES).version}
 
 
 def test_old_log_replays_identical_under_its_own_version(old_log):

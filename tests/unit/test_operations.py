@@ -15,7 +15,7 @@ from tests.conftest import (
     NOW,
     RULES_DIR,
     alias_bomb,
-    embedded_service,
+    memory_services,
     move_threshold,
     payload,
 )
@@ -27,15 +27,50 @@ def settings(**changes) -> Settings:
     return Settings(**{**Settings().__dict__, **changes})
 
 
+class _Down:
+    """A port whose store cannot be reached: every call raises StoreUnavailable (as the Redis
+    adapters do on a dead server); a readiness ping answers False."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def down(*args, **kwargs):
+            from service.usecases.ports import StoreUnavailable
+
+            if name == "ping":
+                return False
+            raise StoreUnavailable("Error 111 connecting to localhost:1. Connection refused.")
+
+        return down
+
+
+def dead_services(policy, config: Settings):
+    """The use cases on stores that are all down (a dead Redis), for the HTTP mapping."""
+    import dataclasses
+
+    from service.entrypoints.bootstrap import memory_stores, wire
+
+    clock = FixedClock(NOW)
+    stores = memory_stores(config, clock)
+    down = dataclasses.replace(stores, **{f.name: _Down(getattr(stores, f.name))
+                                          for f in dataclasses.fields(stores)})
+    return wire(config, clock, down, policy)
+
+
 @pytest.fixture
 def service(policy):
-    return embedded_service(policy, FixedClock(NOW))
+    return memory_services(policy, FixedClock(NOW))
 
 
 @pytest.fixture
 def keyed(service):
     app = create_app(settings(api_keys=(CLIENT_KEY, "second-key"), admin_keys=(ADMIN_KEY,)),
-                     service=service)
+                     services=service)
     return app.test_client()
 
 
@@ -63,7 +98,7 @@ def test_admin_key_is_distinct(keyed, service):
     assert keyed.post("/admin/rules/reload", headers={"X-API-Key": CLIENT_KEY}).status_code == 403
     assert keyed.post("/decide", json=body(), headers={"X-API-Key": ADMIN_KEY}).status_code == 401
     with pytest.raises(ValueError, match="must differ"):
-        create_app(settings(api_keys=("same",), admin_keys=("same",)), service=service)
+        create_app(settings(api_keys=("same",), admin_keys=("same",)), services=service)
 
 
 def test_admin_endpoints_are_off_without_an_admin_key(client):
@@ -146,13 +181,7 @@ def test_made_up_methods_share_one_latency_label(client):
 
 
 def test_redis_errors_are_counted_and_answered_with_503(policy):
-    import redis
-
-    from service.adapters.state_store import RedisStateStore
-    from service.usecases.decide import DecisionService
-
-    dead = RedisStateStore(redis.Redis(port=1, socket_connect_timeout=0.2))
-    app = create_app(service=DecisionService(policy, dead, FixedClock(NOW)))
+    app = create_app(Settings(), services=dead_services(policy, Settings()))
     c = app.test_client()
     before = sample(c, "redis_errors_total", route="/decide")
     response = c.post("/decide", json=body())
@@ -164,7 +193,7 @@ def test_redis_errors_are_counted_and_answered_with_503(policy):
 # -- OpenAPI -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def spec(policy):
-    app = create_app(service=embedded_service(policy, FixedClock(NOW)))
+    app = create_app(services=memory_services(policy, FixedClock(NOW)))
     return app.test_client().get("/openapi.json").get_json()
 
 
@@ -186,7 +215,7 @@ def test_openapi_document(spec):
 
 def test_live_responses_match_the_openapi_document(spec, policy):
     clock = FixedClock(NOW)
-    c = create_app(service=embedded_service(policy, clock)).test_client()
+    c = create_app(services=memory_services(policy, clock)).test_client()
     validate(spec, "DecideRequest", body())
     validate(spec, "Decision", c.post("/decide", json=body(app="ok")).get_json())
     validate(spec, "Decision", c.post("/decide", json=body("v-2", age=17)).get_json())
@@ -212,7 +241,7 @@ def stricter_rules(tmp_path):
 
 def test_reload_switches_version_and_reports_the_sample(tmp_path, policy, service):
     rules = stricter_rules(tmp_path)
-    app = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service)
+    app = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), services=service)
     c = app.test_client()
     for n, age in enumerate([19, 20, 30, 40]):
         c.post("/decide", json=body(f"r-{n}", f"r-{n}", age=age))
@@ -230,7 +259,7 @@ def test_reload_switches_version_and_reports_the_sample(tmp_path, policy, servic
 def test_bad_rules_are_refused_and_the_old_ones_stay(tmp_path, service):
     rules = stricter_rules(tmp_path)
     (rules / "rejections.yaml").write_text("rules: [{id: R9}]\n")
-    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service).test_client()
+    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), services=service).test_client()
     old = c.get("/readyz").get_json()["rules_version"]
     response = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY})
     assert response.status_code == 422 and "rejections.yaml" in response.get_json()["error"]["message"]
@@ -244,7 +273,7 @@ def test_reload_refuses_numbers_durable_rules_cannot_take(tmp_path, service, min
     rules = stricter_rules(tmp_path)
     path = rules / "eligibility.yaml"
     path.write_text(path.read_text().replace("min_age: 21", f"min_age: {min_age}"))
-    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service).test_client()
+    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), services=service).test_client()
     old = c.get("/readyz").get_json()["rules_version"]
     response = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY})
     message = response.get_json()["error"]["message"]
@@ -257,7 +286,7 @@ def test_reload_refuses_numbers_durable_rules_cannot_take(tmp_path, service, min
 def test_reload_refuses_an_oversized_rules_file(tmp_path, service):
     rules = stricter_rules(tmp_path)
     (rules / "groups.yaml").write_bytes(b"#" * (10 * 1024 * 1024))
-    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service).test_client()
+    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), services=service).test_client()
     old = c.get("/readyz").get_json()["rules_version"]
     response = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY})
     assert response.status_code == 422 and "groups.yaml" in response.get_json()["error"]["message"]
@@ -281,7 +310,7 @@ def test_a_dry_run_reload_of_a_hostile_rules_directory_answers_422(tmp_path, ser
     without end. Both are refused, naming the file, and the live rules stay."""
     rules = stricter_rules(tmp_path)
     hostile(rules)
-    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service).test_client()
+    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), services=service).test_client()
     old = c.get("/readyz").get_json()["rules_version"]
     response = c.post("/admin/rules/reload?dry_run=1", headers={"X-Admin-Key": ADMIN_KEY})
     assert response.status_code == 422 and named in response.get_json()["error"]["message"]
@@ -296,7 +325,7 @@ def test_reload_names_what_durable_rules_itself_refuses(tmp_path, service, monke
         raise Exception("Could not create ruleset, error code: 204")
 
     c = create_app(settings(rules_dir=stricter_rules(tmp_path), admin_keys=(ADMIN_KEY,)),
-                   service=service).test_client()
+                   services=service).test_client()
     old = c.get("/readyz").get_json()["rules_version"]
     monkeypatch.setattr(rule_engine._QuietHost, "set_rulesets", refuse)
     response = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY})
@@ -306,14 +335,14 @@ def test_reload_names_what_durable_rules_itself_refuses(tmp_path, service, monke
 
 def test_other_workers_follow_the_active_version(tmp_path, policy, service):
     """A second process on the same Redis switches on its next request after the interval."""
-    from service.usecases.decide import DecisionService
+    from service.entrypoints.bootstrap import wire
 
-    other = DecisionService(policy, service.store, FixedClock(NOW))   # another worker, same Redis
+    other = wire(service.settings, FixedClock(NOW), service.stores, policy)   # another worker, same store
     rules = stricter_rules(tmp_path)
-    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), service=service).test_client()
+    c = create_app(settings(rules_dir=rules, admin_keys=(ADMIN_KEY,)), services=service).test_client()
     new = c.post("/admin/rules/reload", headers={"X-Admin-Key": ADMIN_KEY}).get_json()["rules_version"]
-    assert other.rules_version != new
-    assert other.sync_rules(force=True) and other.rules_version == new
+    assert other.rules.version != new
+    assert other.rules.sync(force=True) and other.rules.version == new
 
 
 @pytest.mark.parametrize("method, path, headers, doc", [
@@ -328,17 +357,9 @@ def test_other_workers_follow_the_active_version(tmp_path, policy, service):
 def test_new_endpoints_answer_503_when_redis_is_down(policy, method, path, headers, doc):
     """Review, override, erasure and rule-change endpoints on a dead Redis: a JSON 503 with
     Retry-After, never a 500."""
-    import redis
-
-    from service.adapters.state_store import RedisStateStore
-    from service.usecases.decide import DecisionService
-
-    dead = RedisStateStore(redis.Redis(port=1, socket_connect_timeout=0.2))
-    service = DecisionService(policy, dead, FixedClock(NOW))
-    service.erasure_secret = b"s" * 32
     settings = Settings(**{**Settings().__dict__, "api_keys": ("client-1",), "reviewer_keys": ("reviewer-1",),
                            "admin_keys": ("admin-1",), "erasure_secret": b"s" * 32})
-    c = create_app(settings, service=service).test_client()
+    c = create_app(settings, services=dead_services(policy, settings)).test_client()
     response = getattr(c, method)(path, headers=headers, json=doc)
     assert response.status_code == 503, response.get_json()
     assert response.headers["Retry-After"] == "1" and "error" in response.get_json()

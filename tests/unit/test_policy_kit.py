@@ -7,9 +7,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from service.domain import mutation, policy_kit, rulebook
+from service.adapters import rule_mutants, rules_files
+from service.domain import policy_kit
+from service.entrypoints.bootstrap import KITS
 from service.entrypoints.cli import main
-from service.usecases import policy_tests
 from tests.conftest import RULES_DIR, alias_bomb
 
 
@@ -23,15 +24,21 @@ def moved_rules(tmp_path, rule_id: str, param: str, value, file: str = "eligibil
     return rules
 
 
+def run_directory(rules):
+    """The rules of a directory and their own kit's result, as `loan-decide test` reads them."""
+    book = rules_files.load(rules)
+    return book, KITS.run_files(book, rules_files.kit_files(rules))
+
+
 def test_the_bundled_rules_pass_their_own_kit():
-    book, result = policy_tests.run_directory(RULES_DIR)
+    book, result = run_directory(RULES_DIR)
     assert result.cases >= 100 and result.ok, result.failures
     assert result.passed == result.cases
 
 
 def test_a_moved_boundary_fails_naming_the_case_and_the_difference(tmp_path):
     rules = moved_rules(tmp_path, "E2", "min_age", 19)
-    _, result = policy_tests.run_directory(rules)
+    _, result = run_directory(rules)
     assert not result.ok
     failure = next(f for f in result.failures if "E2 age 18 is accepted" in f)
     assert "outcome: expected 'approved', got 'rejected'" in failure
@@ -52,7 +59,7 @@ def test_cli_test_exit_codes_and_readable_diff(tmp_path):
 
 def test_a_malformed_kit_is_named(tmp_path):
     with pytest.raises(policy_kit.KitError, match="broken.yaml: a case: unknown key"):
-        policy_kit.parse_kit({"base.yaml": (RULES_DIR / "tests" / "base.yaml").read_bytes(),
+        rules_files.parse_kit({"base.yaml": (RULES_DIR / "tests" / "base.yaml").read_bytes(),
                               "broken.yaml": b"cases:\n  - {name: a case, amout: 5, expect: {outcome: approved}}\n"})
     result = CliRunner().invoke(main, ["test", "--rules", str(_with_kit_file(tmp_path, b"cases: 3\n"))])
     assert result.exit_code == 1 and "expected a list under 'cases'" in result.output
@@ -70,7 +77,7 @@ def _with_kit_file(tmp_path, text: bytes):
 def test_an_alias_bomb_in_a_kit_file_is_refused(tmp_path, levels):
     """The kit's files are parsed with the rule files' bound on alias expansion."""
     with pytest.raises(policy_kit.KitError, match="zz.yaml: its aliases expand"):
-        policy_kit.parse_kit({"base.yaml": (RULES_DIR / "tests" / "base.yaml").read_bytes(),
+        rules_files.parse_kit({"base.yaml": (RULES_DIR / "tests" / "base.yaml").read_bytes(),
                               "zz.yaml": alias_bomb(levels)})
     result = CliRunner().invoke(main, ["test", "--rules", str(_with_kit_file(tmp_path, alias_bomb(levels)))])
     assert result.exit_code == 1 and "zz.yaml: its aliases expand" in result.output
@@ -85,17 +92,17 @@ def test_a_kit_file_that_is_not_a_regular_file_is_refused(tmp_path, target):
         target = tmp_path / "fifo"
     (rules / "tests" / "zz.yaml").symlink_to(target)
     with pytest.raises(policy_kit.KitError, match="tests/zz.yaml: not a regular file"):
-        policy_tests.kit_files(rules)
+        rules_files.kit_files(rules)
 
 
 def test_a_kit_file_past_the_byte_bound_is_refused(tmp_path):
-    rules = _with_kit_file(tmp_path, b"#" * (rulebook.MAX_FILE_BYTES + 1))
-    with pytest.raises(policy_kit.KitError, match=f"tests/zz.yaml: more than {rulebook.MAX_FILE_BYTES} bytes"):
-        policy_tests.kit_files(rules)
+    rules = _with_kit_file(tmp_path, b"#" * (rules_files.MAX_FILE_BYTES + 1))
+    with pytest.raises(policy_kit.KitError, match=f"tests/zz.yaml: more than {rules_files.MAX_FILE_BYTES} bytes"):
+        rules_files.kit_files(rules)
 
 def test_every_threshold_and_date_offset_is_mutated_one_step_each_way():
-    book = rulebook.load(RULES_DIR)
-    names = [m.name for m in mutation.mutants(book.files)]
+    book = rules_files.load(RULES_DIR)
+    names = [m.name for m in rule_mutants.mutants(book.files)]
     assert len(names) >= 30 and len(names) % 2 == 0
     assert "eligibility.yaml E2.age min_age: 18 -> 17" in names
     assert "eligibility.yaml E2.age partner.max_age: 55 -> 56" in names
@@ -103,16 +110,16 @@ def test_every_threshold_and_date_offset_is_mutated_one_step_each_way():
     assert "rejections.yaml R2.id_card_expiry earliest_allowed_expiry: {months: 3} -> {months: 3, days: -1}" in names
     assert "products.yaml xiaoe.max_amount: 50000 -> 50001" in names
     assert "time.yaml reapply_window_days: 90 -> 91" in names
-    for mutant in mutation.mutants(book.files):   # each loads: one value moved, the rest intact
-        assert rulebook.load_files(mutant.files).version != book.version
+    for mutant in rule_mutants.mutants(book.files):   # each loads: one value moved, the rest intact
+        assert rules_files.load_files(mutant.files).version != book.version
 
 
 def test_a_kit_without_a_boundary_case_lets_its_mutant_survive():
-    book = rulebook.load(RULES_DIR)
-    kit = policy_kit.parse_kit(policy_tests.kit_files(RULES_DIR))
-    age = [m for m in mutation.mutants(book.files) if " E2.age " in m.name]
-    full = policy_tests.mutation_run(book, kit, age)
+    book = rules_files.load(RULES_DIR)
+    kit = rules_files.parse_kit(rules_files.kit_files(RULES_DIR))
+    age = [m for m in rule_mutants.mutants(book.files) if " E2.age " in m.name]
+    full = KITS.mutation_run(book, kit, age)
     assert full.mutants == 6 and full.caught == 6 and full.surviving == []
     thinner = policy_kit.Kit(tuple(c for c in kit.cases if c.name != "E2 age 18 is accepted"))
-    report = policy_tests.mutation_run(book, thinner, age)
+    report = KITS.mutation_run(book, thinner, age)
     assert report.surviving == ["eligibility.yaml E2.age min_age: 18 -> 19"]

@@ -1,3 +1,4 @@
+import pytest
 """Property: any schema-valid payload gets a 200 with a valid response document."""
 import datetime as dt
 import itertools
@@ -60,6 +61,7 @@ def requests(draw):
     return doc
 
 
+@pytest.mark.slow   # a property or soak run: in `make test`, not `make unit`
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           derandomize=True)
 @given(requests())

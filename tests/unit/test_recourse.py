@@ -1,6 +1,6 @@
 """Issue 13: every recourse option, applied by a client and sent again, gives its outcome.
 
-The table sends refusals across the seven products through HTTP (Flask app on fakeredis, an
+The table sends refusals across the seven products through HTTP (Flask app on the in-memory stores, an
 injected clock); each option is then applied to the request and sent again at its
 `wait_until`: by the same user after the refusal (the state the option promises) and by a
 fresh user. The property test draws applicants and checks that no option lies and that
@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from schemas.request import DecideRequestSchema
-from service.adapters import decision_log
+from service.adapters import decision_log, rules_files
+from service.entrypoints.bootstrap import policy_source
+from service.entrypoints.settings import Settings
 from service.adapters.rule_engine import policy_for
 from service.domain import rulebook
 from service.domain.clock import FixedClock
@@ -29,7 +31,7 @@ from service.domain.recourse import ACCEPTED, apply_changes, state_after
 from service.domain.userstate import UserState
 from service.entrypoints.http.app import create_app
 from service.usecases import replay
-from tests.conftest import NOW, RULES_DIR, embedded_service, payload
+from tests.conftest import NOW, RULES_DIR, memory_services, payload
 
 OLD_RULES = Path(__file__).resolve().parents[1] / "data" / "rules_before_issue17"
 
@@ -39,7 +41,7 @@ class Env:
 
     def __init__(self, policy):
         self.clock = FixedClock(NOW)
-        self.client = create_app(service=embedded_service(policy, self.clock)).test_client()
+        self.client = create_app(Settings(), services=memory_services(policy, self.clock)).test_client()
         self.n = 0
 
     def send(self, doc: dict, user: str) -> dict:
@@ -167,7 +169,7 @@ def test_offers_carry_null_recourse(policy):
 
 
 def test_rules_without_recourse_file_give_no_recourse_key():
-    book = rulebook.load(OLD_RULES)
+    book = rules_files.load(OLD_RULES)
     assert book.recourse is None
     env = Env(policy_for(book))
     assert "recourse" not in env.send(payload(age=17), "u-a")
@@ -199,13 +201,13 @@ SEARCH = "search: {max_evaluations: 10, max_fields: 2, max_options: 2}\n"
 ])
 def test_a_bad_recourse_file_is_refused_naming_the_problem(actionable, problem):
     with pytest.raises(rulebook.RulesError, match="recourse.yaml") as error:
-        rulebook.load_files(_files(SEARCH + f"actionable: {actionable}\n"))
+        rules_files.load_files(_files(SEARCH + f"actionable: {actionable}\n"))
     assert problem in str(error.value)
 
 
 def test_the_search_cap_bounds_the_evaluations(book):
     files = _files(SEARCH.replace("10", "1") + "actionable: [{field: amount, action: amount}]\n")
-    capped = policy_for(rulebook.load_files(files))
+    capped = policy_for(rules_files.load_files(files))
     calls = []
     plain, verdict = capped.evaluate_plain, capped.verdict
     capped.evaluate_plain = lambda *args: calls.append("decision") or plain(*args)
@@ -299,21 +301,21 @@ def _jsonable(request: dict) -> dict:
 
 
 def test_the_log_holds_the_recourse_and_replay_reproduces_it(policy):
-    service = embedded_service(policy, FixedClock(NOW))
-    client = create_app(service=service).test_client()
+    services = memory_services(policy, FixedClock(NOW))
+    client = create_app(Settings(), services=services).test_client()
     docs = [payload(amount=300000), payload(age=17), payload(), payload(real_name_verified_at=None),
             payload("partner", carrier_verified=False, contacts_authorized=False), payload()]
     for n, doc in enumerate(docs):
         assert client.post("/decide", json=dict(doc, user_id="u-log", application_id=f"a-{n}")).status_code == 200
     out = io.StringIO()
-    decision_log.export(service.store.client, "ld", out)
+    services.stores.log.export(out)
     lines = list(decision_log.read_lines(io.StringIO(out.getvalue())))
     logged = [json.loads(text)["decision"] for _, text in lines]
     assert all("recourse" in d for d in logged)
     assert any(d["recourse"] and d["recourse"]["options"] for d in logged)
     stored = client.get("/applications/a-0?user_id=u-log").get_json()["decision"]
     assert stored["recourse"] == logged[0]["recourse"]
-    summary = replay.replay(iter(lines), replay.PolicySource(default_dir=RULES_DIR))
+    summary = replay.replay(iter(lines), policy_source(Settings(rules_dir=RULES_DIR)))
     assert summary.total == len(docs) and summary.exact == summary.total
 
 

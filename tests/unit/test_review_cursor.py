@@ -1,7 +1,7 @@
 """A review-listing cursor is a member of the pending index exactly: anything more is refused."""
 import pytest
 
-from service.adapters.review_store import BadCursor, decode_cursor, encode_cursor, entry
+from service.usecases.reviews_index import BadCursor, decode_cursor, encode_cursor, entry
 
 
 @pytest.mark.parametrize("user, app", [("u-1", "a-1"), ("用户 1~x", "a.1_%2F")])

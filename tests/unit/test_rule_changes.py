@@ -1,31 +1,41 @@
-"""Rule changes in one process (embedded store): the kit gate on reload, history, the admin
-endpoints' checks, the challenger's stable split, and a shadow that costs the request nothing."""
+"""Rule changes in one process (in-memory stores): the kit gate on reload, history, the admin
+endpoints' checks, the challenger's stable split, and a shadow that costs the request nothing.
+
+(The same round trips counted on the Redis adapters: tests/integration/test_rule_change_trips.py.)"""
+import dataclasses
 import shutil
 
 import pytest
-import redis
 import yaml
 
 from schemas.request import DecideRequestSchema
-from service.adapters.rules_archive import RulesArchive
+from service.adapters import rules_files
+from service.adapters.memory import MemoryRuleSwitches
 from service.domain import rulebook
 from service.domain.clock import FixedClock
+from service.entrypoints.bootstrap import KITS, wire
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
-from service.usecases import rule_changes
-from tests.conftest import NOW, RULES_DIR, embedded_service, payload
+from service.usecases import live_rules, ports, rule_changes
+from tests.conftest import NOW, RULES_DIR, memory_services, payload
 
 ADMIN = {"X-Admin-Key": "admin-key-456"}
 
 
 @pytest.fixture
 def service(policy):
-    return embedded_service(policy, FixedClock(NOW))
+    return memory_services(policy, FixedClock(NOW))
 
 
 def app_for(service, rules=RULES_DIR):
-    settings = Settings(**{**Settings().__dict__, "rules_dir": rules, "admin_keys": ("admin-key-456",)})
-    return create_app(settings, service=service).test_client()
+    settings = dataclasses.replace(Settings(), rules_dir=rules, admin_keys=("admin-key-456",))
+    return create_app(settings, services=service).test_client()
+
+
+def archive(service, rules) -> dict:
+    """`loan-decide rules archive DIR`: the directory's rules and kit stored as a version."""
+    return rule_changes.archive_version(KITS, service.stores.archive, rules_files.load(rules),
+                                        rules_files.kit_files(rules))
 
 
 def moved(tmp_path, name, min_age):
@@ -84,52 +94,61 @@ def test_rule_change_endpoints_take_only_the_admin_key(service):
 
 
 def test_the_challenger_split_is_a_stable_share_of_users():
-    shares = [rule_changes.bucket(f"u-{i}") < 0.1 for i in range(20000)]
+    shares = [live_rules.bucket(f"u-{i}") < 0.1 for i in range(20000)]
     assert 0.09 < sum(shares) / len(shares) < 0.11
-    assert [rule_changes.bucket(f"u-{i}") for i in range(50)] == [rule_changes.bucket(f"u-{i}") for i in range(50)]
+    assert [live_rules.bucket(f"u-{i}") for i in range(50)] == [live_rules.bucket(f"u-{i}") for i in range(50)]
 
 
 def loaded(service, doc):
     """(payload, request) as the /decide route passes them to the use case."""
-    return doc, DecideRequestSchema(term_ranges=service.policy.book.term_ranges()).load(doc)
+    return doc, DecideRequestSchema(term_ranges=service.rules.policy.book.term_ranges()).load(doc)
+
+
+PORTS = {"users": ports.UserStore, "queue": ports.ReviewQueue, "erased": ports.ErasedWindows,
+         "receipts": ports.Receipts, "log": ports.DecisionLog, "archive": ports.RulesArchive,
+         "switches": ports.RuleSwitches, "changes": ports.RuleChangeLog}
 
 
 class Counting:
-    """Counts round trips to Redis: each command sent alone, and each pipeline executed."""
+    """Counts the calls to the stores' ports (each one round trip, or one pipeline, on Redis:
+    tests/integration/test_rule_change_trips.py counts those), and which ones were made."""
 
-    def __init__(self, monkeypatch, client):
+    def __init__(self, monkeypatch, stores: ports.Stores):
         self.trips = 0
-        original, pipeline_execute = type(client).execute_command, redis.client.Pipeline.execute
+        self.calls: list[str] = []
+        for name, port in PORTS.items():
+            adapter = getattr(stores, name)
+            for method in port.__abstractmethods__:
+                monkeypatch.setattr(adapter, method, self._counted(f"{name}.{method}",
+                                                                   getattr(adapter, method)))
 
-        def command(this, *args, **kwargs):
+    def _counted(self, label, method):
+        def call(*args, **kwargs):
             self.trips += 1
-            return original(this, *args, **kwargs)
-
-        def execute(this, *args, **kwargs):
-            self.trips += 1
-            return pipeline_execute(this, *args, **kwargs)
-        monkeypatch.setattr(type(client), "execute_command", command)
-        monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+            self.calls.append(label)
+            return method(*args, **kwargs)
+        return call
 
 
 def test_a_shadow_adds_no_round_trip_to_the_decision_and_counts_after_it(tmp_path, service, monkeypatch):
     c = app_for(service)
-    candidate = rulebook.load(moved(tmp_path, "candidate", 21))
-    RulesArchive(service.store.client, service.store.prefix).save(candidate)
+    candidate = rules_files.load(moved(tmp_path, "candidate", 21))
+    service.stores.archive.save(candidate)
     c.post("/decide", json=dict(payload(), user_id="warm", application_id="warm"))
-    counting = Counting(monkeypatch, service.store.client)
-    service.decide(*loaded(service, dict(payload(age=20), user_id="a", application_id="a")))
+    counting = Counting(monkeypatch, service.stores)
+    service.decisions.decide(*loaded(service, dict(payload(age=20), user_id="a", application_id="a")))
     without = counting.trips
 
     assert c.post("/admin/rules/shadow", json={"rules_version": candidate.version}, headers=ADMIN).status_code == 200
     counting.trips = 0
-    result = service.decide(*loaded(service, dict(payload(age=20), user_id="b", application_id="b")))
+    result = service.decisions.decide(*loaded(service, dict(payload(age=20), user_id="b", application_id="b")))
     assert counting.trips == without and result.shadow_input is not None
     assert result.decision["outcome"] == "approved" and "arm" not in result.decision
 
     counting.trips = 0
-    service.arms.observe(service, result.decision, result.shadow_input)
-    assert counting.trips == 1                       # the counts go in one pipeline
+    counting.calls = []
+    service.rules.observe(result.decision, result.shadow_input, rule_changes.compare)
+    assert counting.trips == 1 and counting.calls == ["changes.add_counts"]   # the counts go in one step
     report = c.get("/admin/shadow", headers=ADMIN).get_json()
     assert report == {"rules_version": candidate.version, "evaluated": 1, "identical": 0, "changed": 1,
                       "failed": 0, "failures": {}, "transitions": {"approved->rejected": 1},
@@ -142,28 +161,23 @@ def test_a_shadow_adds_no_round_trip_to_the_decision_and_counts_after_it(tmp_pat
 
 
 def test_the_settings_ride_on_the_once_a_second_version_check(service, monkeypatch):
-    rule_changes.arms_of(service)
-    counting = Counting(monkeypatch, service.store.client)
-    service.sync_rules(force=True)
-    assert counting.trips == 1
+    service.rules.arms
+    counting = Counting(monkeypatch, service.stores)
+    service.rules.sync(force=True)
+    assert counting.trips == 1 and counting.calls == ["switches.read"]
 
 
 def test_promote_through_a_worker_that_has_not_synced_the_challenger(tmp_path, policy):
     """Two workers on one store: the challenger is started through one, and the promote reaches
     the other before it served a decision (so before its once-a-second sync). The promote reads
     the control hash, not the worker's copy: 200, not 404."""
-    import fakeredis
-
-    from service.adapters.state_store import RedisStateStore
-    from service.usecases.decide import DecisionService
-
-    server = fakeredis.FakeServer()
-    first, second = (DecisionService(policy, RedisStateStore(fakeredis.FakeRedis(server=server)),
-                                     clock=FixedClock(NOW)) for _ in range(2))
+    first = memory_services(policy, FixedClock(NOW))
+    # a second worker: its own live rules and arms, over the same stores
+    second = wire(first.settings, first.clock, first.stores, policy)
     rules = tmp_path / "rules"
     shutil.copytree(RULES_DIR, rules)
     (rules / "products.yaml").write_text((rules / "products.yaml").read_text() + "\n# candidate\n")
-    version = rule_changes.archive(first.store.client, "ld", rules)["rules_version"]
+    version = archive(first, rules)["rules_version"]
     started = app_for(first).post("/admin/rules/challenger", json={"rules_version": version, "share": 0.5},
                                   headers=ADMIN)
     assert started.status_code == 200, started.get_json()
@@ -202,7 +216,7 @@ def test_an_empty_kit_fails_the_gate_of_what_goes_live(tmp_path, service):
     old = c.get("/readyz").get_json()["rules_version"]
     reload = c.post("/admin/rules/reload", headers=ADMIN)
     assert reload.status_code == 422 and "no policy test kit" in reload.get_json()["error"]["message"]
-    version = rule_changes.archive(service.store.client, "ld", kitless)["rules_version"]
+    version = archive(service, kitless)["rules_version"]
     challenger = c.post("/admin/rules/challenger", json={"rules_version": version, "share": 1},
                         headers=ADMIN)
     assert challenger.status_code == 422 and "no policy test kit" in challenger.get_json()["error"]["message"]
@@ -215,16 +229,16 @@ def test_an_empty_kit_fails_the_gate_of_what_goes_live(tmp_path, service):
 def test_the_kit_a_version_was_archived_with_cannot_be_replaced(tmp_path, service):
     """A refused version's rules archived again without tests/ replaced its kit and went live."""
     refused = moved(tmp_path, "refused", 19)
-    version = rule_changes.archive(service.store.client, "ld", refused)["rules_version"]
-    assert rule_changes.archive(service.store.client, "ld", refused)["rules_version"] == version  # same kit: fine
+    version = archive(service, refused)["rules_version"]
+    assert archive(service, refused)["rules_version"] == version  # same kit: fine
     shutil.rmtree(refused / "tests")
     with pytest.raises(rulebook.RulesError, match="archived with another policy test kit"):
-        rule_changes.archive(service.store.client, "ld", refused)
+        archive(service, refused)
     shutil.copytree(RULES_DIR / "tests", refused / "tests")
     (refused / "tests" / "eligibility.yaml").write_text(
         (refused / "tests" / "eligibility.yaml").read_text().replace("{age: 18}", "{age: 19}"))
     with pytest.raises(rulebook.RulesError, match="archived with another policy test kit"):
-        rule_changes.archive(service.store.client, "ld", refused)
+        archive(service, refused)
     c = app_for(service, refused)   # the same rules with the kit that would pass, as a reload
     reload = c.post("/admin/rules/reload", headers=ADMIN)
     assert reload.status_code == 422 and "archived with another policy test kit" in reload.get_json()["error"]["message"]
@@ -237,28 +251,28 @@ def test_a_version_archived_without_its_kit_gains_it_once(tmp_path, service):
     """The start-up archive stores the rules alone; the kit comes next, once."""
     rules = tmp_path / "rules"
     shutil.copytree(RULES_DIR, rules)
-    book = rulebook.load(rules)
-    archive = RulesArchive(service.store.client, service.store.prefix)
-    archive.save(book)
-    assert archive.load_kit(book.version) == {}
-    assert rule_changes.archive(service.store.client, "ld", rules)["kit"]["ok"] is True
+    book = rules_files.load(rules)
+    archived_rules = service.stores.archive
+    archived_rules.save(book)
+    assert archived_rules.load_kit(book.version) == {}
+    assert archive(service, rules)["kit"]["ok"] is True
     shutil.rmtree(rules / "tests")
     with pytest.raises(rulebook.RulesError, match="archived with another policy test kit"):
-        rule_changes.archive(service.store.client, "ld", rules)
-    assert set(archive.load_kit(book.version)) == {p.name for p in (RULES_DIR / "tests").glob("*.yaml")}
+        archive(service, rules)
+    assert set(archived_rules.load_kit(book.version)) == {p.name for p in (RULES_DIR / "tests").glob("*.yaml")}
 
 
 def test_a_start_up_with_another_kit_starts_and_its_history_says_why(tmp_path, service):
     """A start is not refused; the archived kit stays the version's kit."""
     rules = tmp_path / "rules"
     shutil.copytree(RULES_DIR, rules)
-    assert rule_changes.archive(service.store.client, "ld", rules)["rules_version"] == service.rules_version
+    assert archive(service, rules)["rules_version"] == service.rules.version
     (rules / "tests" / "time.yaml").write_text((rules / "tests" / "time.yaml").read_text() + "# edited\n")
-    rule_changes.record_start(service, None, rules)
-    (entry,) = rule_changes.history(service)
-    assert entry["event"] == "start-up" and entry["rules_version"] == service.rules_version
+    service.changes.record_start(None, lambda: rules_files.kit_files(rules))
+    (entry,) = service.changes.history()
+    assert entry["event"] == "start-up" and entry["rules_version"] == service.rules.version
     assert "archived with another policy test kit (files that differ: time.yaml)" in entry["kit"]["error"]
-    kit = RulesArchive(service.store.client, service.store.prefix).load_kit(service.rules_version)
+    kit = service.stores.archive.load_kit(service.rules.version)
     assert kit["time.yaml"] == (RULES_DIR / "tests" / "time.yaml").read_bytes()
 
 
@@ -269,12 +283,12 @@ def test_a_candidate_that_drops_a_live_product_is_refused_naming_it(tmp_path, se
     old = c.get("/readyz").get_json()["rules_version"]
     reload = c.post("/admin/rules/reload", headers=ADMIN)
     assert reload.status_code == 422 and "emergency" in reload.get_json()["error"]["message"]
-    version = rule_changes.archive(service.store.client, "ld", smaller)["rules_version"]
-    assert rule_changes.archive(service.store.client, "ld", smaller)["kit"]["ok"] is True
+    version = archive(service, smaller)["rules_version"]
+    assert archive(service, smaller)["kit"]["ok"] is True
     challenger = c.post("/admin/rules/challenger", json={"rules_version": version, "share": 1}, headers=ADMIN)
     assert challenger.status_code == 422 and "emergency" in challenger.get_json()["error"]["message"]
     # a challenger set before the live rules decided the product (here: written directly) is not promoted
-    rule_changes._set_control(service, challenger=version, share="1.0")
+    service.changes._set_control(challenger=version, share="1.0")
     promote = c.post("/admin/rules/promote", headers=ADMIN)
     assert promote.status_code == 422 and "emergency" in promote.get_json()["error"]["message"]
     stopped = c.delete("/admin/rules/challenger", headers=ADMIN)   # the refused promote left it set
@@ -285,8 +299,7 @@ def test_a_candidate_that_drops_a_live_product_is_refused_naming_it(tmp_path, se
 def test_a_shadow_that_raises_counts_its_failures(tmp_path, service):
     """A shadow that raised on half the traffic reported `evaluated 10, identical 10`."""
     c = app_for(service)
-    version = rule_changes.archive(service.store.client, "ld",
-                                   without_product(tmp_path, "smaller", "emergency"))["rules_version"]
+    version = archive(service, without_product(tmp_path, "smaller", "emergency"))["rules_version"]
     assert c.post("/admin/rules/shadow", json={"rules_version": version}, headers=ADMIN).status_code == 200
     for i in range(20):
         answer = c.post("/decide", json=dict(payload("emergency" if i % 2 else "weilidai"),
@@ -311,14 +324,14 @@ def archived(tmp_path, service, name):
     rules = tmp_path / name
     shutil.copytree(RULES_DIR, rules)
     (rules / "products.yaml").write_text((rules / "products.yaml").read_text() + f"\n# {name}\n")
-    return rule_changes.archive(service.store.client, "ld", rules)["rules_version"]
+    return archive(service, rules)["rules_version"]
 
 
 def running_challenger(tmp_path, service):
     """(client, live version, challenger version): a challenger started over a published version."""
     c = app_for(service)
-    live = service.rules_version
-    service.publish_active(live)
+    live = service.rules.version
+    service.rules.publish(live)
     version = archived(tmp_path, service, "next")
     started = c.post("/admin/rules/challenger", json={"rules_version": version, "share": 0.5}, headers=ADMIN)
     assert started.status_code == 200, started.get_json()
@@ -337,58 +350,59 @@ def during_gate(monkeypatch, action):
 
 
 def state_of(service) -> tuple:
-    client = service.store.client
-    events = [e["event"] for e in rule_changes.history(service)]
-    return client.get("ld:rules:active").decode(), client.hget("ld:rulechange:control", "challenger"), events
+    """(the active version, the control's challenger, the history's events), as stored."""
+    active, control = service.stores.switches.read()
+    events = [e["event"] for e in service.changes.history()]
+    return active, control.get("challenger"), events
 
 
 def test_a_promote_whose_challenger_is_replaced_while_it_gates_promotes_nothing(tmp_path, service, monkeypatch):
     c, live, version = running_challenger(tmp_path, service)
     other = archived(tmp_path, service, "other")
-    during_gate(monkeypatch, lambda: rule_changes._set_control(service, challenger=other, share="0.5"))
+    during_gate(monkeypatch, lambda: service.changes._set_control(challenger=other, share="0.5"))
     promote = c.post("/admin/rules/promote", headers=ADMIN)
     assert promote.status_code == 409 and "nothing was promoted" in promote.get_json()["error"]["message"]
-    assert state_of(service) == (live, other.encode(), ["challenger"])
+    assert state_of(service) == (live, other, ["challenger"])
 
 
 def test_a_promote_over_a_live_version_that_changed_puts_the_challenger_back(tmp_path, service, monkeypatch):
     c, live, version = running_challenger(tmp_path, service)
     reloaded = archived(tmp_path, service, "reloaded")
-    during_gate(monkeypatch, lambda: service.publish_active(reloaded))
+    during_gate(monkeypatch, lambda: service.rules.publish(reloaded))
     promote = c.post("/admin/rules/promote", headers=ADMIN)
     assert promote.status_code == 409 and "the challenger runs on" in promote.get_json()["error"]["message"]
-    assert state_of(service) == (reloaded, version.encode(), ["challenger"])
+    assert state_of(service) == (reloaded, version, ["challenger"])
 
 
+# what the Redis adapters raise for Redis's "OOM command not allowed" (refused before it ran) and
+# for a read that timed out (sent, never answered); tests/integration/test_redis_refusals.py
+# checks that mapping on the real Redis
 @pytest.mark.parametrize("error,code,challenger_after", [
-    (redis.exceptions.OutOfMemoryError("OOM command not allowed"), "store_unavailable", True),
-    (redis.TimeoutError("Timeout reading from socket"), "outcome_unknown", False)])
+    (ports.StoreRefused("Redis refused: OutOfMemoryError: OOM command not allowed"), "store_unavailable", True),
+    (ports.StoreUnavailable("Redis unavailable: TimeoutError: Timeout reading from socket"),
+     "outcome_unknown", False)])
 def test_a_promote_whose_publish_fails_says_what_it_did(tmp_path, service, monkeypatch, error, code,
                                                         challenger_after):
     """Refused: nothing was written (the challenger is put back). No answer: it may have run."""
-    from service.adapters.rules_control import RulesControl
-
     c, live, version = running_challenger(tmp_path, service)
 
     def fail(self, *args):
         raise error
-    monkeypatch.setattr(RulesControl, "publish_if", fail)
+    monkeypatch.setattr(MemoryRuleSwitches, "publish_if", fail)
     promote = c.post("/admin/rules/promote", headers=ADMIN)
     assert promote.status_code == 503 and promote.get_json()["error"]["code"] == code
-    assert state_of(service) == (live, version.encode() if challenger_after else None, ["challenger"])
+    assert state_of(service) == (live, version if challenger_after else None, ["challenger"])
 
 
 def test_a_stop_redis_does_not_answer_may_have_stopped(tmp_path, service, monkeypatch):
     """A second try would find nothing to stop: the first answer must not say nothing changed."""
-    from service.adapters.rules_control import RulesControl
-
     c, live, version = running_challenger(tmp_path, service)
-    real = RulesControl.take
+    real = MemoryRuleSwitches.take
 
     def take_then_lose_the_answer(self, *args, **kwargs):
-        real(self, *args, **kwargs)
-        raise redis.TimeoutError("Timeout reading from socket")
-    monkeypatch.setattr(RulesControl, "take", take_then_lose_the_answer)
+        real(self, *args, **kwargs)   # as the Redis adapter raises for a read that timed out
+        raise ports.StoreUnavailable("Redis unavailable: TimeoutError: Timeout reading from socket")
+    monkeypatch.setattr(MemoryRuleSwitches, "take", take_then_lose_the_answer)
     stop = c.delete("/admin/rules/challenger", headers=ADMIN)
     assert stop.status_code == 503 and stop.get_json()["error"]["code"] == "outcome_unknown"
     assert state_of(service) == (live, None, ["challenger"])

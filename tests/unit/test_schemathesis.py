@@ -16,13 +16,13 @@ KEY = "schemathesis-client-key"
 
 
 def _app():
+    from service.adapters import rules_files
     from service.adapters.rule_engine import policy_for
-    from service.domain import rulebook
     from service.entrypoints.settings import Settings
-    from tests.conftest import RULES_DIR, embedded_service
+    from tests.conftest import RULES_DIR, memory_services
 
     keyed = Settings(**{**Settings().__dict__, "api_keys": (KEY,), "admin_keys": ("admin-" + KEY,)})
-    return create_app(keyed, service=embedded_service(policy_for(rulebook.load(RULES_DIR)), FixedClock(NOW)))
+    return create_app(keyed, services=memory_services(policy_for(rules_files.load(RULES_DIR)), FixedClock(NOW)))
 
 
 schema = schemathesis.openapi.from_wsgi("/openapi.json", _app())

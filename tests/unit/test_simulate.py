@@ -11,16 +11,39 @@ import pytest
 from click.testing import CliRunner
 
 from schemas.request import DecideRequestSchema
-from service.adapters import decision_log
+from service.adapters import rules_files
 from service.adapters.rule_engine import policy_for
-from service.domain import rulebook
 from service.domain.clock import FixedClock
-from service.usecases import audit
+from service.entrypoints.bootstrap import policy_source, simulation_stores
+from service.entrypoints.settings import Settings
 from service.usecases import replay as replaying
-from service.usecases import review as reviewing
-from service.usecases.simulate import HANDLERS, simulate
-from tests.conftest import NOW, RULES_DIR, embedded_service, payload
+from service.usecases import simulate as simulating
+from service.usecases.decide import grace_write
+from service.usecases.simulate import HANDLERS
+from service.usecases.unit_of_work import windows_at
+from tests.conftest import NOW, RULES_DIR, memory_services, payload
 from tests.loggen import generate
+
+
+def simulate(lines, source, **options):
+    """Simulate on the stores the CLI gives each partition (in memory, on its clock)."""
+    return simulating.simulate(lines, source, simulation_stores, **options)
+
+
+def rules_source(rules_dir) -> replaying.PolicySource:
+    """Every record under the rules of `rules_dir` (`replay --rules DIR`)."""
+    return policy_source(Settings(), rules_dir=rules_dir)
+
+
+def own_source() -> replaying.PolicySource:
+    """Each record under its own rules version: the bundled rules (no REDIS_URL, no archive)."""
+    return policy_source(Settings(rules_dir=RULES_DIR))
+
+
+def exported(services) -> list[tuple[int, str]]:
+    out = io.StringIO()
+    services.stores.log.export(out)
+    return list(enumerate(out.getvalue().splitlines(keepends=True), 1))
 
 
 def variant(tmp_path_factory, name: str, edits: dict[str, tuple[str, str]]):
@@ -45,27 +68,25 @@ def no_window_rules(tmp_path_factory):
 
 def make_log(policy, steps) -> list[tuple[int, str]]:
     """Run `steps` through the service ((days after NOW, kind, args)); the exported log."""
-    service = embedded_service(policy, FixedClock(NOW))
+    services = memory_services(policy, FixedClock(NOW))
     schema = DecideRequestSchema(term_ranges=policy.book.term_ranges())
     for days, kind, args in steps:
-        service.clock.set(NOW + dt.timedelta(days=days))
+        services.clock.set(NOW + dt.timedelta(days=days))
         if kind == "decide":
             user, app, doc = args
             doc = dict(doc, user_id=user, application_id=app)
-            service.decide(doc, schema.load(doc))
+            services.decisions.decide(doc, schema.load(doc))
         elif kind == "cancel":
-            service.cancel(*args)
+            services.decisions.cancel(*args)
         elif kind == "review":
             user, app, outcome, codes = args
-            reviewing.review(service, app, {"user_id": user, "reviewer_id": "rev-1", "outcome": outcome,
-                                            "reason_codes": codes, "note": "checked"})
+            services.reviews.review(app, {"user_id": user, "reviewer_id": "rev-1", "outcome": outcome,
+                                          "reason_codes": codes, "note": "checked"})
         elif kind == "lift":
-            audit.lift_cooldown(service, args[0], "op-1", "wrongly refused")
+            services.audit.lift_cooldown(args[0], "op-1", "wrongly refused")
         else:
-            service.use_grace(*args)
-    out = io.StringIO()
-    decision_log.export(service.store.client, "ld", out)
-    return list(enumerate(out.getvalue().splitlines(keepends=True), 1))
+            services.decisions.use_grace(*args)
+    return exported(services)
 
 
 # A rejection that opens the window, then three good applications inside it; another user's approval.
@@ -103,7 +124,7 @@ def test_removing_window_starts_the_refusals_by_state_vanish(policy, no_window_r
     lines = make_log(policy, WINDOW_STEPS)
     refused = state_refused_lines(lines)
     assert len(refused) == 3
-    source = replaying.PolicySource(rules_dir=no_window_rules)
+    source = rules_source(no_window_rules)
     plain, plain_summary = changes_of(lines, source, simulated=False)
     simulated, summary = changes_of(lines, source, simulated=True)
     assert summary["simulated"] is True and set(plain_summary) <= set(summary)
@@ -120,9 +141,9 @@ def test_removing_window_starts_the_refusals_by_state_vanish(policy, no_window_r
 
 
 def test_adding_window_starts_the_refusals_by_state_appear(no_window_rules, policy):
-    candidate_log = make_log(policy_for(rulebook.load(no_window_rules)), WINDOW_STEPS)
+    candidate_log = make_log(policy_for(rules_files.load(no_window_rules)), WINDOW_STEPS)
     assert not state_refused_lines(candidate_log)
-    source = replaying.PolicySource(rules_dir=RULES_DIR)   # the bundled rules open the window
+    source = rules_source(RULES_DIR)   # the bundled rules open the window
     plain, _ = changes_of(candidate_log, source, simulated=False)
     simulated, summary = changes_of(candidate_log, source, simulated=True)
     assert summary["state_refusals"] == {"before": 0, "after": 3, "vanished": 0, "appeared": 3}
@@ -133,15 +154,13 @@ def test_adding_window_starts_the_refusals_by_state_appear(no_window_rules, poli
 
 
 def test_under_its_own_rules_the_log_is_reproduced_for_any_job_count(policy, no_window_rules):
-    service = embedded_service(policy, FixedClock(NOW))
-    generate(service, 400, users=40, seed=5)
-    out = io.StringIO()
-    decision_log.export(service.store.client, "ld", out)
-    lines = list(enumerate(out.getvalue().splitlines(keepends=True), 1))
-    own = simulate(iter(lines), replaying.PolicySource(default_dir=RULES_DIR)).to_dict()
+    services = memory_services(policy, FixedClock(NOW))
+    generate(services, 400, users=40, seed=5)
+    lines = exported(services)
+    own = simulate(iter(lines), own_source()).to_dict()
     assert own["total"] == own["identical"] == own["exact"] == 400
     assert own["no_longer_apply"] == {} and own["applied"]
-    source = replaying.PolicySource(rules_dir=no_window_rules)
+    source = rules_source(no_window_rules)
     results = [simulate(iter(lines), source, jobs=jobs, keep_changes=True, impact=True)
                for jobs in (1, 2, 3)]
     assert results[0].to_dict()["state_refusals"]["vanished"] > 0
@@ -160,11 +179,11 @@ def test_cancels_and_grace_uses_that_no_longer_apply_are_counted(policy, tmp_pat
     stricter = variant(tmp_path_factory, "stricter", {
         "eligibility.yaml": ("params: {min_age: 18, max_age: 60}", "params: {min_age: 31, max_age: 60}"),
         "time.yaml": ("max_uses: 2", "max_uses: 1")})
-    result = simulate(iter(lines), replaying.PolicySource(rules_dir=stricter)).to_dict()
+    result = simulate(iter(lines), rules_source(stricter)).to_dict()
     assert result["transitions"] == {"cooling_off->rejected": 1}
     assert result["applied"] == {"grace": 1}
     assert result["no_longer_apply"] == {"cancel": 1, "grace": 1}
-    same = simulate(iter(lines), replaying.PolicySource(rules_dir=RULES_DIR)).to_dict()
+    same = simulate(iter(lines), rules_source(RULES_DIR)).to_dict()
     assert same["applied"] == {"cancel": 1, "grace": 2} and same["no_longer_apply"] == {}
 
 
@@ -174,7 +193,7 @@ def test_an_unknown_record_kind_is_counted_and_skipped(policy):
               "user_id": "u-a", "application_id": "a1", "rules_version": "x"}
     lines.append((len(lines) + 1, json.dumps(review) + "\n"))
     assert "review-of-the-future" not in HANDLERS
-    result = simulate(iter(lines), replaying.PolicySource(default_dir=RULES_DIR)).to_dict()
+    result = simulate(iter(lines), own_source()).to_dict()
     assert result["skipped_kinds"] == {"review-of-the-future": 1}
     assert result["other_records"] == 1 and result["total"] == result["identical"] == 2
 
@@ -182,7 +201,7 @@ def test_an_unknown_record_kind_is_counted_and_skipped(policy):
 def test_a_bad_line_is_named_or_skipped(policy):
     lines = make_log(policy, WINDOW_STEPS)
     lines[2] = (3, "{not json\n")
-    source = replaying.PolicySource(default_dir=RULES_DIR)
+    source = own_source()
     for jobs in (1, 2):
         with pytest.raises(replaying.BadRecord, match="line 3"):
             simulate(iter(lines), source, jobs=jobs)
@@ -222,10 +241,33 @@ def test_cli_simulate_json_and_impact_pages(policy, no_window_rules, tmp_path):
 def test_the_partition_store_lock_does_not_expire_on_a_loaded_machine():
     """One thread owns a partition's store: a wall-clock lock TTL of seconds only made a slow
     step (a loaded machine) fail with StoreBusy between BEGIN and COMMIT."""
-    from service.usecases.simulate import LOCK_TTL_MS, Partition
+    import time
 
-    part = Partition(replaying.PolicySource(rules_dir=RULES_DIR), False, False, False)
-    assert part.service_for("any").store.lock_ttl_ms == LOCK_TTL_MS >= 600_000
+    from service.adapters import memory
+    from service.usecases.simulate import Partition
+
+    # the partition's stores keep time by the partition's clock (the records' time), not the wall's
+    seen = []
+
+    def stores(clock):
+        made = simulation_stores(clock)
+        seen.append((clock, made.users.data.clock))
+        return made
+    part = Partition(rules_source(RULES_DIR), stores, False, False, False)
+    service = part.service_for("any")
+    assert seen == [(service.clock, service.clock)]
+
+    # so a step slower than the lock's TTL in wall time still commits: a lock of 10 ms, a step of 100
+    def short_lock(clock):
+        return memory.memory_stores(clock, load_files=rules_files.load_files, lock_ttl_ms=10)
+    service = Partition(rules_source(RULES_DIR), short_lock, False, False, False).service_for("any")
+    service.clock.set(NOW)
+
+    def slow(snapshot, now):
+        time.sleep(0.1)
+        return "done", grace_write(service.policy, 1, now, "use-1")
+    assert service.work.run("u-slow", None, slow, now=NOW) == "done"
+    assert len(service.work.store.state("u-slow", windows_at(service.policy, NOW)).grace_uses) == 1
 
 
 # Two review cases (pay_score missing): one approved, one rejected with a window-starting code
@@ -246,10 +288,10 @@ def test_reviews_and_overrides_apply_as_recorded_or_are_counted(policy, tmp_path
     assert kinds.count("review") == 2 and kinds.count("override") == 1
     outcomes = [json.loads(t)["decision"]["outcome"] for _, t in lines if '"kind":"decision"' in t]
     assert outcomes == ["review", "review", "rejected", "approved", "approved"]
-    own = replaying.PolicySource(default_dir=RULES_DIR)
+    own = own_source()
     no_review = variant(tmp_path_factory, "no-review", {
         "presence.yaml": ("outcome: review", "outcome: rejected")})
-    candidate = replaying.PolicySource(rules_dir=no_review)
+    candidate = rules_source(no_review)
     for jobs in (1, 2):
         same = simulate(iter(lines), own, jobs=jobs).to_dict()
         assert same["total"] == same["identical"] == same["exact"] == 5 and same["changed"] == 0

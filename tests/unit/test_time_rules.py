@@ -1,11 +1,11 @@
-"""T1-T5 on fakeredis, moving the injected clock across every boundary."""
+"""T1-T5 on the in-memory store, moving the injected clock across every boundary."""
 import datetime as dt
 
 import pytest
 
 from service.domain.clock import FixedClock
 from service.entrypoints.http.app import create_app
-from tests.conftest import NOW, embedded_service, payload
+from tests.conftest import NOW, memory_services, payload
 
 TOO_EARLY = dict(days=89, hours=23, minutes=59, seconds=59)
 
@@ -14,14 +14,14 @@ TOO_EARLY = dict(days=89, hours=23, minutes=59, seconds=59)
 def env(policy):
     """A fresh store and a clock of the test's own, through HTTP."""
     clock = FixedClock(NOW)
-    service = embedded_service(policy, clock)
-    client = create_app(service=service).test_client()
+    services = memory_services(policy, clock)
+    client = create_app(services=services).test_client()
 
     class Env:
         pass
 
     e = Env()
-    e.clock, e.service, e.client = clock, service, client
+    e.clock, e.services, e.client = clock, services, client
     e.n = 0
 
     def decide(doc, user="u-1", app=None):
@@ -46,14 +46,14 @@ def codes(decision):
 def test_t1_window_refuses_without_evaluating_until_day_90(env):
     first = env.decide(payload(bureau_major_adverse=True))
     assert first["reapply_after"] == "2027-02-21T08:00:00Z"
-    evaluations = env.service.evaluations
+    evaluations = env.services.decisions.evaluations
 
     env.at(**TOO_EARLY)
     inside = env.decide(payload())
     assert inside["outcome"] == "rejected" and codes(inside) == ["REAPPLY_COOLDOWN"]
     assert inside["reapply_after"] == first["reapply_after"]          # not extended
     assert [e["rule_id"] for e in inside["trace"]] == ["T1"]          # no rule evaluated
-    assert env.service.evaluations == evaluations
+    assert env.services.decisions.evaluations == evaluations
 
     env.at(days=90)
     assert env.decide(payload())["outcome"] == "approved"
@@ -193,10 +193,10 @@ def test_t3_refusals_by_state_and_repeats_do_not_count(env):
 # -- idempotency ------------------------------------------------------------------------------
 def test_same_application_same_payload_returns_the_stored_decision(env):
     first = env.decide(payload(), app="x")
-    evaluations = env.service.evaluations
+    evaluations = env.services.decisions.evaluations
     env.at(hours=5)
     assert env.decide(payload(), app="x") == first
-    assert env.service.evaluations == evaluations
+    assert env.services.decisions.evaluations == evaluations
 
 
 def test_same_application_other_payload_is_409(env):

@@ -17,24 +17,23 @@ from flask import Flask, Response, current_app, g, request
 
 from service.domain.clock import Clock
 from service.entrypoints import logs
-from service.entrypoints.bootstrap import build_service
+from service.entrypoints.bootstrap import Services, build_services
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
 from service.entrypoints.http import audited, reviews, roles
 from service.entrypoints.http import rule_changes
 from service.entrypoints.security import KeyRing
 from service.entrypoints.settings import Settings
-from service.usecases.decide import DecisionService
 
 log = logging.getLogger("loan_decide.api")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def create_app(settings: Settings | None = None, *, service: DecisionService | None = None,
+def create_app(settings: Settings | None = None, *, services: Services | None = None,
                clock: Clock | None = None) -> Flask:
-    """The app factory: build (or take) the decision service and wire the blueprints to it."""
+    """The app factory: build (or take) the wired use cases and hang the blueprints on them."""
     settings = settings or Settings.from_env()
-    if service is None:
-        service = build_service(settings, clock)
+    if services is None:
+        services = build_services(settings, clock)
     client_keys, admin_keys = KeyRing(settings.api_keys), KeyRing(settings.admin_keys)
     if client_keys.overlaps(admin_keys):
         raise ValueError("ADMIN_API_KEY must differ from every client key in API_KEYS")
@@ -45,7 +44,7 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False
-    app.extensions.update(decision_service=service, settings=settings,
+    app.extensions.update(services=services, settings=settings,
                           client_keys=client_keys, admin_keys=admin_keys, reviewer_keys=reviewer_keys)
     app.before_request(_begin)
     app.after_request(_end)
@@ -53,7 +52,6 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp, reviews.bp, audited.bp,
                       rule_changes.bp):
         app.register_blueprint(blueprint)
-    rule_changes.changes.arms_of(service)   # every worker follows shadow/challenger settings
     errors.register(app)
     return app
 
@@ -74,7 +72,7 @@ def _begin() -> Response | None:
     refused = roles.refusal()   # client, reviewer and admin roles (issue 11)
     if refused is not None:
         return refused
-    current_app.extensions["decision_service"].sync_rules()
+    current_app.extensions["services"].rules.sync()
     return None
 
 

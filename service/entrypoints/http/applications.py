@@ -6,7 +6,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from schemas.request import CancelRequestSchema, GraceRequestSchema
 from service.entrypoints.http.errors import ApiError
-from service.entrypoints.http.requests import checked_id, decision_service, json_body
+from service.entrypoints.http.requests import checked_id, json_body, services
 
 bp = Blueprint("applications", __name__)
 
@@ -15,7 +15,7 @@ bp = Blueprint("applications", __name__)
 def cancel(application_id: str) -> Response:
     checked_id("application_id", application_id)
     data = CancelRequestSchema().load(json_body())
-    view = decision_service().cancel(data["user_id"], application_id)
+    view = services().decisions.cancel(data["user_id"], application_id)
     g.fields = {"decision_id": view["decision"]["decision_id"], "status": view["status"]}
     return jsonify(view)
 
@@ -28,18 +28,18 @@ def application(application_id: str) -> Response:
         raise ApiError(400, "invalid_request", "user_id is required.",
                        {"user_id": ["Missing query parameter."]})
     checked_id("user_id", user_id)
-    return jsonify(decision_service().application(user_id, application_id))
+    return jsonify(services().decisions.application(user_id, application_id))
 
 
 @bp.get("/users/<user_id>/state")
 def user_state(user_id: str) -> Response:
     checked_id("user_id", user_id)
-    return jsonify(decision_service().user_state(user_id))
+    return jsonify(services().decisions.user_state(user_id))
 
 
 @bp.post("/users/<user_id>/grace-uses")
 def grace_use(user_id: str) -> Response:
     checked_id("user_id", user_id)
-    service = decision_service()
-    data = GraceRequestSchema(max_days=service.policy.book.time.grace.max_days).load(json_body())
-    return jsonify(service.use_grace(user_id, data["days"]))
+    decisions = services().decisions
+    data = GraceRequestSchema(max_days=decisions.rules.policy.book.time.grace.max_days).load(json_body())
+    return jsonify(decisions.use_grace(user_id, data["days"]))

@@ -7,21 +7,21 @@ import logging
 from flask import Blueprint, Response, jsonify
 
 from schemas.review import ErasureRequestSchema, OverrideRequestSchema
-from service.entrypoints.http import admin
+from service.entrypoints.http import roles
 from service.entrypoints.http.errors import ApiError
-from service.entrypoints.http.requests import checked_id, decision_service, json_body
-from service.usecases import audit
+from service.entrypoints.http.requests import checked_id, json_body, services
+from service.usecases.audit import ErasureOff
 
 log = logging.getLogger("loan_decide.api")
 bp = Blueprint("audited", __name__)
-bp.before_request(admin.require_admin)
+bp.before_request(roles.require_admin)
 
 
 @bp.post("/users/<user_id>/overrides")
 def override(user_id: str) -> Response:
     checked_id("user_id", user_id)
     data = OverrideRequestSchema().load(json_body())
-    state = audit.lift_cooldown(decision_service(), user_id, data["operator_id"], data["reason"])
+    state = services().audit.lift_cooldown(user_id, data["operator_id"], data["reason"])
     log.warning("override", extra={"fields": {"action": data["action"]}})
     return jsonify(state)
 
@@ -31,8 +31,8 @@ def erase(user_id: str) -> Response:
     checked_id("user_id", user_id)
     data = ErasureRequestSchema().load(json_body())
     try:
-        receipt = audit.erase(decision_service(), user_id, data["operator_id"], data["reason"])
-    except audit.ErasureOff as exc:
+        receipt = services().audit.erase(user_id, data["operator_id"], data["reason"])
+    except ErasureOff as exc:
         raise ApiError(503, "erasure_off", str(exc)) from None
     log.warning("erasure", extra={"fields": {"receipt_id": receipt["receipt_id"]}})
     return jsonify({"erased": receipt["erased"], "receipt_id": receipt["receipt_id"]})
@@ -41,4 +41,4 @@ def erase(user_id: str) -> Response:
 @bp.get("/admin/erasures/<receipt_id>")
 def erasure_receipt(receipt_id: str) -> Response:
     checked_id("receipt_id", receipt_id)
-    return jsonify(audit.receipt(decision_service(), receipt_id))
+    return jsonify(services().audit.receipt(receipt_id))

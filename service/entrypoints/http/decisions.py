@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, g
 
 from service.entrypoints.http import metrics
-from service.entrypoints.http.requests import decide_schema, decision_service, json_body
+from service.entrypoints.http.requests import decide_schema, json_body, services
+from service.usecases.rule_changes import compare
 
 bp = Blueprint("decisions", __name__)
 
@@ -13,7 +14,7 @@ bp = Blueprint("decisions", __name__)
 @bp.post("/decide")
 def decide() -> Response:
     payload = json_body()
-    result = decision_service().decide(payload, decide_schema().load(payload))
+    result = services().decisions.decide(payload, decide_schema().load(payload))
     decision = result.decision
     g.fields = {"decision_id": decision["decision_id"], "product": decision["product"],
                 "outcome": decision["outcome"], "replayed": result.replayed,
@@ -24,6 +25,6 @@ def decide() -> Response:
             metrics.child(metrics.DECISIONS_BY_ARM, decision["arm"], decision["outcome"]).inc()
     response = Response(result.json(), mimetype="application/json")
     if result.shadow_input is not None:   # the shadow decides after the answer is sent
-        service = decision_service()
-        response.call_on_close(lambda: service.arms.observe(service, decision, result.shadow_input))
+        rules = services().rules
+        response.call_on_close(lambda: rules.observe(decision, result.shadow_input, compare))
     return response

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from service.adapters.review_store import ReviewIndex
-from service.adapters.state_store import StoreUnavailable, from_epoch
 from service.entrypoints.http import metrics
 from service.entrypoints.http.errors import RETRY, ApiError
 from service.entrypoints.http.openapi import build_spec
-from service.entrypoints.http.requests import decision_service
+from service.entrypoints.http.requests import services
+from service.usecases.ports import StoreUnavailable
 
 bp = Blueprint("operations", __name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
@@ -21,10 +20,10 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    service = decision_service()
-    if not service.ready():
+    wired = services()
+    if not wired.ready():
         raise ApiError(503, "not_ready", "Redis is unavailable.", headers=RETRY)
-    return jsonify({"status": "ready", "rules_version": service.rules_version})
+    return jsonify({"status": "ready", "rules_version": wired.rules.version})
 
 
 @bp.get("/metrics")
@@ -35,12 +34,12 @@ def prometheus() -> Response:
 
 def _review_queue() -> bytes:
     """The pending review count and oldest age (issue 11); left out when Redis cannot say."""
-    service = decision_service()
+    wired = services()
     try:
-        pending, oldest = ReviewIndex(service.store).stats()
+        pending, oldest = wired.cases.stats()
     except StoreUnavailable:
         return b""
-    age = max((service.clock.now() - from_epoch(oldest)).total_seconds(), 0) if oldest else None
+    age = max(wired.clock.now().timestamp() - oldest, 0) if oldest else None
     return metrics.review_queue(pending, age)
 
 
@@ -48,5 +47,5 @@ def _review_queue() -> bytes:
 def openapi() -> Response:
     cache = current_app.extensions.setdefault("openapi", {})
     if "doc" not in cache:
-        cache["doc"] = build_spec("1.0.0", decision_service().policy.book)
+        cache["doc"] = build_spec("1.0.0", services().rules.policy.book)
     return jsonify(cache["doc"])

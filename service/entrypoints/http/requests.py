@@ -8,11 +8,11 @@ from schemas.request import DecideRequestSchema, id_problems
 from service.entrypoints.gunicorn_worker import BODY_ERRORS, body_problem
 from service.entrypoints.http import jsonbody
 from service.entrypoints.http.errors import ApiError
-from service.usecases.decide import DecisionService
+from service.entrypoints.bootstrap import Services
 
 
-def decision_service() -> DecisionService:
-    return current_app.extensions["decision_service"]
+def services() -> Services:
+    return current_app.extensions["services"]
 
 
 def json_body() -> dict:
@@ -80,7 +80,7 @@ def checked_id(name: str, value: str) -> str:
 def decide_schema() -> DecideRequestSchema:
     """One schema per rules version (the term ranges come from the rules), built once."""
     extensions = current_app.extensions
-    book = extensions["decision_service"].policy.book
+    book = extensions["services"].rules.policy.book
     cache: dict[str, DecideRequestSchema] = extensions.setdefault("decide_schemas", {})
     if book.version not in cache:
         cache.clear()

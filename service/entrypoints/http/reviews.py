@@ -4,12 +4,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, jsonify, request
 
 from schemas.review import ReviewRequestSchema
-from service.adapters.review_store import BadCursor
 from service.domain.review import reason_codes
 from service.entrypoints.http import metrics
 from service.entrypoints.http.errors import ApiError
-from service.entrypoints.http.requests import checked_id, decision_service, json_body, query_int
-from service.usecases import review as reviewing
+from service.entrypoints.http.requests import checked_id, json_body, query_int, services
+from service.usecases.reviews_index import BadCursor
 
 bp = Blueprint("reviews", __name__)
 PAGE_MAX = 100
@@ -27,7 +26,7 @@ def pending() -> Response:
                        {"status": ["Must be 'pending'."]})
     limit = query_int("limit", 1, PAGE_MAX, PAGE_DEFAULT)
     try:
-        page = reviewing.pending(decision_service(), limit, request.args.get("cursor") or None)
+        page = services().reviews.pending(limit, request.args.get("cursor") or None)
     except BadCursor as exc:
         raise ApiError(400, "invalid_request", str(exc), {"cursor": [str(exc)]}) from None
     return jsonify(page)
@@ -36,9 +35,9 @@ def pending() -> Response:
 @bp.post("/applications/<application_id>/review")
 def close(application_id: str) -> Response:
     checked_id("application_id", application_id)
-    service = decision_service()
-    data = ReviewRequestSchema(codes=reason_codes(service.policy.book)).load(json_body())
-    result = reviewing.review(service, application_id, data)
+    reviews = services().reviews
+    data = ReviewRequestSchema(codes=reason_codes(reviews.rules.policy.book)).load(json_body())
+    result = reviews.review(application_id, data)
     g.fields = {"decision_id": result.view["decision"]["decision_id"], "status": result.view["status"],
                 "replayed": result.replayed}
     if not result.replayed:

@@ -8,6 +8,8 @@ blueprints wherever their path is. A missing or unknown key is a 401.
 """
 from __future__ import annotations
 
+import hashlib
+
 from flask import Response, current_app, request
 
 from service.entrypoints.http import errors
@@ -40,3 +42,21 @@ def refusal() -> Response | None:
     if clients and not clients.accepts(presented):
         return errors.error_response(401, "unauthorized", "A valid X-API-Key header is required.")
     return None
+
+
+def require_admin() -> None:
+    """The admin blueprints' check: a missing key is 403 (no admin role claimed), a wrong one 401."""
+    admin_keys = current_app.extensions["admin_keys"]
+    if not admin_keys:
+        raise errors.ApiError(403, "forbidden", "Admin endpoints are off: set ADMIN_API_KEY.")
+    presented = request.headers.get("X-Admin-Key")
+    if not presented:
+        raise errors.ApiError(403, "forbidden", "An X-Admin-Key header is required.")
+    if not admin_keys.accepts(presented):
+        raise errors.ApiError(401, "unauthorized", "The X-Admin-Key is not valid.")
+
+
+def admin_identity() -> str:
+    """Who acted: a fingerprint of the admin key presented (never the key itself)."""
+    presented = request.headers.get("X-Admin-Key", "")
+    return "admin-key:" + hashlib.sha256(presented.encode()).hexdigest()[:12]

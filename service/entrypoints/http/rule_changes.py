@@ -8,28 +8,22 @@ run, or losing a race to another stop or promote of the same challenger, is a 40
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from service.domain import rulebook
-from service.entrypoints.http import admin
+from service.entrypoints.http import roles
 from service.entrypoints.http.errors import ApiError
-from service.entrypoints.http.requests import decision_service, json_body
+from service.entrypoints.http.requests import json_body, services
+from service.entrypoints.http.roles import admin_identity
 from service.usecases import rule_changes as changes
 
 log = logging.getLogger("loan_decide.api")
 bp = Blueprint("rule_changes", __name__, url_prefix="/admin")
-bp.before_request(admin.require_admin)
+bp.before_request(roles.require_admin)
 _VERSION = re.compile(r"sha256:[0-9a-f]{64}")   # whole string: `$` would take a final newline
-
-
-def admin_identity() -> str:
-    """Who acted: a fingerprint of the admin key presented (never the key itself)."""
-    presented = request.headers.get("X-Admin-Key", "")
-    return "admin-key:" + hashlib.sha256(presented.encode()).hexdigest()[:12]
 
 
 def _version(body: dict) -> str:
@@ -67,17 +61,17 @@ def _run(action, *args):
 @bp.post("/rules/shadow")
 def start_shadow() -> Response:
     version = _version(json_body())
-    return jsonify(_run(changes.start_shadow, decision_service(), version, admin_identity()))
+    return jsonify(_run(services().changes.start_shadow, version, admin_identity()))
 
 
 @bp.delete("/rules/shadow")
 def stop_shadow() -> Response:
-    return jsonify(_run(changes.stop_shadow, decision_service(), admin_identity()))
+    return jsonify(_run(services().changes.stop_shadow, admin_identity()))
 
 
 @bp.get("/shadow")
 def shadow_report() -> Response:
-    report = changes.shadow_report(decision_service())
+    report = services().changes.shadow_report()
     if report is None:
         raise ApiError(404, "not_found", "No shadow is running: POST /admin/rules/shadow starts one.")
     return jsonify(report)
@@ -87,19 +81,19 @@ def shadow_report() -> Response:
 def start_challenger() -> Response:
     body = json_body()
     version, share = _version(body), _share(body)
-    return jsonify(_run(changes.start_challenger, decision_service(), version, share, admin_identity()))
+    return jsonify(_run(services().changes.start_challenger, version, share, admin_identity()))
 
 
 @bp.delete("/rules/challenger")
 def stop_challenger() -> Response:
-    return jsonify(_run(changes.stop_challenger, decision_service(), admin_identity()))
+    return jsonify(_run(services().changes.stop_challenger, admin_identity()))
 
 
 @bp.post("/rules/promote")
 def promote() -> Response:
-    return jsonify(_run(changes.promote, decision_service(), admin_identity()))
+    return jsonify(_run(services().changes.promote, admin_identity()))
 
 
 @bp.get("/rules/history")
 def history() -> Response:
-    return jsonify({"history": changes.history(decision_service())})
+    return jsonify({"history": services().changes.history()})
