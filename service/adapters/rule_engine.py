@@ -20,7 +20,7 @@ durable_rules 2.0.28 traps this module exists to contain (DEVELOPERS.md):
 Rules fire when they FAIL (or, for flags and pricing, when they apply); the cost of an
 evaluation grows with the rules that fire, and passing rules cost nothing.
 
-Why `fire` drives the C engine itself (issue 15): the stock Python host runs each fired rule's
+Why `fire` drives the C engine itself: the stock Python host runs each fired rule's
 action through a Closure, decoding the session state and the matched fact from JSON, encoding
 the state back and storing it, four JSON passes of the whole fact per fired rule, only for an
 action that records the rule's name. Here the evaluation asks the same C engine for the same

@@ -49,7 +49,7 @@ class Offer:
 class TraceEntry(TypedDict):
     """One rule's line of the trace, built as the very dict the response carries: a decision
     has one per rule of its product, and a frozen dataclass each, copied into a dict by
-    to_dict, cost about 40 us a decision (issue 15). Nothing writes to it once built."""
+    to_dict, cost about 40 us a decision. Nothing writes to it once built."""
 
     rule_id: str
     check: str
@@ -106,7 +106,7 @@ class Decision:
     decided_at: str
     trace: tuple[TraceEntry, ...] = field(default=())
     starts_cooldown: bool = False   # not in the response: tells the state store to open T1
-    # issue 13: False when the rules version declares no recourse; the document then has no
+    # False when the rules version declares no recourse; the document then has no
     # `recourse` key at all, as decisions logged before it had none.
     recourse_declared: bool = False
     recourse: Optional[Recourse] = None

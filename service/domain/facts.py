@@ -85,7 +85,7 @@ def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
                ref_dates: Mapping[str, Mapping[str, int]], limit_factor: float = 1.0) -> Fact:
     """The fact of one evaluation. Written as flat loops, not a helper per field: it runs for
     every evaluation (a decision, its T4 and largest-allowed passes, each recourse candidate),
-    and a call per field cost more than the rule engine itself (issue 15)."""
+    and a call per field cost more than the rule engine itself."""
     applicant = request["applicant"]
     values: dict[str, Any] = {}
     display: dict[str, Any] = {}

@@ -18,7 +18,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a decision concludes, without its explanation: the recourse search (issue 13)
+    """What a decision concludes, without its explanation: the recourse search
     evaluates many changed applications and reads only this of each, so it skips the trace,
     the reasons' texts and the largest-allowed probe, none of which changes the outcome."""
 

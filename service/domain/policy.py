@@ -52,7 +52,7 @@ def decision_id(user_id: str, application_id: str, decided_at: str) -> str:
 
 @dataclass(frozen=True)
 class _RuleView:
-    """One compiled rule with what every decision reads of it worked out once (issue 15):
+    """One compiled rule with what every decision reads of it worked out once:
     the trace's input fields and parameters, its key, whether it is a check."""
 
     compiled: CompiledRule
@@ -120,7 +120,7 @@ class Policy:
         return self._with_recourse(request, state, now.replace(microsecond=0), outcome)
 
     def _with_recourse(self, request, state: UserState, now: dt.datetime, outcome: Outcome) -> Outcome:
-        """Issue 13: attach the recourse (searched only for refusals; null for offers).
+        """Attach the recourse (searched only for refusals; null for offers).
 
         The search evaluates its candidates through this Policy (recourse.Evaluator)."""
         found = recourse.search(self, request, state, now, outcome)
@@ -208,7 +208,7 @@ class Policy:
                          run: _Pass) -> Optional[float]:
         """The largest allowed amount shown with AMOUNT_OUT_OF_RANGE (None if no limit refused).
 
-        "smallest_broken_limit" (rules versions before issue 17): the smallest limit the amount
+        "smallest_broken_limit" (rules versions without the setting): the smallest limit the amount
         broke. "smallest_applicable_limit": the smallest of every limit that applies to the
         applicant, found by a probe pass at an amount above every limit: the limit rules that
         fire then are exactly the ones whose other conditions (group, tier, balance) hold.
@@ -332,7 +332,7 @@ class Policy:
         return Reason(spec.code, template.rule_id, spec.message_zh, spec.message_en, spec.advice_zh,
                       spec.advice_en, {"field": source})
 
-    # -- human review (issue 11) ----------------------------------------------------------
+    # -- human review ----------------------------------------------------------
     def review_terms(self, request: Mapping[str, Any], state: UserState,
                      now: dt.datetime) -> tuple[Offer, Optional[str]]:
         """A reviewer's approval: the offer the rules give the amount, and T2's hold end when

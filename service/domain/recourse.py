@@ -1,4 +1,4 @@
-"""Recourse (issue 13): the smallest changes that turn a refusal into an offer, each one verified.
+"""Recourse: the smallest changes that turn a refusal into an offer, each one verified.
 
 Pure. Which request fields an applicant can act on, and how, is declared in rules/recourse.yaml
 (the RuleBook's `recourse`); this module only searches. Every candidate is evaluated through the

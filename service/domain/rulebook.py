@@ -94,7 +94,7 @@ class TemporaryLimit:
     days: int
     max_grants: int
     requires_document: str
-    # True: an active grant raises the limits without the document (RULEBOOK, issue 17).
+    # True: an active grant raises the limits without the document (RULEBOOK).
     # Rules versions without the setting asked for the document on every application.
     applies_while_active: bool = False
 
@@ -129,7 +129,7 @@ class Actionable:
 
 @dataclass(frozen=True)
 class RecourseSpec:
-    """recourse.yaml (issue 13): what the recourse search may change, and its bounds."""
+    """recourse.yaml: what the recourse search may change, and its bounds."""
 
     actionable: tuple[Actionable, ...]
     state_waits: frozenset[str]
@@ -149,13 +149,13 @@ class RuleBook:
     rules: tuple[Rule, ...]
     missing_data: Rule              # the MISSING_DATA template (no condition)
     # limits.yaml `largest_allowed_amount`: "smallest_broken_limit" (the behaviour of rules
-    # versions without the setting) or "smallest_applicable_limit" (RULEBOOK, issue 17)
+    # versions without the setting) or "smallest_applicable_limit" (RULEBOOK)
     largest_allowed: str = "smallest_broken_limit"
     # limits.yaml `review_approval_amount`: "amount_asked" (rules versions without the
     # setting: an approval offers the amount whatever the limits) or "least_favourable_limit"
     # (at most the smallest limit that applies, a limit reading a missing field applying)
     review_approval: str = "amount_asked"
-    # None: the rules version declares no recourse (versions before issue 13), and its
+    # None: the rules version declares no recourse (versions from before recourse), and its
     # decisions carry no `recourse` key, so their logged records replay identical.
     recourse: Optional[RecourseSpec] = None
     files: Mapping[str, bytes] = field(repr=False, default_factory=dict)

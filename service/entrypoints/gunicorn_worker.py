@@ -1,7 +1,7 @@
 """The gunicorn worker the service runs under: gevent, JSON error pages and log lines, no
 `Server: gunicorn`.
 
-Why gevent (issue 9, item 4): a sync worker reads one request at a time, so two clients that
+Why gevent: a sync worker reads one request at a time, so two clients that
 send a header line every few seconds held both workers and /healthz timed out for everyone.
 A gevent worker reads each connection in its own greenlet, so slow clients cost one socket
 each (up to `worker_connections`) and the app still runs one request at a time per process
@@ -89,7 +89,7 @@ def patch_early() -> None:
     under gevent's signal patch that handler runs only when gevent's hub runs, which the
     master's loop never lets it. A worker that exited (max-requests recycling, a crash) was
     then never reaped nor replaced: after MAX_REQUESTS requests per worker the service
-    stopped answering (found by bench/http.sh, issue 15; tests/e2e/test_worker_recycling.py).
+    stopped answering (found by bench/http.sh; tests/e2e/test_worker_recycling.py).
     """
     from gevent import monkey
 

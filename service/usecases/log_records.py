@@ -15,7 +15,7 @@ from service.domain.decision import iso_utc
 from service.domain.userstate import StateChange, UserState, change_to_dict, state_to_dict
 from service.usecases import jsontext
 
-# 2: review, override and erasure records (issue 11); version-1 lines still replay and rebuild
+# 2: review, override and erasure records; version-1 lines still replay and rebuild
 FORMAT_VERSION = 2
 
 

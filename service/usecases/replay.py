@@ -137,7 +137,7 @@ EFFECT_FIELDS = ("offer", "funds_available_at", "cancel_until", "reapply_after")
 
 
 def replay_audited(source: PolicySource, number: int, record: dict) -> Replayed:
-    """A review or override (issue 11): recompute its effects from its recorded inputs and
+    """A review or override: recompute its effects from its recorded inputs and
     state at its time, and compare them with the recorded ones."""
     missing = [name for name in AUDITED_REQUIRED[record["kind"]] if name not in record]
     if missing:
@@ -263,7 +263,7 @@ class Summary:
     bad_lines: int = 0
     transitions: Counter = field(default_factory=Counter)
     rules: Counter = field(default_factory=Counter)
-    # reviews and overrides (issue 11): [replayed, identical]
+    # reviews and overrides: [replayed, identical]
     audited: dict = field(default_factory=lambda: {"reviews": [0, 0], "overrides": [0, 0]})
 
     def add(self, item: Replayed) -> None:

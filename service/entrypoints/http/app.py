@@ -69,7 +69,7 @@ def _begin() -> Response | None:
         return None
     if request.routing_exception is not None:   # the route first (404, 405), then the role
         return None
-    refused = roles.refusal()   # client, reviewer and admin roles (issue 11)
+    refused = roles.refusal()   # client, reviewer and admin roles
     if refused is not None:
         return refused
     current_app.extensions["services"].rules.sync()

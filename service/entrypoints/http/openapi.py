@@ -113,7 +113,7 @@ def build_spec(version: str, book=None) -> dict:
 
 
 def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
-    """Issue 11: reviewer endpoints (reviewer key in X-API-Key) and audited admin actions."""
+    """Reviewer endpoints (reviewer key in X-API-Key) and audited admin actions."""
     for name, schema in [("ReviewRequest", rv.ReviewRequestSchema), ("OverrideRequest", rv.OverrideRequestSchema),
                          ("ErasureRequest", rv.ErasureRequestSchema), ("ReviewPage", rs.ReviewPageSchema),
                          ("ErasureResult", rs.ErasureResultSchema), ("ErasureReceipt", rs.ErasureReceiptSchema)]:

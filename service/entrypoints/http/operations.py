@@ -33,7 +33,7 @@ def prometheus() -> Response:
 
 
 def _review_queue() -> bytes:
-    """The pending review count and oldest age (issue 11); left out when Redis cannot say."""
+    """The pending review count and oldest age; left out when Redis cannot say."""
     wired = services()
     try:
         pending, oldest = wired.cases.stats()

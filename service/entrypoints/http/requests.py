@@ -32,7 +32,7 @@ def json_body() -> dict:
 
 def request_body(limit: int | None) -> bytes:
     """The body, at most `limit` bytes or a 413. werkzeug enforces the limit on Content-Length
-    only: a chunked body (no length) was cut at the limit and the prefix decided (issue 9).
+    only: a chunked body (no length) was cut at the limit and the prefix decided.
     A chunked body the server cannot read (a bad chunk size, a missing CRLF) is the client's
     error: a 400 saying so, not the 500 of an unexpected exception."""
     req = request._get_current_object()
