@@ -25,6 +25,7 @@ from service.domain import policy_kit, rulebook
 from service.domain.policy_kit import Kit, KitError
 from service.domain.rulebook import (LIMITS_FILE, PRODUCTS_FILE, RECOURSE_FILE, TIME_FILE, RuleBook,
                                      RulesError)
+from service.usecases.policy_tests import KIT_DIR
 
 # The whole directory is read into memory, parsed and archived in Redis on every reload: a
 # rules file is a few KiB, so these caps leave ample room and refuse a runaway file early.
@@ -35,7 +36,6 @@ MAX_DIRECTORY_BYTES = 1024 * 1024
 # aliases are what goes past this (a 440-byte bomb of nine levels expands to 9**9 nodes).
 MAX_YAML_NODES = 100_000
 # The kit: `<rules dir>/tests/*.yaml`, each file bounded as a rule file, all of them by this.
-KIT_DIR = "tests"
 MAX_KIT_BYTES = 1024 * 1024
 
 

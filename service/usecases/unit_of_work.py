@@ -14,7 +14,7 @@ from typing import Callable, Optional, TypeVar
 
 from service.domain.clock import Clock
 from service.domain.policy import Policy
-from service.usecases.ports import StoreBusy, StoreRefused, StoreUnavailable, UserSnapshot, UserStore, UserWrite, Windows
+from service.usecases.ports import StoreBusy, StoreUnavailable, UserSnapshot, UserStore, UserWrite, Windows
 
 T = TypeVar("T")
 Step = Callable[[UserSnapshot, dt.datetime], "tuple[T, Optional[UserWrite]]"]
@@ -81,7 +81,7 @@ def finish(work: Callable[[], T], seconds: float) -> T:
     while True:
         try:
             return work()
-        except (StoreUnavailable, StoreRefused) as exc:
+        except StoreUnavailable as exc:   # StoreRefused included
             if time.monotonic() >= deadline:
                 raise StoreUnavailable(f"not finished: {exc}", outcome_unknown=True) from exc
             time.sleep(0.05)
