@@ -61,11 +61,16 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if worker_class.endswith("JsonGeventWorker"):   # a worker that died does not hold connections
+        from service.entrypoints.gunicorn_worker import CONNECTIONS
+
+        CONNECTIONS.forget(worker.pid)
 
 
 def post_worker_init(worker):
     # A worker forked after a rules reload starts from the master's (older) rules: switch it to
     # the version every worker runs before it serves anything.
-    services = getattr(worker.wsgi, "extensions", {}).get("services")
+    app = getattr(worker.wsgi, "app", worker.wsgi)     # the Flask app inside the gevent worker's gate
+    services = getattr(app, "extensions", {}).get("services")
     if services is not None:
         services.rules.sync(force=True)

@@ -4,10 +4,12 @@
 Why gevent: a sync worker reads one request at a time, so two clients that
 send a header line every few seconds held both workers and /healthz timed out for everyone.
 A gevent worker reads each connection in its own greenlet, so slow clients cost one socket
-each (up to `worker_connections`) and the app still runs one request at a time per process
-in effect: durable_rules evaluates under one process-wide lock (service.adapters.rule_engine) with no I/O
-inside it, so no greenlet ever switches while holding it. Redis I/O (redis-py over the
-patched socket module) and the lock-wait sleeps yield to other greenlets.
+each (up to `worker_connections`). durable_rules evaluates under one process-wide lock
+(service.adapters.rule_engine) with no I/O inside it, so no greenlet ever switches while holding it.
+
+Fair serving (service/entrypoints/fair_serving.py): requests go through the app first come first
+served, at most APP_CONCURRENCY at a time per worker, and connections spread evenly over the
+workers.
 
 gunicorn answers some requests itself (a request line too long, a malformed header, a bad
 chunk) with an HTML page; every error of this service is `{"error": {...}}` (API.md), so the
@@ -32,20 +34,18 @@ import warnings
 from datetime import timedelta
 from typing import Any
 
+import gevent
 from gunicorn import glogging, util
 from gunicorn.http import errors as http_errors
 from gunicorn.http import wsgi as gunicorn_wsgi
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.sync import SyncWorker
 
+from service.entrypoints.fair_serving import BODY_ERRORS, CONNECTIONS, AppGate, BalancedServer, app_concurrency
 from service.entrypoints.logs import JsonFormatter, mask
 
 SERVER_NAME = "loan-decide"
-
-# What reading a request body raises under gunicorn when the client framed it wrongly (a chunk
-# size that is not hex, a chunk without its CRLF, bad trailers, the body cut short): gunicorn's
-# parse errors, raised inside the app from wsgi.input.
-BODY_ERRORS: tuple[type[Exception], ...] = (http_errors.ParseException, http_errors.NoMoreData)
 
 # gunicorn's messages describe the problem, then quote what the client sent with repr ('…',
 # "…", b'…'). The description is all a client needs; the quote is the client's own bytes.
@@ -116,18 +116,36 @@ def install() -> None:
 
 
 class JsonGeventWorker(GeventWorker):
-    """The default worker: slow clients do not hold the process (see the module docstring)."""
+    """The default worker: slow clients do not hold the process, and requests go through the
+    app in the order they were read (see the module docstring)."""
 
     def init_process(self) -> None:
         install()
         super().init_process()
 
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = AppGate(self.wsgi, app_concurrency())
+        # a worker holding 2 more connections than another (after the other was recycled, say)
+        # closes one after its answer, so the connections spread again
+        self.wsgi.shed = lambda: CONNECTIONS.excess() >= 2
+
     def run(self) -> None:
+        """Serve until told to stop (see _serve_then_exit), taking new connections only while
+        this worker holds no more than the others (ConnectionTable)."""
+        CONNECTIONS.join(self.age, self.pid)
+        refresh = gevent.get_hub().loop.timer(0, CONNECTIONS.REFRESH_S)
+        refresh.start(CONNECTIONS.refresh)
+        ggevent.StreamServer = BalancedServer
+        self._serve_then_exit()
+
+    def _serve_then_exit(self) -> None:
         """Serve until told to stop, then leave without the interpreter's teardown: under
         gevent it collects logging handlers inside finalised greenlets and prints
         "greenlet is being finalized" tracebacks on every clean stop. Nothing is lost: the
         requests are finished and the logs flushed here."""
         super().run()
+        CONNECTIONS.leave()
         self.log.info("Worker exiting (pid: %s)", self.pid)
         logging.shutdown()
         sys.stdout.flush()

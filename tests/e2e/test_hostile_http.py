@@ -1,6 +1,8 @@
 """Issue 9 against a live `loan-decide serve`: slow clients, chunked bodies, gunicorn's own errors."""
 import json
+import os
 import socket
+import time
 import uuid
 from http.client import HTTPConnection
 
@@ -107,3 +109,68 @@ def test_a_malformed_chunked_body_is_a_400(live_server, worker_class):
     status, body = chunked_post(server.port, "/decide", [json.dumps(fresh()).encode()],
                                 {"X-API-Key": "client-key"})
     assert status == 200 and body["outcome"] == "approved"   # a well-framed one is decided
+
+
+def test_slow_bodies_do_not_stop_the_service(live_server, real_redis_url):
+    """200 connections that send whole headers and half a body, then stall: a request's body is
+    read before it may enter the app, so they hold sockets only; everyone else still gets 200."""
+    server = live_server("--workers", "2", env={"REDIS_URL": real_redis_url})
+    stalled: list[tuple[socket.socket, bytes]] = []
+    try:
+        for _ in range(SLOW_CLIENTS):
+            body = json.dumps(fresh()).encode()
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"POST /decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:len(body) // 2])
+            stalled.append((sock, body[len(body) // 2:]))
+        for _ in range(5):
+            assert http("GET", server.url + "/healthz")[0] == 200
+            status, answer, _ = http("POST", server.url + "/decide", fresh())
+            assert status == 200, answer
+        for sock, rest in stalled[:20]:           # finished, they are decided
+            sock.sendall(rest)
+        for sock, _ in stalled[:20]:
+            assert sock.recv(64).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock, _ in stalled:
+            sock.close()
+
+
+def _established_per_worker(master_pid: int, port: int) -> dict[int, int]:
+    """How many established connections to `port` each worker process of `master_pid` holds."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    inodes.add(fields[9])
+    with open(f"/proc/{master_pid}/task/{master_pid}/children") as children:
+        workers = [int(pid) for pid in children.read().split()]
+    held = {}
+    for pid in workers:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        held[pid] = sum(link.startswith("socket:[") and link[8:-1] in inodes for link in links)
+    return held
+
+
+def test_keep_alive_connections_are_spread_evenly_over_the_workers(live_server, real_redis_url):
+    """16 connections opened at once: whichever worker is awake first used to take them all."""
+    server = live_server("--workers", "2", env={"REDIS_URL": real_redis_url})
+    time.sleep(1.0)                                # both workers up and in the connection table
+    connections = [HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(16)]
+    try:
+        for conn in connections:
+            conn.connect()
+        for conn in connections:
+            conn.request("GET", "/healthz")
+        for conn in connections:
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+        held = _established_per_worker(server.process.pid, server.port)
+        assert len(held) == 2 and sum(held.values()) == 16
+        assert max(held.values()) - min(held.values()) <= 2, held
+    finally:
+        for conn in connections:
+            conn.close()
