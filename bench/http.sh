@@ -5,11 +5,13 @@
 #   bench/http.sh
 #   ROUNDS=3 WORKERS=2 THREADS=2 CONNS="16 64" DURATION=10s WARMUP=2s PER_POOL=8 SEED=1 bench/http.sh
 #   MIX=approved:28,rejected:22,cooldown:15,cooling_off:10,group:15,missing:5,elderly:5 bench/http.sh
-#   WORKER_CLASS=sync bench/http.sh
+#   MODELS="gevent sync" bench/http.sh        each worker model in turn, one summary
+#   WORKER_CLASS=sync bench/http.sh          the same as MODELS=sync
 #
-# Three servers, each `gunicorn -c docker/gunicorn.conf.py` (the container's command: gevent
-# workers unless WORKER_CLASS=sync, preload, WORKERS workers, max-requests recycling, same
-# timeouts), each on a free loopback port, all three up for the whole run:
+# For each worker model in MODELS (default: gevent, the default serving model), three servers,
+# each `gunicorn -c docker/gunicorn.conf.py` (the container's command: WORKER_CLASS=<model>,
+# preload, WORKERS workers, max-requests recycling, same timeouts; APP_CONCURRENCY as given),
+# each on a free loopback port, all three up for that model's whole run:
 #   decide   service.entrypoints.wsgi:app, REDIS_URL = real Redis, LOG_LEVEL as given (default
 #            INFO: the service's one JSON log line per request, written to the output directory)
 #   ceiling  bench/stateful_app.py: the stateful ceiling. Bare Flask plus the service's two Lua
@@ -23,7 +25,8 @@
 # THREADS -c CONNS, bench/payloads.lua for all, so every server gets the same bodies). The
 # summary gives every run, then each target's best run (most req/s) with its p99 and its ratio
 # to the best bare and best ceiling, and decide/ceiling within each round. Goal checked at 16
-# connections (issue 15): best decide >= 0.85 of best ceiling.
+# connections, per model: best decide >= 0.85 of best ceiling, and the p99 of decide's best
+# round <= 2x the p99 of the ceiling's best round.
 #
 # The mix (bench/bodies.py writes the pools, each body checked through the Flask test client to
 # get its pool's outcome; bench/payloads.lua schedules them by MIX weights): approvals,
@@ -51,7 +54,7 @@ WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-16}
 ROUNDS=${ROUNDS:-3}
-WORKER_CLASS=${WORKER_CLASS:-gevent}
+MODELS=${MODELS:-${WORKER_CLASS:-gevent}}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 PER_POOL=${PER_POOL:-8}
@@ -216,7 +219,7 @@ measure() {
     local kind=$1 round=$2 port=${PORT[$1]} url c name before after
     url="http://127.0.0.1:$port/decide"
     for c in $CONNS; do
-        name=$kind-c$c-r$round
+        name=$MODEL-$kind-c$c-r$round
         echo "== round $round, $kind, $c connections" >&2
         wrk_bg "$WARMUP" "$c" "$url" "$OUT/$name.warmup.txt" "w$c$kind$round$(date +%s)"
         if [ "$kind" = decide ]; then
@@ -246,8 +249,8 @@ measure() {
 best() {
     local kind=$1 c=$2 r top="" rps=-1 x
     for r in $(seq "$ROUNDS"); do
-        x=$(field "${RESULT[$kind-c$c-r$r]}" rps)
-        if awk -v a="$x" -v b="$rps" 'BEGIN { exit !(a > b) }'; then rps=$x; top=$kind-c$c-r$r; fi
+        x=$(field "${RESULT[$MODEL-$kind-c$c-r$r]}" rps)
+        if awk -v a="$x" -v b="$rps" 'BEGIN { exit !(a > b) }'; then rps=$x; top=$MODEL-$kind-c$c-r$r; fi
     done
     echo "$top"
 }
@@ -262,46 +265,47 @@ grep '^bodies: mean' "$OUT/bodies.out" >&2 || true
 start_redis
 echo "wrk -t$THREADS -c{${CONNS// /,}} -d$DURATION (after $WARMUP warm-up) per run, $ROUNDS rounds" \
      "alternating decide, ceiling, bare; gunicorn -c docker/gunicorn.conf.py, WORKERS=$WORKERS" \
-     "WORKER_CLASS=$WORKER_CLASS; $(nproc) cores; real Redis at $REAL_REDIS_URL; output in ${OUT#$ROOT/}"
+     "models: $MODELS (APP_CONCURRENCY=${APP_CONCURRENCY:-default}); $(nproc) cores; real Redis at $REAL_REDIS_URL; output in ${OUT#$ROOT/}"
 
-# All three servers run for the whole benchmark (an idle one costs nothing); the rounds take
-# turns, so a slow minute of a shared VM lands on every target, not only one.
-mkdir -p "$OUT/prom-decide" "$OUT/prom-ceiling" "$OUT/prom-bare"
-common=(env REDIS_URL="$REAL_REDIS_URL" WORKERS="$WORKERS" WORKER_CLASS="$WORKER_CLASS" LOG_LEVEL="$LOG_LEVEL")
-PORT[decide]=$(free_port)
-echo "== decide: gunicorn -c docker/gunicorn.conf.py service.entrypoints.wsgi:app" >&2
-start_server decide "${PORT[decide]}" "${common[@]}" BIND="127.0.0.1:${PORT[decide]}" \
-    PROMETHEUS_MULTIPROC_DIR="$OUT/prom-decide" \
-    "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" service.entrypoints.wsgi:app
-PORT[ceiling]=$(free_port)
-echo "== ceiling: gunicorn -c docker/gunicorn.conf.py --pythonpath bench stateful_app:app" >&2
-start_server ceiling "${PORT[ceiling]}" "${common[@]}" BIND="127.0.0.1:${PORT[ceiling]}" \
-    PROMETHEUS_MULTIPROC_DIR="$OUT/prom-ceiling" CEILING_SIZES="$OUT/sizes.json" \
-    "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" --pythonpath "$ROOT/bench" stateful_app:app
-# bare: REDIS_URL only satisfies the settings file's several-workers check; unused
-PORT[bare]=$(free_port)
-echo "== bare: gunicorn -c docker/gunicorn.conf.py --pythonpath bench bare_app:app" >&2
-start_server bare "${PORT[bare]}" "${common[@]}" BIND="127.0.0.1:${PORT[bare]}" \
-    PROMETHEUS_MULTIPROC_DIR="$OUT/prom-bare" \
-    "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" --pythonpath "$ROOT/bench" bare_app:app
-for kind in decide ceiling bare; do check_post "$kind" "http://127.0.0.1:${PORT[$kind]}/decide"; done
+# All three servers of a model run for its whole benchmark (an idle one costs nothing); the
+# rounds take turns, so a slow minute of a shared VM lands on every target, not only one.
+run_model() {
+    local kind r
+    rm -rf "$OUT/prom-$MODEL-"*; mkdir -p "$OUT/prom-$MODEL-decide" "$OUT/prom-$MODEL-ceiling" "$OUT/prom-$MODEL-bare"
+    local common=(env REDIS_URL="$REAL_REDIS_URL" WORKERS="$WORKERS" WORKER_CLASS="$MODEL" LOG_LEVEL="$LOG_LEVEL")
+    PORT[decide]=$(free_port)
+    echo "== $MODEL: decide: gunicorn -c docker/gunicorn.conf.py service.entrypoints.wsgi:app" >&2
+    start_server "$MODEL-decide" "${PORT[decide]}" "${common[@]}" BIND="127.0.0.1:${PORT[decide]}" \
+        PROMETHEUS_MULTIPROC_DIR="$OUT/prom-$MODEL-decide" \
+        "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" service.entrypoints.wsgi:app
+    PORT[ceiling]=$(free_port)
+    echo "== $MODEL: ceiling: gunicorn -c docker/gunicorn.conf.py --pythonpath bench stateful_app:app" >&2
+    start_server "$MODEL-ceiling" "${PORT[ceiling]}" "${common[@]}" BIND="127.0.0.1:${PORT[ceiling]}" \
+        PROMETHEUS_MULTIPROC_DIR="$OUT/prom-$MODEL-ceiling" CEILING_SIZES="$OUT/sizes.json" \
+        "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" --pythonpath "$ROOT/bench" stateful_app:app
+    # bare: REDIS_URL only satisfies the settings file's several-workers check; unused
+    PORT[bare]=$(free_port)
+    echo "== $MODEL: bare: gunicorn -c docker/gunicorn.conf.py --pythonpath bench bare_app:app" >&2
+    start_server "$MODEL-bare" "${PORT[bare]}" "${common[@]}" BIND="127.0.0.1:${PORT[bare]}" \
+        PROMETHEUS_MULTIPROC_DIR="$OUT/prom-$MODEL-bare" \
+        "$BIN/gunicorn" -c "$ROOT/docker/gunicorn.conf.py" --pythonpath "$ROOT/bench" bare_app:app
+    for kind in decide ceiling bare; do check_post "$MODEL-$kind" "http://127.0.0.1:${PORT[$kind]}/decide"; done
+    for r in $(seq "$ROUNDS"); do
+        for kind in decide ceiling bare; do measure "$kind" "$r"; done
+    done
+    stop_servers
+}
+for MODEL in $MODELS; do run_model; done
 
-for r in $(seq "$ROUNDS"); do
-    for kind in decide ceiling bare; do measure "$kind" "$r"; done
-done
-stop_servers
-
-{
-    echo "wrk -t$THREADS -d$DURATION (after $WARMUP warm-up) per run, $ROUNDS rounds alternating decide, ceiling, bare;"
-    echo "gunicorn -c docker/gunicorn.conf.py, WORKERS=$WORKERS WORKER_CLASS=$WORKER_CLASS; $(nproc) cores; real Redis at $REAL_REDIS_URL"
-    echo "mix: $MIX"
-    echo "ceiling writes and answers the mix's mean sizes (bytes): $(cat "$OUT/sizes.json")"
-    printf '\n%5s %5s %-8s %9s %8s %8s %8s %8s %7s %11s  %s\n' conns round target 'req/s' 'p50 ms' 'p90 ms' \
+summarise_model() {
+    local c r kind name line bd bc bb rps paired
+    echo "== worker model: $MODEL (WORKER_CLASS=$MODEL)"
+    printf '%5s %5s %-8s %9s %8s %8s %8s %8s %7s %11s  %s\n' conns round target 'req/s' 'p50 ms' 'p90 ms' \
         'p99 ms' requests non-2xx 'redis/req' 'machine CPU'
     for c in $CONNS; do
         for r in $(seq "$ROUNDS"); do
             for kind in decide ceiling bare; do
-                name=$kind-c$c-r$r line=${RESULT[$kind-c$c-r$r]}
+                name=$MODEL-$kind-c$c-r$r line=${RESULT[$MODEL-$kind-c$c-r$r]}
                 printf '%5s %5s %-8s %9s %8s %8s %8s %8s %7s %11s  %s\n' "$c" "$r" "$kind" "$(field "$line" rps)" \
                     "$(field "$line" p50_ms)" "$(field "$line" p90_ms)" "$(field "$line" p99_ms)" \
                     "$(field "$line" requests)" "$(field "$line" non2xx)" "${REDIS_PER_REQ[$name]:-}" "${CPU[$name]}"
@@ -309,33 +313,48 @@ stop_servers
         done
     done
     echo
-    printf '%5s %-8s %9s %8s %12s %14s %11s\n' conns target 'best req/s' 'p99 ms' '/ bare' '/ ceiling' round
+    printf '%5s %-8s %9s %8s %8s %8s %8s %10s %10s %6s\n' conns target 'best req/s' 'p50 ms' 'p90 ms' 'p99 ms' \
+        '/ bare' '/ ceiling' 'p99/ceil' round
     for c in $CONNS; do
         bd=$(best decide "$c") bc=$(best ceiling "$c") bb=$(best bare "$c")
         for name in "$bd" "$bc" "$bb"; do
-            rps=$(field "${RESULT[$name]}" rps)
-            printf '%5s %-8s %9s %8s %12s %14s %11s\n' "$c" "${name%%-*}" "$rps" "$(field "${RESULT[$name]}" p99_ms)" \
-                "$(ratio "$rps" "$(field "${RESULT[$bb]}" rps)")" "$(ratio "$rps" "$(field "${RESULT[$bc]}" rps)")" "${name##*-r}"
+            line=${RESULT[$name]} rps=$(field "${RESULT[$name]}" rps) kind=${name#"$MODEL"-}
+            printf '%5s %-8s %9s %8s %8s %8s %8s %10s %10s %6s\n' "$c" "${kind%%-*}" "$rps" "$(field "$line" p50_ms)" \
+                "$(field "$line" p90_ms)" "$(field "$line" p99_ms)" \
+                "$(ratio "$rps" "$(field "${RESULT[$bb]}" rps)")" "$(ratio "$rps" "$(field "${RESULT[$bc]}" rps)")" \
+                "$(ratio "$(field "$line" p99_ms)" "$(field "${RESULT[$bc]}" p99_ms)")" "${name##*-r}"
         done
         paired=""
         for r in $(seq "$ROUNDS"); do
-            paired+=" $(ratio "$(field "${RESULT[decide-c$c-r$r]}" rps)" "$(field "${RESULT[ceiling-c$c-r$r]}" rps)")"
+            paired+=" $(ratio "$(field "${RESULT[$MODEL-decide-c$c-r$r]}" rps)" "$(field "${RESULT[$MODEL-ceiling-c$c-r$r]}" rps)")"
         done
         echo "      decide/ceiling within each round:$paired"
     done
     echo
     for c in $CONNS; do
-        for r in $(seq "$ROUNDS"); do echo "outcome mix, decide at $c connections, round $r (server /metrics): ${MIXLINE[decide-c$c-r$r]}"; done
+        for r in $(seq "$ROUNDS"); do echo "outcome mix, decide at $c connections, round $r (server /metrics): ${MIXLINE[$MODEL-decide-c$c-r$r]}"; done
     done
-    echo
     if [[ " $CONNS " == *" 16 "* ]]; then
-        d=$(best decide 16) cl=$(best ceiling 16)
-        awk -v d="$(field "${RESULT[$d]}" rps)" -v c="$(field "${RESULT[$cl]}" rps)" 'BEGIN {
-            r = d / c
-            printf "goal at 16 connections: best decide / best ceiling %.3f (>= 0.85: %s)\n", r, (r >= 0.85 ? "met" : "NOT met") }'
+        bd=$(best decide 16) bc=$(best ceiling 16)
+        awk -v m="$MODEL" -v d="$(field "${RESULT[$bd]}" rps)" -v c="$(field "${RESULT[$bc]}" rps)" \
+            -v dp="$(field "${RESULT[$bd]}" p99_ms)" -v cp="$(field "${RESULT[$bc]}" p99_ms)" 'BEGIN {
+            r = d / c; t = dp / cp
+            printf "goal at 16 connections, %s: best decide / best ceiling %.3f (>= 0.85: %s); p99 %.1f / %.1f ms = %.2f (<= 2: %s)\n",
+                   m, r, (r >= 0.85 ? "met" : "NOT met"), dp, cp, t, (t <= 2 ? "met" : "NOT met") }'
     fi
+    echo
+}
+
+{
+    echo "wrk -t$THREADS -d$DURATION (after $WARMUP warm-up) per run, $ROUNDS rounds alternating decide, ceiling, bare;"
+    echo "gunicorn -c docker/gunicorn.conf.py, WORKERS=$WORKERS, models: $MODELS (APP_CONCURRENCY=${APP_CONCURRENCY:-default}); $(nproc) cores; real Redis at $REAL_REDIS_URL"
+    echo "mix: $MIX"
+    echo "ceiling writes and answers the mix's mean sizes (bytes): $(cat "$OUT/sizes.json")"
+    echo
+    for MODEL in $MODELS; do summarise_model; done
     echo "ceiling: bench/stateful_app.py, bare Flask plus the service's two Lua round trips (BEGIN, COMMIT)"
     echo "         with records of the sizes above: the fastest this architecture can answer."
+    echo "p99/ceil: this best round's p99 / the ceiling's best round's p99 (same model)."
     echo "machine CPU: all cores over the measured run (/proc/stat): busy = user+nice+system+irq+softirq;"
     echo "           steal = time the hypervisor gave this VM's vCPUs to others."
     echo "redis/req: EVALSHA+EVAL calls / all commands (including those inside the Lua scripts)"

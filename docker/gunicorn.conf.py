@@ -1,8 +1,9 @@
 """gunicorn settings for the service, from environment variables with production defaults.
 
 gevent worker processes, never threads (service/entrypoints/gunicorn_worker.py): a slow client costs a
-socket, not a worker, so a few connections that dribble their headers cannot stop the service
-(issue 9); durable_rules, process-global and not thread-safe, evaluates under one lock with no
+socket, not a worker, so a few connections that dribble their headers cannot stop the service,
+and requests are served first come first served with connections spread evenly over the workers
+(service/entrypoints/fair_serving.py); durable_rules, process-global and not thread-safe, evaluates under one lock with no
 I/O inside it. WORKER_CLASS=sync selects the one-request-at-a-time worker instead. The app is
 built before the fork (preload), so every worker shares the compiled rules, and a worker that
 dies is replaced by a fork of the same master.
@@ -16,6 +17,8 @@ _WORKER_CLASSES = {"gevent": "service.entrypoints.gunicorn_worker.JsonGeventWork
                    "sync": "service.entrypoints.gunicorn_worker.JsonSyncWorker"}
 worker_class = _WORKER_CLASSES[os.environ.get("WORKER_CLASS", "gevent")]
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))  # open sockets per worker
+# APP_CONCURRENCY (default 2): requests a gevent worker runs in the app at once, the others
+# waiting in arrival order (service/entrypoints/fair_serving.py); read by the worker
 threads = 1
 preload_app = True
 timeout = int(os.environ.get("TIMEOUT", "30"))                  # a stuck worker is killed after this
