@@ -27,7 +27,7 @@ from service.domain.decision import (
     iso_utc,
     parse_iso_utc,
 )
-from service.domain.facts import FACT_FIELDS, add_calendar, build_fact
+from service.domain.facts import FACT_FIELDS, FactShape, add_calendar, shaped_fact
 from service.domain.outcome import Outcome, Verdict
 from service.domain.product_plan import CompiledRule, ProductPlan, RuleEvaluator
 from service.domain.rulebook import Rule, RuleBook
@@ -61,14 +61,32 @@ class _RuleView:
     is_check: bool
     fields: frozenset[str]                  # every fact field the rule reads
     trace_fields: tuple[str, ...]           # the ones the trace shows (reference dates left out)
-    params: tuple[tuple[str, Any], ...]     # (name, value) shown with the inputs
+    # (name, value, shown as the fact's value) of the parameters shown with the inputs: a
+    # parameter naming a fact field (a reference date) shows that field's value
+    params: tuple[tuple[str, Any, bool], ...]
+    constant_params: Optional[dict[str, Any]]   # all of them, when none names a fact field
+    reads_unbuilt: bool                     # reads a field no fact has: never evaluated
 
 
-def _views(plan: ProductPlan) -> tuple[_RuleView, ...]:
-    return tuple(_RuleView(c, c.rule, c.rule.key, c.rule.is_check, frozenset(c.rule.fields),
-                           tuple(f for f in c.rule.fields if f not in plan.ref_dates),
-                           tuple(c.params.items()))
-                 for c in plan.rules)
+def _product_fields(plan: ProductPlan) -> set[str]:
+    """The fact fields a product's facts hold: every one its rules read, every reference date,
+    and every fact field a parameter names (the trace shows its value)."""
+    named = {value for c in plan.rules for value in c.params.values()
+             if isinstance(value, str) and value in FACT_FIELDS}
+    return set(plan.needed) | set(plan.ref_dates) | named
+
+
+def _views(plan: ProductPlan, built: frozenset[str]) -> tuple[_RuleView, ...]:
+    """The rule views of one product whose facts hold the fields `built`."""
+    views = []
+    for c in plan.rules:
+        params = tuple((name, value, isinstance(value, str) and value in built)
+                       for name, value in c.params.items())
+        constant = None if any(shown for _, _, shown in params) else {n: v for n, v, _ in params}
+        views.append(_RuleView(c, c.rule, c.rule.key, c.rule.is_check, frozenset(c.rule.fields),
+                               tuple(f for f in c.rule.fields if f not in plan.ref_dates),
+                               params, constant, not frozenset(c.rule.fields) <= built))
+    return tuple(views)
 
 
 @dataclass(frozen=True)
@@ -87,7 +105,12 @@ class Policy:
         self.book = book
         self.engine = engine
         self.version = book.version
-        self._views = {name: _views(plan) for name, plan in engine.plans.items()}
+        # product -> the shape of its facts: only the fields its rules and trace read
+        self._shapes = {name: FactShape.of(_product_fields(plan), plan.ref_dates)
+                        for name, plan in engine.plans.items()}
+        self._views = {name: _views(plan, self._shapes[name].fields)
+                       for name, plan in engine.plans.items()}
+        self._reference_days: dict[tuple[str, dt.datetime], tuple] = {}
         # product -> check key -> compiled rule: what refused, looked up from the (few) fired keys
         self._checks = {name: {v.key: v.compiled for v in views if v.is_check}
                         for name, views in self._views.items()}
@@ -176,9 +199,21 @@ class Policy:
 
     def _run(self, request, plan: ProductPlan, state: UserState, now: dt.datetime,
              limit_factor: float) -> _Pass:
-        today = now.astimezone(POLICY_TZ).date()
-        fact = build_fact(request, state, today, plan.ref_dates, limit_factor)
-        return _Pass(self.engine.fire(plan.product.name, fact.values), fact, limit_factor)
+        name = plan.product.name
+        fact = shaped_fact(request, state, self._shapes[name], self._days(name, now), limit_factor)
+        return _Pass(self.engine.fire(name, fact.values), fact, limit_factor)
+
+    def _days(self, product: str, now: dt.datetime) -> tuple[tuple[str, str, int], ...]:
+        """The product's reference dates at `now` (remembered for the last few moments: a
+        decision, its T4 and probe passes and most recourse candidates share one clock time)."""
+        key = (product, now)
+        days = self._reference_days.get(key)
+        if days is None:
+            if len(self._reference_days) > 64:
+                self._reference_days.clear()
+            days = self._reference_days[key] = self._shapes[product].reference_days(
+                now.astimezone(POLICY_TZ).date())
+        return days
 
     def _with_temporary_limit(self, request, plan: ProductPlan, state: UserState,
                               now: dt.datetime, first: _Pass) -> Optional[_Pass]:
@@ -264,13 +299,17 @@ class Policy:
         flags: list[str] = [TEMPORARY_LIMIT_FLAG] if temp_limit_used else []
         adjustments: list[Mapping] = []
         unknown = {name for name, value in display.items() if value is None}   # absent or null
+        get = display.get
         for view in self._views[plan.product.name]:
             rule = view.rule
             matched = view.key in fired
-            inputs = {f: display.get(f) for f in view.trace_fields}
-            for name, value in view.params:
-                inputs[name] = display.get(value, value) if isinstance(value, str) else value
-            unread = not unknown.isdisjoint(view.fields) or not view.fields <= display.keys()
+            inputs = dict(zip(view.trace_fields, map(get, view.trace_fields)))
+            if view.constant_params is not None:
+                inputs.update(view.constant_params)
+            else:
+                for name, value, shown in view.params:
+                    inputs[name] = get(value) if shown else value
+            unread = not matched and (view.reads_unbuilt or not unknown.isdisjoint(view.fields))
             if view.is_check:
                 passed = False if matched else (None if unread else True)
                 if matched:
@@ -281,7 +320,7 @@ class Policy:
                     reasons.append(Reason(spec.code, rule.rule_id, spec.message_zh, spec.message_en,
                                           spec.advice_zh, spec.advice_en, reason_inputs))
             else:
-                passed = None if unread and not matched else True
+                passed = None if unread else True
                 if matched and rule.flag and rule.flag not in flags:
                     flags.append(rule.flag)
                 if matched and rule.pricing:
