@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 from zoneinfo import ZoneInfo
 
 from service.domain import pricing, recourse
@@ -64,7 +64,7 @@ class _RuleView:
     # (name, value, shown as the fact's value) of the parameters shown with the inputs: a
     # parameter naming a fact field (a reference date) shows that field's value
     params: tuple[tuple[str, Any, bool], ...]
-    constant_params: Optional[dict[str, Any]]   # all of them, when none names a fact field
+    constant_params: Optional[dict[str, Any]]   # all of them, when none names a fact field (else None)
     reads_unbuilt: bool                     # reads a field no fact has: never evaluated
 
 
@@ -89,6 +89,52 @@ def _views(plan: ProductPlan, built: frozenset[str]) -> tuple[_RuleView, ...]:
     return tuple(views)
 
 
+class _TraceRow(NamedTuple):
+    """What one rule's trace line reads of its view, as a plain tuple: the trace loop unpacks
+    one per rule of the product on every decision, faster than it reads a view's attributes."""
+
+    rule_id: str
+    check: str
+    key: str
+    is_check: bool
+    shown: tuple[str, ...]
+    constant_params: Optional[dict[str, Any]]
+    params: tuple[tuple[str, Any, bool], ...]
+    fields: frozenset[str]
+    reads_unbuilt: bool
+
+    @classmethod
+    def of(cls, view: _RuleView) -> "_TraceRow":
+        return cls(view.rule.rule_id, view.rule.check, view.key, view.is_check, view.trace_fields,
+                   view.constant_params, view.params, view.fields, view.reads_unbuilt)
+
+
+def _trace(rows: tuple[_TraceRow, ...], display: Mapping[str, Any],
+           fired: frozenset[str]) -> list[TraceEntry]:
+    """The trace: one line per rule, in the product's order. A rule that fired matched (a
+    check failed, a flag or pricing applied); one that did not passed, unless it reads a field
+    the application left unknown (absent or null), which it then could not evaluate (None)."""
+    get = display.get
+    unknown = {name for name, value in display.items() if value is None}
+    trace: list[TraceEntry] = []
+    append = trace.append
+    for rule_id, check, key, is_check, shown, constant, params, fields, unbuilt in rows:
+        inputs = {name: get(name) for name in shown}
+        if constant:
+            inputs.update(constant)
+        elif params:
+            for name, value, from_fact in params:
+                inputs[name] = get(value) if from_fact else value
+        if key in fired:
+            append({"rule_id": rule_id, "check": check, "passed": not is_check, "matched": True,
+                    "inputs": inputs})
+        else:
+            passed = None if unbuilt or (unknown and not unknown.isdisjoint(fields)) else True
+            append({"rule_id": rule_id, "check": check, "passed": passed, "matched": False,
+                    "inputs": inputs})
+    return trace
+
+
 @dataclass(frozen=True)
 class _Pass:
     """One evaluation of the product's rules on one fact."""
@@ -110,6 +156,9 @@ class Policy:
                         for name, plan in engine.plans.items()}
         self._views = {name: _views(plan, self._shapes[name].fields)
                        for name, plan in engine.plans.items()}
+        self._trace_rows = {name: tuple(map(_TraceRow.of, views)) for name, views in self._views.items()}
+        self._rule_index = {name: {v.key: i for i, v in enumerate(views)}
+                            for name, views in self._views.items()}
         self._reference_days: dict[tuple[str, dt.datetime], tuple] = {}
         # product -> check key -> compiled rule: what refused, looked up from the (few) fired keys
         self._checks = {name: {v.key: v.compiled for v in views if v.is_check}
@@ -295,38 +344,25 @@ class Policy:
         verdict = self._judge(plan, run)
         # one MISSING_DATA per request field (a derived fact field names its source)
         reasons: list[Reason] = [self._missing_reason(source) for source in verdict.missing]
-        trace: list[TraceEntry] = []
         flags: list[str] = [TEMPORARY_LIMIT_FLAG] if temp_limit_used else []
         adjustments: list[Mapping] = []
-        unknown = {name for name, value in display.items() if value is None}   # absent or null
-        get = display.get
-        for view in self._views[plan.product.name]:
-            rule = view.rule
-            matched = view.key in fired
-            inputs = dict(zip(view.trace_fields, map(get, view.trace_fields)))
-            if view.constant_params is not None:
-                inputs.update(view.constant_params)
-            else:
-                for name, value, shown in view.params:
-                    inputs[name] = get(value) if shown else value
-            unread = not matched and (view.reads_unbuilt or not unknown.isdisjoint(view.fields))
+        name = plan.product.name
+        trace = _trace(self._trace_rows[name], display, fired)
+        views = self._views[name]
+        for index in sorted(self._rule_index[name][key] for key in fired):   # the product's order
+            view, rule = views[index], views[index].rule
             if view.is_check:
-                passed = False if matched else (None if unread else True)
-                if matched:
-                    reason_inputs = dict(inputs)
-                    if view.compiled.limit is not None:
-                        reason_inputs[LARGEST_ALLOWED] = largest_allowed
-                    spec = rule.reason
-                    reasons.append(Reason(spec.code, rule.rule_id, spec.message_zh, spec.message_en,
-                                          spec.advice_zh, spec.advice_en, reason_inputs))
+                reason_inputs = dict(trace[index]["inputs"])
+                if view.compiled.limit is not None:
+                    reason_inputs[LARGEST_ALLOWED] = largest_allowed
+                spec = rule.reason
+                reasons.append(Reason(spec.code, rule.rule_id, spec.message_zh, spec.message_en,
+                                      spec.advice_zh, spec.advice_en, reason_inputs))
             else:
-                passed = None if unread else True
-                if matched and rule.flag and rule.flag not in flags:
+                if rule.flag and rule.flag not in flags:
                     flags.append(rule.flag)
-                if matched and rule.pricing:
+                if rule.pricing:
                     adjustments.append(rule.pricing)
-            trace.append({"rule_id": rule.rule_id, "check": rule.check, "passed": passed,
-                          "matched": matched, "inputs": inputs})
 
         outcome = verdict.outcome
         cooldown = outcome == "rejected" and any(rule.reason.starts_cooldown for rule in verdict.fired_checks)
