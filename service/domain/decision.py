@@ -111,6 +111,11 @@ class Decision:
     recourse_declared: bool = False
     recourse: Optional[Recourse] = None
 
+    def with_recourse(self, recourse: Optional[Recourse]) -> "Decision":
+        """This decision with its recourse: `dataclasses.replace` walks the fields' definitions
+        on every call, at twice the cost of copying the values."""
+        return Decision(**{**vars(self), "recourse": recourse})
+
     def to_dict(self) -> dict[str, Any]:
         """The response document. Written out by hand: dataclasses.asdict deep-copies every
         value and cost more than the whole rule evaluation (320 us against 220 us, measured)."""

@@ -40,7 +40,10 @@ def _catalogue() -> dict[str, FactField]:
 
 
 FACT_FIELDS: dict[str, FactField] = _catalogue()
-_APPLICANT_KINDS = tuple(APPLICANT_FIELDS.items())
+
+
+def _of_kind(kind: str, wanted: set[str]) -> tuple[str, ...]:
+    return tuple(f for f, k in APPLICANT_FIELDS.items() if k == kind and f in wanted)
 
 
 def durable_number(value: float) -> float:
@@ -92,7 +95,9 @@ class FactShape:
     by durable_rules on every evaluation all the same."""
 
     numbers: tuple[str, ...]                  # of the request's top level (amount, term_days)
-    applicant: tuple[tuple[str, str], ...]    # (field, kind)
+    applicant_numbers: tuple[str, ...]        # the applicant's fields, by kind
+    applicant_bools: tuple[str, ...]
+    applicant_dates: tuple[str, ...]
     null_means_no: tuple[tuple[str, str], ...]   # (request field, derived fact field)
     groups: tuple[tuple[str, str], ...]       # (group, fact field)
     documents: tuple[str, ...]
@@ -105,7 +110,9 @@ class FactShape:
         wanted = set(fields)
         return cls(
             numbers=tuple(f for f in ("amount", "term_days") if f in wanted),
-            applicant=tuple((f, kind) for f, kind in _APPLICANT_KINDS if f in wanted),
+            applicant_numbers=_of_kind("number", wanted),
+            applicant_bools=_of_kind("bool", wanted),
+            applicant_dates=_of_kind("date", wanted),
             null_means_no=tuple((s, d) for s, d in NULL_MEANS_NO.items() if d in wanted),
             groups=tuple((g, f"is_{g}") for g in GROUPS if f"is_{g}" in wanted),
             documents=tuple(d for d in DOCUMENTS if d in wanted),
@@ -115,7 +122,8 @@ class FactShape:
     @property
     def fields(self) -> frozenset[str]:
         """Every field a fact of this shape holds (in `display`, whatever the request)."""
-        return frozenset([*self.numbers, *(f for f, _ in self.applicant),
+        return frozenset([*self.numbers, *self.applicant_numbers, *self.applicant_bools,
+                          *self.applicant_dates,
                           *(d for _, d in self.null_means_no), *(f for _, f in self.groups),
                           *self.documents, *self.state, *(f for f, _ in self.ref_dates)])
 
@@ -151,19 +159,35 @@ def shaped_fact(request: Mapping[str, Any], state: UserState, shape: FactShape,
     missing: set[str] = set()
 
     for name in shape.numbers:
-        _put_number(name, request.get(name), values, display, missing)
-    for name, kind in shape.applicant:
-        value = applicant.get(name)
+        value = display[name] = request.get(name)
+        if value is None:
+            missing.add(name)
+        else:
+            values[name] = durable_number(value) if type(value) is float else value
+    get = applicant.get
+    for name in shape.applicant_numbers:
+        value = display[name] = get(name)
         if value is None:
             if not (name in NULL_MEANS_NO and name in applicant):   # null means "no" there
                 missing.add(name)
+        else:
+            values[name] = durable_number(value) if type(value) is float else value
+    for name in shape.applicant_bools:
+        value = display[name] = get(name)
+        if value is None:
+            if not (name in NULL_MEANS_NO and name in applicant):
+                missing.add(name)
+        else:
+            values[name] = value
+    for name in shape.applicant_dates:
+        value = get(name)
+        if value is None:
+            if not (name in NULL_MEANS_NO and name in applicant):
+                missing.add(name)
             display[name] = None
-        elif kind == "date":
+        else:
             display[name] = value.isoformat()
             values[name] = (value - EPOCH).days
-        else:
-            display[name] = value
-            values[name] = durable_number(value) if type(value) is float else value
     for source, derived in shape.null_means_no:
         # null means "no"; only an absent key is missing data.
         if source in applicant:
@@ -187,17 +211,12 @@ def shaped_fact(request: Mapping[str, Any], state: UserState, shape: FactShape,
     if shape.state:
         for name, value in state.fact_fields(limit_factor).items():
             if name in shape.state:
-                _put_number(name, value, values, display, missing)
+                display[name] = value
+                if value is None:
+                    missing.add(name)
+                else:
+                    values[name] = durable_number(value) if type(value) is float else value
     for name, iso, day in reference_days:
         display[name] = iso
         values[name] = day
     return Fact(values, display, frozenset(missing))
-
-
-
-def _put_number(name: str, value: Any, values: dict, display: dict, missing: set) -> None:
-    display[name] = value
-    if value is None:
-        missing.add(name)
-    else:
-        values[name] = durable_number(value)

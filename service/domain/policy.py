@@ -9,7 +9,6 @@ holds, and come before any rule is evaluated.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -196,8 +195,7 @@ class Policy:
 
         The search evaluates its candidates through this Policy (recourse.Evaluator)."""
         found = recourse.search(self, request, state, now, outcome)
-        decision = dataclasses.replace(outcome.decision, recourse=found)
-        return Outcome(decision, outcome.change, outcome.evaluated)
+        return Outcome(outcome.decision.with_recourse(found), outcome.change, outcome.evaluated)
 
     def evaluate_plain(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Outcome:
         """The decision without recourse (its verdict is what the recourse search reads of each candidate)."""
