@@ -159,10 +159,16 @@ class Policy:
         self._rule_index = {name: {v.key: i for i, v in enumerate(views)}
                             for name, views in self._views.items()}
         self._reference_days: dict[tuple[str, dt.datetime], tuple] = {}
+        self._recourse = {name: recourse.product_recourse(book, plan)
+                          for name, plan in engine.plans.items()} if book.recourse else {}
         # product -> check key -> compiled rule: what refused, looked up from the (few) fired keys
         self._checks = {name: {v.key: v.compiled for v in views if v.is_check}
                         for name, views in self._views.items()}
         self._window_starts: dict[dt.datetime, dt.datetime] = {}
+
+    def product_recourse(self, product: str) -> recourse.ProductRecourse:
+        """What the recourse search reads of a product's rules (recourse.Evaluator)."""
+        return self._recourse[product]
 
     # -- windows ------------------------------------------------------------------------
     def count_window_start(self, now: dt.datetime) -> dt.datetime:
