@@ -164,6 +164,9 @@ class Policy:
         # product -> check key -> compiled rule: what refused, looked up from the (few) fired keys
         self._checks = {name: {v.key: v.compiled for v in views if v.is_check}
                         for name, views in self._views.items()}
+        # product -> its limit rules (a few of its ~30), in rule order
+        self._limits = {name: tuple(c for c in plan.rules if c.limit is not None)
+                        for name, plan in engine.plans.items()}
         self._window_starts: dict[dt.datetime, dt.datetime] = {}
 
     def product_recourse(self, product: str) -> recourse.ProductRecourse:
@@ -308,13 +311,14 @@ class Policy:
         applicant, found by a probe pass at an amount above every limit: the limit rules that
         fire then are exactly the ones whose other conditions (group, tier, balance) hold.
         """
-        fired_limits = [c for c in plan.rules if c.limit is not None and c.rule.key in run.fired]
+        limits = self._limits[plan.product.name]
+        fired_limits = [c for c in limits if c.rule.key in run.fired]
         if not fired_limits:
             return None
         if self.book.largest_allowed == "smallest_broken_limit":
             return min(_scaled(c, run.limit_factor) for c in fired_limits)
         probe = self._limits_probe(request, plan, state, now)
-        applicable = [c for c in plan.rules if c.limit is not None and c.rule.key in probe.fired]
+        applicable = [c for c in limits if c.rule.key in probe.fired]
         return min(_scaled(c, probe.limit_factor) for c in applicable or fired_limits)
 
     def _limits_probe(self, request, plan: ProductPlan, state: UserState, now: dt.datetime) -> _Pass:
@@ -322,7 +326,7 @@ class Policy:
         (T4's when available): the limit rules that fire are the ones that apply to it."""
         factor = 1.0 + self.book.time.temporary_limit.increase \
             if self._temporary_limit_available(request, state, now) else 1.0
-        ceiling = max(c.limit * factor for c in plan.rules if c.limit is not None)
+        ceiling = max(c.limit * factor for c in self._limits[plan.product.name])
         return self._run({**request, "amount": ceiling * 2 + 1}, plan, state, now, factor)
 
     def _refusal_by_state(self, request, state: UserState, now: dt.datetime) -> Optional[Decision]:
@@ -455,7 +459,7 @@ class Policy:
         if self.book.review_approval == "amount_asked":
             return request["amount"]
         probe = self._limits_probe(request, plan, state, now)
-        applicable = [c for c in plan.rules if c.limit is not None and
+        applicable = [c for c in self._limits[plan.product.name] if
                       (c.rule.key in probe.fired or not probe.fact.missing.isdisjoint(c.rule.fields))]
         largest = min((_scaled(c, probe.limit_factor) for c in applicable), default=request["amount"])
         return largest if largest < request["amount"] else request["amount"]
