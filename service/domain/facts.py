@@ -142,7 +142,8 @@ class FactShape:
 
 def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
                ref_dates: Mapping[str, Mapping[str, int]], limit_factor: float = 1.0) -> Fact:
-    """The fact of one evaluation with every field of the catalogue."""
+    """The fact of one evaluation with every field of the catalogue (the benchmarks and tests
+    build these; a Policy builds each product's shape only, with shaped_fact)."""
     shape = FactShape.every_field(ref_dates)
     return shaped_fact(request, state, shape, shape.reference_days(today), limit_factor)
 
