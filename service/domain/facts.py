@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from service.domain.applicant_fields import APPLICANT_FIELDS, DOCUMENTS, GROUPS, NULL_MEANS_NO
 from service.domain.userstate import UserState
@@ -40,6 +40,10 @@ def _catalogue() -> dict[str, FactField]:
 
 
 FACT_FIELDS: dict[str, FactField] = _catalogue()
+
+
+def _of_kind(kind: str, wanted: set[str]) -> tuple[str, ...]:
+    return tuple(f for f, k in APPLICANT_FIELDS.items() if k == kind and f in wanted)
 
 
 def durable_number(value: float) -> float:
@@ -81,9 +85,73 @@ class Fact:
     missing: frozenset[str]   # fact fields absent or null in the request
 
 
+@dataclass(frozen=True)
+class FactShape:
+    """The fact fields one evaluation builds, sorted by where each comes from.
+
+    A product's rules read about 34 of the catalogue's 43 fields: its shape, worked out once per
+    product (service.domain.policy), builds only those. A field no rule names cannot change
+    which rules fire (durable_rules never matches on it), but it was built, encoded and parsed
+    by durable_rules on every evaluation all the same."""
+
+    numbers: tuple[str, ...]                  # of the request's top level (amount, term_days)
+    applicant_numbers: tuple[str, ...]        # the applicant's fields, by kind
+    applicant_bools: tuple[str, ...]
+    applicant_dates: tuple[str, ...]
+    null_means_no: tuple[tuple[str, str], ...]   # (request field, derived fact field)
+    groups: tuple[tuple[str, str], ...]       # (group, fact field)
+    documents: tuple[str, ...]
+    state: frozenset[str]
+    ref_dates: tuple[tuple[str, Mapping[str, int]], ...]   # (fact field, calendar offset)
+
+    @classmethod
+    def of(cls, fields: Iterable[str], ref_dates: Mapping[str, Mapping[str, int]]) -> "FactShape":
+        """The shape of the catalogue's fields among `fields`, and the reference dates among them."""
+        wanted = set(fields)
+        return cls(
+            numbers=tuple(f for f in ("amount", "term_days") if f in wanted),
+            applicant_numbers=_of_kind("number", wanted),
+            applicant_bools=_of_kind("bool", wanted),
+            applicant_dates=_of_kind("date", wanted),
+            null_means_no=tuple((s, d) for s, d in NULL_MEANS_NO.items() if d in wanted),
+            groups=tuple((g, f"is_{g}") for g in GROUPS if f"is_{g}" in wanted),
+            documents=tuple(d for d in DOCUMENTS if d in wanted),
+            state=frozenset(f for f in UserState().fact_fields() if f in wanted),
+            ref_dates=tuple((f, offset) for f, offset in ref_dates.items() if f in wanted))
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """Every field a fact of this shape holds (in `display`, whatever the request)."""
+        return frozenset([*self.numbers, *self.applicant_numbers, *self.applicant_bools,
+                          *self.applicant_dates,
+                          *(d for _, d in self.null_means_no), *(f for _, f in self.groups),
+                          *self.documents, *self.state, *(f for f, _ in self.ref_dates)])
+
+    @classmethod
+    def every_field(cls, ref_dates: Mapping[str, Mapping[str, int]]) -> "FactShape":
+        return cls.of([*FACT_FIELDS, *ref_dates], ref_dates)
+
+    def reference_days(self, today: dt.date) -> tuple[tuple[str, str, int], ...]:
+        """(fact field, ISO date, day number) of each reference date on `today`."""
+        out = []
+        for name, offset in self.ref_dates:
+            day = add_calendar(today, **offset)
+            out.append((name, day.isoformat(), (day - EPOCH).days))
+        return tuple(out)
+
+
 def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
                ref_dates: Mapping[str, Mapping[str, int]], limit_factor: float = 1.0) -> Fact:
-    """The fact of one evaluation. Written as flat loops, not a helper per field: it runs for
+    """The fact of one evaluation with every field of the catalogue (the benchmarks and tests
+    build these; a Policy builds each product's shape only, with shaped_fact)."""
+    shape = FactShape.every_field(ref_dates)
+    return shaped_fact(request, state, shape, shape.reference_days(today), limit_factor)
+
+
+def shaped_fact(request: Mapping[str, Any], state: UserState, shape: FactShape,
+                reference_days: tuple[tuple[str, str, int], ...], limit_factor: float = 1.0) -> Fact:
+    """The fact of one evaluation, the fields of `shape` only (`reference_days` from
+    shape.reference_days). Written as flat loops, not a helper per field: it runs for
     every evaluation (a decision, its T4 and largest-allowed passes, each recourse candidate),
     and a call per field cost more than the rule engine itself."""
     applicant = request["applicant"]
@@ -91,32 +159,49 @@ def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
     display: dict[str, Any] = {}
     missing: set[str] = set()
 
-    for name, value in (("amount", request["amount"]), ("term_days", request.get("term_days"))):
-        _put_number(name, value, values, display, missing)
-    for name, kind in _APPLICANT_KINDS:
-        value = applicant.get(name)
+    for name in shape.numbers:
+        value = display[name] = request.get(name)
+        if value is None:
+            missing.add(name)
+        else:
+            values[name] = durable_number(value) if type(value) is float else value
+    get = applicant.get
+    for name in shape.applicant_numbers:
+        value = display[name] = get(name)
         if value is None:
             if not (name in NULL_MEANS_NO and name in applicant):   # null means "no" there
                 missing.add(name)
+        else:
+            values[name] = durable_number(value) if type(value) is float else value
+    for name in shape.applicant_bools:
+        value = display[name] = get(name)
+        if value is None:
+            if not (name in NULL_MEANS_NO and name in applicant):
+                missing.add(name)
+        else:
+            values[name] = value
+    for name in shape.applicant_dates:
+        value = get(name)
+        if value is None:
+            if not (name in NULL_MEANS_NO and name in applicant):
+                missing.add(name)
             display[name] = None
-        elif kind == "date":
+        else:
             display[name] = value.isoformat()
             values[name] = (value - EPOCH).days
-        else:
-            display[name] = value
-            values[name] = durable_number(value) if type(value) is float else value
-    for source, derived in NULL_MEANS_NO.items():
+    for source, derived in shape.null_means_no:
         # null means "no"; only an absent key is missing data.
         if source in applicant:
             values[derived] = display[derived] = applicant[source] is not None
         else:
             missing.add(derived)
             display[derived] = None
-    groups = applicant.get("groups") or ()
-    for group in GROUPS:
-        values[f"is_{group}"] = display[f"is_{group}"] = group in groups
+    if shape.groups:
+        groups = applicant.get("groups") or ()
+        for group, name in shape.groups:
+            values[name] = display[name] = group in groups
     documents = applicant.get("documents") or {}
-    for doc in DOCUMENTS:
+    for doc in shape.documents:
         # absent: not claimed (false); null: unknown, missing data if a rule reads it
         claimed = documents.get(doc, False)
         if claimed is None:
@@ -124,21 +209,15 @@ def build_fact(request: Mapping[str, Any], state: UserState, today: dt.date,
         else:
             values[doc] = claimed
         display[doc] = claimed
-    for name, value in state.fact_fields(limit_factor).items():
-        _put_number(name, value, values, display, missing)
-    for name, offset in ref_dates.items():
-        day = add_calendar(today, **offset)
-        display[name] = day.isoformat()
-        values[name] = (day - EPOCH).days
+    if shape.state:
+        for name, value in state.fact_fields(limit_factor).items():
+            if name in shape.state:
+                display[name] = value
+                if value is None:
+                    missing.add(name)
+                else:
+                    values[name] = durable_number(value) if type(value) is float else value
+    for name, iso, day in reference_days:
+        display[name] = iso
+        values[name] = day
     return Fact(values, display, frozenset(missing))
-
-
-_APPLICANT_KINDS = tuple(APPLICANT_FIELDS.items())
-
-
-def _put_number(name: str, value: Any, values: dict, display: dict, missing: set) -> None:
-    display[name] = value
-    if value is None:
-        missing.add(name)
-    else:
-        values[name] = durable_number(value)

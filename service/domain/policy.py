@@ -9,11 +9,10 @@ holds, and come before any rule is evaluated.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 from zoneinfo import ZoneInfo
 
 from service.domain import pricing, recourse
@@ -27,7 +26,7 @@ from service.domain.decision import (
     iso_utc,
     parse_iso_utc,
 )
-from service.domain.facts import FACT_FIELDS, add_calendar, build_fact
+from service.domain.facts import FACT_FIELDS, FactShape, add_calendar, shaped_fact
 from service.domain.outcome import Outcome, Verdict
 from service.domain.product_plan import CompiledRule, ProductPlan, RuleEvaluator
 from service.domain.rulebook import Rule, RuleBook
@@ -61,14 +60,78 @@ class _RuleView:
     is_check: bool
     fields: frozenset[str]                  # every fact field the rule reads
     trace_fields: tuple[str, ...]           # the ones the trace shows (reference dates left out)
-    params: tuple[tuple[str, Any], ...]     # (name, value) shown with the inputs
+    # (name, value, shown as the fact's value) of the parameters shown with the inputs: a
+    # parameter naming a fact field (a reference date) shows that field's value
+    params: tuple[tuple[str, Any, bool], ...]
+    constant_params: Optional[dict[str, Any]]   # all of them, when none names a fact field (else None)
+    reads_unbuilt: bool                     # reads a field no fact has: never evaluated
 
 
-def _views(plan: ProductPlan) -> tuple[_RuleView, ...]:
-    return tuple(_RuleView(c, c.rule, c.rule.key, c.rule.is_check, frozenset(c.rule.fields),
-                           tuple(f for f in c.rule.fields if f not in plan.ref_dates),
-                           tuple(c.params.items()))
-                 for c in plan.rules)
+def _product_fields(plan: ProductPlan) -> set[str]:
+    """The fact fields a product's facts hold: every one its rules read, every reference date,
+    and every fact field a parameter names (the trace shows its value)."""
+    named = {value for c in plan.rules for value in c.params.values()
+             if isinstance(value, str) and value in FACT_FIELDS}
+    return set(plan.needed) | set(plan.ref_dates) | named
+
+
+def _views(plan: ProductPlan, built: frozenset[str]) -> tuple[_RuleView, ...]:
+    """The rule views of one product whose facts hold the fields `built`."""
+    views = []
+    for c in plan.rules:
+        params = tuple((name, value, isinstance(value, str) and value in built)
+                       for name, value in c.params.items())
+        constant = None if any(shown for _, _, shown in params) else {n: v for n, v, _ in params}
+        views.append(_RuleView(c, c.rule, c.rule.key, c.rule.is_check, frozenset(c.rule.fields),
+                               tuple(f for f in c.rule.fields if f not in plan.ref_dates),
+                               params, constant, not frozenset(c.rule.fields) <= built))
+    return tuple(views)
+
+
+class _TraceRow(NamedTuple):
+    """What one rule's trace line reads of its view, as a plain tuple: the trace loop unpacks
+    one per rule of the product on every decision, faster than it reads a view's attributes."""
+
+    rule_id: str
+    check: str
+    key: str
+    is_check: bool
+    shown: tuple[str, ...]
+    constant_params: Optional[dict[str, Any]]
+    params: tuple[tuple[str, Any, bool], ...]
+    fields: frozenset[str]
+    reads_unbuilt: bool
+
+    @classmethod
+    def of(cls, view: _RuleView) -> "_TraceRow":
+        return cls(view.rule.rule_id, view.rule.check, view.key, view.is_check, view.trace_fields,
+                   view.constant_params, view.params, view.fields, view.reads_unbuilt)
+
+
+def _trace(rows: tuple[_TraceRow, ...], display: Mapping[str, Any],
+           fired: frozenset[str]) -> list[TraceEntry]:
+    """The trace: one line per rule, in the product's order. A rule that fired matched (a
+    check failed, a flag or pricing applied); one that did not passed, unless it reads a field
+    the application left unknown (absent or null), which it then could not evaluate (None)."""
+    get = display.get
+    unknown = {name for name, value in display.items() if value is None}
+    trace: list[TraceEntry] = []
+    append = trace.append
+    for rule_id, check, key, is_check, shown, constant, params, fields, unbuilt in rows:
+        inputs = {name: get(name) for name in shown}
+        if constant:
+            inputs.update(constant)
+        elif params:
+            for name, value, from_fact in params:
+                inputs[name] = get(value) if from_fact else value
+        if key in fired:
+            append({"rule_id": rule_id, "check": check, "passed": not is_check, "matched": True,
+                    "inputs": inputs})
+        else:
+            passed = None if unbuilt or (unknown and not unknown.isdisjoint(fields)) else True
+            append({"rule_id": rule_id, "check": check, "passed": passed, "matched": False,
+                    "inputs": inputs})
+    return trace
 
 
 @dataclass(frozen=True)
@@ -87,11 +150,28 @@ class Policy:
         self.book = book
         self.engine = engine
         self.version = book.version
-        self._views = {name: _views(plan) for name, plan in engine.plans.items()}
+        # product -> the shape of its facts: only the fields its rules and trace read
+        self._shapes = {name: FactShape.of(_product_fields(plan), plan.ref_dates)
+                        for name, plan in engine.plans.items()}
+        self._views = {name: _views(plan, self._shapes[name].fields)
+                       for name, plan in engine.plans.items()}
+        self._trace_rows = {name: tuple(map(_TraceRow.of, views)) for name, views in self._views.items()}
+        self._rule_index = {name: {v.key: i for i, v in enumerate(views)}
+                            for name, views in self._views.items()}
+        self._reference_days: dict[tuple[str, dt.datetime], tuple] = {}
+        self._recourse = {name: recourse.product_recourse(book, plan)
+                          for name, plan in engine.plans.items()} if book.recourse else {}
         # product -> check key -> compiled rule: what refused, looked up from the (few) fired keys
         self._checks = {name: {v.key: v.compiled for v in views if v.is_check}
                         for name, views in self._views.items()}
+        # product -> its limit rules (a few of its ~30), in rule order
+        self._limits = {name: tuple(c for c in plan.rules if c.limit is not None)
+                        for name, plan in engine.plans.items()}
         self._window_starts: dict[dt.datetime, dt.datetime] = {}
+
+    def product_recourse(self, product: str) -> recourse.ProductRecourse:
+        """What the recourse search reads of a product's rules (recourse.Evaluator)."""
+        return self._recourse[product]
 
     # -- windows ------------------------------------------------------------------------
     def count_window_start(self, now: dt.datetime) -> dt.datetime:
@@ -124,8 +204,7 @@ class Policy:
 
         The search evaluates its candidates through this Policy (recourse.Evaluator)."""
         found = recourse.search(self, request, state, now, outcome)
-        decision = dataclasses.replace(outcome.decision, recourse=found)
-        return Outcome(decision, outcome.change, outcome.evaluated)
+        return Outcome(outcome.decision.with_recourse(found), outcome.change, outcome.evaluated)
 
     def evaluate_plain(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Outcome:
         """The decision without recourse (its verdict is what the recourse search reads of each candidate)."""
@@ -163,22 +242,41 @@ class Policy:
 
     def _judge(self, plan: ProductPlan, run: _Pass) -> Verdict:
         """The outcome of one pass: missing data, refusing checks, and T2's cooling-off."""
-        fired, views = run.fired, self._views[plan.product.name]
-        missing = tuple(dict.fromkeys(FACT_FIELDS[f].source for f in plan.needed if f in run.fact.missing))
-        checks = tuple(v.rule for v in views if v.is_check and v.key in fired)
+        absent = run.fact.missing
+        missing = tuple(dict.fromkeys(FACT_FIELDS[f].source for f in plan.needed if f in absent)) \
+            if absent else ()
+        hit = self._fired_views(plan.product.name, run.fired)
+        checks = tuple(v.rule for v in hit if v.is_check)
         outcomes = [self.book.missing_data.reason.outcome] * len(missing)
         outcomes += [rule.reason.outcome for rule in checks]
-        if any(v.rule.cooling_off for v in views if not v.is_check and v.key in fired):
+        if any(v.rule.cooling_off for v in hit if not v.is_check):
             outcomes.append("cooling_off")
         codes = frozenset([self.book.missing_data.reason.code] if missing else []) \
             | {rule.reason.code for rule in checks}
         return Verdict(combine_outcomes(outcomes), codes, checks, missing)
 
+    def _fired_views(self, product: str, fired: frozenset[str]) -> list[_RuleView]:
+        """The views of the rules that fired, in the product's order (a few of its ~30)."""
+        views, index = self._views[product], self._rule_index[product]
+        return [views[i] for i in sorted(index[key] for key in fired)]
+
     def _run(self, request, plan: ProductPlan, state: UserState, now: dt.datetime,
              limit_factor: float) -> _Pass:
-        today = now.astimezone(POLICY_TZ).date()
-        fact = build_fact(request, state, today, plan.ref_dates, limit_factor)
-        return _Pass(self.engine.fire(plan.product.name, fact.values), fact, limit_factor)
+        name = plan.product.name
+        fact = shaped_fact(request, state, self._shapes[name], self._days(name, now), limit_factor)
+        return _Pass(self.engine.fire(name, fact.values), fact, limit_factor)
+
+    def _days(self, product: str, now: dt.datetime) -> tuple[tuple[str, str, int], ...]:
+        """The product's reference dates at `now` (remembered for the last few moments: a
+        decision, its T4 and probe passes and most recourse candidates share one clock time)."""
+        key = (product, now)
+        days = self._reference_days.get(key)
+        if days is None:
+            if len(self._reference_days) > 64:
+                self._reference_days.clear()
+            days = self._reference_days[key] = self._shapes[product].reference_days(
+                now.astimezone(POLICY_TZ).date())
+        return days
 
     def _with_temporary_limit(self, request, plan: ProductPlan, state: UserState,
                               now: dt.datetime, first: _Pass) -> Optional[_Pass]:
@@ -213,13 +311,14 @@ class Policy:
         applicant, found by a probe pass at an amount above every limit: the limit rules that
         fire then are exactly the ones whose other conditions (group, tier, balance) hold.
         """
-        fired_limits = [c for c in plan.rules if c.limit is not None and c.rule.key in run.fired]
+        limits = self._limits[plan.product.name]
+        fired_limits = [c for c in limits if c.rule.key in run.fired]
         if not fired_limits:
             return None
         if self.book.largest_allowed == "smallest_broken_limit":
             return min(_scaled(c, run.limit_factor) for c in fired_limits)
         probe = self._limits_probe(request, plan, state, now)
-        applicable = [c for c in plan.rules if c.limit is not None and c.rule.key in probe.fired]
+        applicable = [c for c in limits if c.rule.key in probe.fired]
         return min(_scaled(c, probe.limit_factor) for c in applicable or fired_limits)
 
     def _limits_probe(self, request, plan: ProductPlan, state: UserState, now: dt.datetime) -> _Pass:
@@ -227,7 +326,7 @@ class Policy:
         (T4's when available): the limit rules that fire are the ones that apply to it."""
         factor = 1.0 + self.book.time.temporary_limit.increase \
             if self._temporary_limit_available(request, state, now) else 1.0
-        ceiling = max(c.limit * factor for c in plan.rules if c.limit is not None)
+        ceiling = max(c.limit * factor for c in self._limits[plan.product.name])
         return self._run({**request, "amount": ceiling * 2 + 1}, plan, state, now, factor)
 
     def _refusal_by_state(self, request, state: UserState, now: dt.datetime) -> Optional[Decision]:
@@ -260,34 +359,25 @@ class Policy:
         verdict = self._judge(plan, run)
         # one MISSING_DATA per request field (a derived fact field names its source)
         reasons: list[Reason] = [self._missing_reason(source) for source in verdict.missing]
-        trace: list[TraceEntry] = []
         flags: list[str] = [TEMPORARY_LIMIT_FLAG] if temp_limit_used else []
         adjustments: list[Mapping] = []
-        unknown = {name for name, value in display.items() if value is None}   # absent or null
-        for view in self._views[plan.product.name]:
+        name = plan.product.name
+        trace = _trace(self._trace_rows[name], display, fired)
+        index = self._rule_index[name]
+        for view in self._fired_views(name, fired):
             rule = view.rule
-            matched = view.key in fired
-            inputs = {f: display.get(f) for f in view.trace_fields}
-            for name, value in view.params:
-                inputs[name] = display.get(value, value) if isinstance(value, str) else value
-            unread = not unknown.isdisjoint(view.fields) or not view.fields <= display.keys()
             if view.is_check:
-                passed = False if matched else (None if unread else True)
-                if matched:
-                    reason_inputs = dict(inputs)
-                    if view.compiled.limit is not None:
-                        reason_inputs[LARGEST_ALLOWED] = largest_allowed
-                    spec = rule.reason
-                    reasons.append(Reason(spec.code, rule.rule_id, spec.message_zh, spec.message_en,
-                                          spec.advice_zh, spec.advice_en, reason_inputs))
+                reason_inputs = dict(trace[index[view.key]]["inputs"])
+                if view.compiled.limit is not None:
+                    reason_inputs[LARGEST_ALLOWED] = largest_allowed
+                spec = rule.reason
+                reasons.append(Reason(spec.code, rule.rule_id, spec.message_zh, spec.message_en,
+                                      spec.advice_zh, spec.advice_en, reason_inputs))
             else:
-                passed = None if unread and not matched else True
-                if matched and rule.flag and rule.flag not in flags:
+                if rule.flag and rule.flag not in flags:
                     flags.append(rule.flag)
-                if matched and rule.pricing:
+                if rule.pricing:
                     adjustments.append(rule.pricing)
-            trace.append({"rule_id": rule.rule_id, "check": rule.check, "passed": passed,
-                          "matched": matched, "inputs": inputs})
 
         outcome = verdict.outcome
         cooldown = outcome == "rejected" and any(rule.reason.starts_cooldown for rule in verdict.fired_checks)
@@ -369,7 +459,7 @@ class Policy:
         if self.book.review_approval == "amount_asked":
             return request["amount"]
         probe = self._limits_probe(request, plan, state, now)
-        applicable = [c for c in plan.rules if c.limit is not None and
+        applicable = [c for c in self._limits[plan.product.name] if
                       (c.rule.key in probe.fired or not probe.fact.missing.isdisjoint(c.rule.fields))]
         largest = min((_scaled(c, probe.limit_factor) for c in applicable), default=request["amount"])
         return largest if largest < request["amount"] else request["amount"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Protocol
 from zoneinfo import ZoneInfo
 
@@ -30,7 +31,7 @@ from service.domain import conditions as cond
 from service.domain.decision import Change, Decision, Option, Recourse, iso_utc, parse_iso_utc
 from service.domain.facts import FACT_FIELDS, add_calendar
 from service.domain.outcome import Outcome, Verdict
-from service.domain.product_plan import RuleEvaluator
+from service.domain.product_plan import ProductPlan, RuleEvaluator
 from service.domain.rulebook import Actionable, Rule, RuleBook
 from service.domain.userstate import StateChange, UserState
 
@@ -53,8 +54,44 @@ class Evaluator(Protocol):
     @property
     def engine(self) -> RuleEvaluator: ...
 
+    def product_recourse(self, product: str) -> "ProductRecourse": ...
+
     def verdict(self, request: Mapping[str, Any], state: UserState, now: dt.datetime) -> Verdict:
         ...
+
+
+@dataclass(frozen=True)
+class ProductRecourse:
+    """What the search reads of one product's rules whatever the application, worked out once
+    per rules version (the Policy holds one per product): for each rule, the request fields that
+    could lift it; the amounts its limits name; the fields that waiting changes."""
+
+    sources: Mapping[str, frozenset[str]]           # rule key -> request fields
+    amounts: tuple[tuple[float, Any], ...]          # (limit, as JSON) within the range, largest first
+    waits: frozenset[str]
+
+
+def product_recourse(book: RuleBook, plan: ProductPlan) -> ProductRecourse:
+    product, spec = plan.product, book.recourse
+    document = f"applicant.documents.{book.time.temporary_limit.requires_document}"
+    sources = {}
+    for compiled in plan.rules:
+        rule = compiled.rule
+        fields = {FACT_FIELDS[f].source for f in rule.fields if FACT_FIELDS[f].source}
+        if "limit_factor" in rule.fields:   # T4: the document that grants the raised limits
+            fields.add(document)
+        sources[rule.key] = frozenset(fields)
+    raised = 1.0 + book.time.temporary_limit.increase
+    values = {product.min_amount, product.max_amount}
+    for compiled in plan.rules:
+        if compiled.limit is not None:
+            values.add(compiled.limit)
+            if compiled.scales_with_limit:
+                values.add(compiled.limit * raised)
+    amounts = tuple((v, _json_value(v)) for v in sorted(values, reverse=True)
+                    if product.min_amount <= v <= product.max_amount)
+    waits = frozenset(a.field for a in spec.actionable if a.action == "wait") if spec else frozenset()
+    return ProductRecourse(sources, amounts, waits)
 
 
 def state_after(state: UserState, change: StateChange) -> UserState:
@@ -123,12 +160,13 @@ class _Search:
         self.policy, self.request, self.now = policy, request, now
         self.spec = policy.book.recourse
         self.plan = policy.engine.plans[request["product"]]
+        self.product = policy.product_recourse(request["product"])
         self.decision, self.evaluated = outcome.decision, outcome.evaluated
         self.state = state_after(state, outcome.change)
         self.codes = _codes(outcome.decision)
         self.lifted: set[str] = set()
         self.left = self.spec.max_evaluations
-        self.waits = {a.field for a in self.spec.actionable if a.action == "wait"}
+        self.waits = self.product.waits
         # a quarter of the candidates come up again (the probe's, then a set's, a window's end):
         # each is evaluated once, and still counted against the cap every time, as before
         self.verdicts: dict[tuple, Verdict] = {}
@@ -210,16 +248,11 @@ class _Search:
         return None
 
     # -- what may change -----------------------------------------------------------------------
-    def _sources(self, rule: Rule) -> set[str]:
-        sources = {FACT_FIELDS[f].source for f in rule.fields if FACT_FIELDS[f].source}
-        if "limit_factor" in rule.fields:   # T4: the document that grants the raised limits
-            sources.add(f"applicant.documents.{self.policy.book.time.temporary_limit.requires_document}")
-        return sources
-
-    def _needs(self, decision: Verdict) -> list[set[str]]:
+    def _needs(self, decision: Verdict) -> list[frozenset[str]]:
         """For each refusing rule (and missing field), the request fields that could lift it."""
-        needs = [self._sources(rule) for rule in decision.fired_checks]
-        needs += [{source} for source in decision.missing]
+        sources = self.product.sources
+        needs = [sources[rule.key] for rule in decision.fired_checks]
+        needs += [frozenset([source]) for source in decision.missing]
         return needs
 
     def _values(self, action: Actionable, at: dt.datetime) -> list[Any]:
@@ -242,15 +275,7 @@ class _Search:
         product = self.plan.product
         if amount < product.min_amount:
             return [_json_value(product.min_amount)]
-        raised = 1.0 + self.policy.book.time.temporary_limit.increase
-        values = {product.min_amount, product.max_amount}
-        for compiled in self.plan.rules:
-            if compiled.limit is not None:
-                values.add(compiled.limit)
-                if compiled.scales_with_limit:
-                    values.add(compiled.limit * raised)
-        return [_json_value(v) for v in sorted(values, reverse=True)
-                if product.min_amount <= v <= product.max_amount and v < amount]
+        return [shown for value, shown in self.product.amounts if value < amount]
 
     def _relevant(self, decision: Verdict, at: dt.datetime) -> list[tuple[Actionable, list[Any]]]:
         fields: set[str] = set().union(*self._needs(decision))

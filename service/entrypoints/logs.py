@@ -33,6 +33,26 @@ logging.setLogRecordFactory(_record_with_request_id)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)   # json.dumps makes one per call
 
 
+# Fields whose values come again line after line (a few methods, routes, products, outcomes,
+# the live rules versions): each value is masked once, then looked up. Masking a rules version
+# (64 hex digits, whose digit runs the patterns must look at) cost a third of the line.
+_REPEATING = frozenset({"method", "route", "product", "outcome", "rules_version", "arm"})
+_MASKED_LIMIT = 256   # the method is any token a client sends: the memo is emptied when full
+_masked: dict[tuple[str, str], str] = {}
+
+
+def _field_value(key: str, value):
+    """`value` as the line shows it: masked (privacy.mask_value), from the memo if it repeats."""
+    if key not in _REPEATING or type(value) is not str:
+        return _mask_value(key, value)
+    found = _masked.get((key, value))
+    if found is None:
+        if len(_masked) >= _MASKED_LIMIT:
+            _masked.clear()
+        found = _masked[(key, value)] = _mask_value(key, value)
+    return found
+
+
 @functools.lru_cache(maxsize=4)
 def _timestamp(second: int) -> str:
     """The ts of a line: the lines of one second share it, so it is formatted once."""
@@ -47,7 +67,7 @@ class JsonFormatter(logging.Formatter):
         if rid:
             doc["request_id"] = mask(rid)   # a client chooses it: it may be a phone number
         for key, value in getattr(record, "fields", {}).items():
-            doc[key] = _mask_value(key, value)
+            doc[key] = _field_value(key, value)
         if record.exc_info:
             doc["exc"] = mask(self.formatException(record.exc_info))
         return _ENCODER.encode(doc)

@@ -41,10 +41,12 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
     return raw_payload_digest(canonical_request(payload))
 
 
-def same_request(stored_digest: str, payload: Mapping[str, Any]) -> bool:
-    """Whether a stored record was made by this request: by the canonical digest, or by the
-    raw one (records written before it)."""
-    return stored_digest in (payload_digest(payload), raw_payload_digest(payload))
+def same_request(stored_digest: str, payload: Mapping[str, Any], digest: Optional[str] = None) -> bool:
+    """Whether a stored record was made by this request: by the canonical digest (`digest`, when
+    the caller has it already), or by the raw one (records written before it), worked out only
+    when the canonical one differs."""
+    return stored_digest == (digest or payload_digest(payload)) \
+        or stored_digest == raw_payload_digest(payload)
 
 
 @dataclass(frozen=True)
@@ -62,15 +64,18 @@ class DecideResult:
 # -- the writes ------------------------------------------------------------------------------------
 def decision_write(policy: Policy, payload: Mapping[str, Any], decision: dict, change: StateChange,
                    now: dt.datetime, decision_text: Optional[str] = None,
-                   digest: Optional[str] = None) -> UserWrite:
-    """One decision's writes: its application record and its state change."""
+                   digest: Optional[str] = None, log: Optional[str] = None,
+                   keep_lock: bool = False) -> UserWrite:
+    """One decision's writes: its application record and its state change (and, from the
+    service, its log record and whether the lock outlives the commit)."""
     record = {"application_id": decision["application_id"], "user_id": decision["user_id"],
               "payload_sha256": digest or payload_digest(payload)}
     if decision["outcome"] == "review":   # a review case keeps what a reviewer decides on
         record["case"] = {"request": dict(payload)}
     record.update(decision=decision, cancelled_at=None)
     return UserWrite(at=now, application=StoredApplication(record), decision_text=decision_text,
-                     change=change, count_from=policy.count_window_start(now))
+                     change=change, count_from=policy.count_window_start(now), log=log,
+                     keep_lock=keep_lock)
 
 
 def cancel_write(snapshot: UserSnapshot, now: dt.datetime) -> tuple[StoredApplication, UserWrite]:
@@ -107,7 +112,7 @@ class Decisions:
         def step(snapshot: UserSnapshot, now: dt.datetime):
             stored = snapshot.application
             if stored is not None:
-                if not same_request(stored.payload_sha256, payload):
+                if not same_request(stored.payload_sha256, payload, digest):
                     raise Conflict(f"application {request['application_id']!r} was already decided "
                                    "with a different payload")
                 return DecideResult(stored.decision, replayed=True), None
@@ -120,10 +125,10 @@ class Decisions:
             if arm is not None:
                 decision["arm"] = arm
             body = jsontext.dumps(decision)
-            write = replace(decision_write(policy, payload, decision, change, now, body, digest),
-                            log=log_records.encode_decision_record(payload, state, now, decision, body,
-                                                                   change, outcome.evaluated),
-                            keep_lock=decision["outcome"] == "review")   # its index entry is added under it
+            log = log_records.encode_decision_record(payload, state, now, decision, body, change,
+                                                     outcome.evaluated)
+            write = decision_write(policy, payload, decision, change, now, body, digest, log,
+                                   keep_lock=decision["outcome"] == "review")   # its index entry is added under it
             shadow = (request, state, now) if self.rules.shadowing else None
             return DecideResult(decision, replayed=False, body=body, shadow_input=shadow), write
 

@@ -60,6 +60,24 @@ def test_the_request_line_masks_every_string_field():
     assert doc["status"] == 200 and doc["latency_ms"] == 1.5 and doc["replayed"] is False
 
 
+def test_a_repeating_field_is_masked_on_every_line_and_the_memo_stays_bounded():
+    """The values of repeating fields (method, route, rules version, ...) are masked once and
+    looked up after: the line is the same as masking it afresh, the first time and every time,
+    and a client sending a new method on every request cannot grow the memo without end."""
+    record = logging.LogRecord("loan_decide.api", logging.INFO, __file__, 1, "request", None, None)
+    formatter = logs.JsonFormatter()
+    for _ in range(2):
+        record.fields = {"method": "13812345678", "route": "/decide", "product": "weilidai",
+                         "rules_version": "v 138-1234-5678"}
+        doc = json.loads(formatter.format(record))
+        assert doc["method"] == "138****5678" and doc["rules_version"] == "v 138****5678"
+        assert doc["route"] == "/decide" and doc["product"] == "weilidai"
+    for n in range(3 * logs._MASKED_LIMIT):
+        record.fields = {"method": f"M{n}"}
+        assert json.loads(formatter.format(record))["method"] == f"M{n}"
+    assert len(logs._masked) <= logs._MASKED_LIMIT
+
+
 def test_a_client_chosen_request_id_is_masked_in_the_log_line():
     """X-Request-ID is the client's choice (any of [A-Za-z0-9._:-], 1-128): a phone number
     sent as one is masked in every log line, like any other logged text."""
