@@ -83,39 +83,67 @@ class FifoGate:
     """At most `size` holders at once, first come first served. gevent's Semaphore lets a
     greenlet that releases take the slot straight back while others wait (it only schedules
     the wake-up), so one connection whose next request is already read could starve the rest.
-    Here a released slot is handed to the oldest waiter; `on_free` is called when nobody waits."""
+    Here a released slot is handed to the oldest waiter; `on_free` is called when nobody waits.
+    The gate knows which greenlets hold a slot, so one that gave its slot up (`step_aside`) and
+    was killed before it got one back releases nothing on its way out."""
 
     def __init__(self, size: int, on_free: Optional[Callable[[], None]] = None):
         from gevent.event import Event
 
         self._event, self.size, self.free, self.on_free = Event, size, size, on_free
-        self.waiters: collections.deque = collections.deque()
+        self.waiters: collections.deque = collections.deque()   # (greenlet, its Event)
+        self.holders: set = set()
 
     def busy(self) -> bool:
         return self.free == 0 or bool(self.waiters)
 
+    def holds(self) -> bool:
+        return gevent.getcurrent() in self.holders
+
     def acquire(self) -> None:
+        me = gevent.getcurrent()
         if self.free and not self.waiters:
             self.free -= 1
+            self.holders.add(me)
             return
-        handed = self._event()
-        self.waiters.append(handed)
+        waiting = (me, self._event())
+        self.waiters.append(waiting)
         try:
-            handed.wait()
+            waiting[1].wait()
         except BaseException:
-            if handed.is_set():
+            if waiting[1].is_set():
                 self.release()          # handed a slot while being killed: pass it on
             else:
-                self.waiters.remove(handed)
+                self.waiters.remove(waiting)
             raise
 
     def release(self) -> None:
+        me = gevent.getcurrent()
+        if me not in self.holders:
+            return
+        self.holders.discard(me)
         if self.waiters:
-            self.waiters.popleft().set()
+            heir, handed = self.waiters.popleft()
+            self.holders.add(heir)
+            handed.set()
             return
         self.free += 1
         if self.on_free is not None:
             self.on_free()
+
+    def step_aside(self, seconds: float) -> None:
+        """Sleep without a slot: a request waiting for its user's lock (held by a request in
+        another slot, or another worker) lets the requests queued behind it run meanwhile,
+        then queues again. Without it, two such waiters held both slots of a worker and 30
+        requests behind them waited (p99 1.1 s at 64 connections)."""
+        if not self.holds():
+            gevent.sleep(seconds)
+            return
+        self.release()
+        try:
+            gevent.sleep(seconds)
+        finally:
+            self.acquire()
 
     def __enter__(self) -> "FifoGate":
         self.acquire()

@@ -129,6 +129,9 @@ class JsonGeventWorker(GeventWorker):
         # a worker holding 2 more connections than another (after the other was recycled, say)
         # closes one after its answer, so the connections spread again
         self.wsgi.shed = lambda: CONNECTIONS.excess() >= 2
+        services = getattr(self.wsgi.app, "extensions", {}).get("services")
+        if services is not None:          # a request waiting for its user's lock gives its slot up
+            services.work.wait = self.wsgi.gate.step_aside
 
     def run(self) -> None:
         """Serve until told to stop (see _serve_then_exit), taking new connections only while

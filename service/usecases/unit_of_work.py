@@ -30,8 +30,11 @@ class UserWork:
     """Runs steps under one user's lock against a UserStore, reading the clock and the live
     policy (`policy` is a callable: the rules in force may change between two requests)."""
 
-    def __init__(self, store: UserStore, clock: Clock, policy: Callable[[], Policy]):
-        self.store, self.clock, self.policy = store, clock, policy
+    def __init__(self, store: UserStore, clock: Clock, policy: Callable[[], Policy],
+                 wait: Callable[[float], None] = time.sleep):
+        # `wait` pauses while another request holds the user's lock: a server that admits a few
+        # requests at a time gives the waiter's place to others meanwhile
+        self.store, self.clock, self.policy, self.wait = store, clock, policy, wait
 
     def run(self, user_id: str, application_id: Optional[str], step: Step,
             now: Optional[dt.datetime] = None,
@@ -69,7 +72,7 @@ class UserWork:
                 return snapshot, now
             if time.monotonic() > deadline:
                 raise StoreBusy("another request for this user is in progress; try again")  # no id: it may be personal data
-            time.sleep(pause)
+            self.wait(pause)
             pause = min(pause * 2, 0.02)
 
 

@@ -174,3 +174,52 @@ def test_app_concurrency_is_a_positive_integer(monkeypatch):
         monkeypatch.setenv("APP_CONCURRENCY", bad)
         with pytest.raises(RuntimeError, match="APP_CONCURRENCY"):
             fair_serving.app_concurrency()
+
+
+def test_a_request_waiting_for_its_users_lock_lets_the_queue_behind_it_run():
+    gate, events = FifoGate(1), []
+
+    def waiter() -> None:
+        with gate:
+            events.append("waiter in")
+            gate.step_aside(0.05)          # its user's lock is held elsewhere
+            events.append("waiter back")
+
+    def other(name: str) -> None:
+        with gate:
+            events.append(name)
+
+    first = gevent.spawn(waiter)
+    gevent.sleep(0)
+    others = [gevent.spawn(other, name) for name in ("b", "c")]
+    gevent.joinall([first, *others], timeout=5, raise_error=True)
+    assert events == ["waiter in", "b", "c", "waiter back"]
+    assert gate.free == 1 and not gate.holders
+
+
+def test_a_waiter_killed_while_it_queues_again_releases_nothing():
+    gate = FifoGate(1)
+    entered = []
+
+    def waiter() -> None:
+        with gate:
+            gate.step_aside(0.01)
+
+    def holder() -> None:
+        with gate:
+            entered.append("holder")
+            gevent.sleep(0.05)
+
+    w = gevent.spawn(waiter)
+    gevent.sleep(0)
+    h = gevent.spawn(holder)
+    gevent.sleep(0.02)                     # the waiter is queued again behind the holder
+    w.kill()
+    h.join(timeout=2)
+    assert entered == ["holder"] and gate.free == 1 and not gate.waiters and not gate.holders
+
+
+def test_outside_the_gate_stepping_aside_is_a_plain_sleep():
+    gate = FifoGate(1)
+    gate.step_aside(0)
+    assert gate.free == 1 and not gate.holders
