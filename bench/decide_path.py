@@ -181,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         profiler.enable()
         run_pass(client, clock, payloads, None)
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
+        stats = pstats.Stats(profiler).sort_stats("tottime")
+        stats.print_stats(args.top)
+        if os.environ.get("CALLEES"):
+            stats.print_callees(os.environ["CALLEES"])
         return 0
 
     timers = Timers()
