@@ -242,13 +242,13 @@ def _parquet_rows(log: LogFile, raw: BinaryIO, offset: int,
                   on_progress: Optional[Progress]) -> Iterator[tuple[int, str]]:
     """The `record` column, a line each (with the newline a JSON Lines line ends with)."""
     try:
-        from service.adapters import log_parquet
+        from service.adapters.log_parquet import NotALogExport, record_batches
     except ImportError:
         raise LogFileError(f"{log.name}: reading Parquet needs pyarrow "
                            "(pip install 'loan-decision-engine[parquet]')") from None
     number, done = 0, 0
     try:
-        for records, share in log_parquet.record_batches(raw):
+        for records, share in record_batches(raw):
             for text in records:
                 number += 1
                 yield offset + number, "" if text is None else text + "\n"
@@ -256,7 +256,7 @@ def _parquet_rows(log: LogFile, raw: BinaryIO, offset: int,
                 now = int(log.size * share)
                 on_progress(now - done)
                 done = now
-    except log_parquet.NotALogExport as exc:
+    except NotALogExport as exc:
         raise LogFileError(f"{log.name}: {exc}") from None
     return number
 
