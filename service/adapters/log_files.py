@@ -103,7 +103,10 @@ def _filesystem(argument: str) -> tuple[Any, str]:
                            "the extra s3: pip install 'loan-decision-engine[s3]')") from None
     try:
         fs, path = url_to_fs(argument)
-    except (ImportError, ValueError) as exc:   # an unknown scheme, or its package missing
+    except ImportError as exc:   # the scheme's package (s3fs for s3://) is missing
+        raise LogFileError(f"{argument}: cannot open this URL ({exc}; for s3:// the extra s3: "
+                           "pip install 'loan-decision-engine[s3]')") from None
+    except ValueError as exc:    # a scheme fsspec does not know
         raise LogFileError(f"{argument}: cannot open this URL ({exc})") from None
     return _Remote(fs), path
 

@@ -141,7 +141,8 @@ def log_export(since: str | None, until: str | None, fmt: str, output: str | Non
     except BaseException:
         writer.discard()
         raise
-    click.echo(f"exported {count} records to {len(files)} Parquet files in {output}", err=True)
+    click.echo(f"exported {count} records to {len(files)} Parquet file{'s' * (len(files) != 1)} "
+               f"in {output}", err=True)
 
 
 def _parquet_writer(output: str | None, rows_per_file: int):
@@ -240,7 +241,7 @@ def replay(logs: tuple[str, ...], rules_dir: str | None, rules_version: str | No
         summary = replaying.replay(
             _log_lines(inputs, progress=not as_json), source, jobs=jobs or os.cpu_count() or 1,
             skip_bad=skip_bad, on_change=writer.add if writer else None,
-            on_bad=lambda bad: click.echo(f"skipped {inputs.where(bad.line)}: {bad.problem}", err=True),
+            on_bad=_skipped(inputs) if skip_bad else None,
             on_item=impact.add if impact is not None else None)
     except replaying.BadRecord as bad:
         raise click.ClickException(f"{inputs.where(bad.line)}: {bad.problem} (use --skip-bad to go on)")
@@ -252,6 +253,11 @@ def replay(logs: tuple[str, ...], rules_dir: str | None, rules_version: str | No
     if impact is not None:
         _write_impact(report, impact, summary.to_dict(), simulated=False)
     _print_summary(summary.to_dict(), as_json, report)
+
+
+def _skipped(inputs):
+    """Tells of a malformed line --skip-bad went past, by file and line."""
+    return lambda bad: click.echo(f"skipped {inputs.where(bad.line)}: {bad.problem}", err=True)
 
 
 def _print_summary(doc: dict, as_json: bool, report: str | None) -> None:
@@ -309,7 +315,7 @@ def _simulate(inputs, source, report: str | None, as_json: bool, jobs: int,
         result = simulating.simulate(
             _log_lines(inputs, progress=not as_json), source, simulation_stores, jobs=jobs,
             skip_bad=skip_bad, keep_changes=bool(report) and not html, impact=html,
-            on_bad=lambda bad: click.echo(f"skipped {inputs.where(bad.line)}: {bad.problem}", err=True))
+            on_bad=_skipped(inputs))
     except replaying.BadRecord as bad:
         raise click.ClickException(f"{inputs.where(bad.line)}: {bad.problem} (use --skip-bad to go on)")
     except (LogFileError, LookupError) as problem:
