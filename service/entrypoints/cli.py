@@ -115,36 +115,88 @@ def log() -> None:
 @log.command("export")
 @click.option("--since", help="First time included (YYYY-MM-DD or ISO time, UTC).")
 @click.option("--until", help="First time excluded.")
-def log_export(since: str | None, until: str | None) -> None:
-    """Write the log as JSON Lines to stdout, ordered by time (REDIS_URL selects the store)."""
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl",
+              show_default=True, help="JSON Lines to stdout, or Parquet files into --output.")
+@click.option("--output", type=click.Path(file_okay=False),
+              help="(parquet) The directory for the part files: new, or empty.")
+@click.option("--rows-per-file", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="(parquet) Rows in each part file.")
+def log_export(since: str | None, until: str | None, fmt: str, output: str | None,
+               rows_per_file: int) -> None:
+    """Write the log ordered by time (REDIS_URL selects the store): as JSON Lines to stdout, or
+    as Parquet part files (part-00000.parquet, ...) into --output, columns as the README says."""
     import sys
 
-    services = _redis_services()
-    count = services.stores.log.export(sys.stdout, _instant(since, "--since"), _instant(until, "--until"))
-    click.echo(f"exported {count} records", err=True)
+    window = _instant(since, "--since"), _instant(until, "--until")
+    if fmt == "jsonl":
+        if output:
+            raise click.UsageError("--output is for --format parquet (JSON Lines go to stdout)")
+        count = _redis_services().stores.log.export(sys.stdout, *window)
+        click.echo(f"exported {count} records", err=True)
+        return
+    writer = _parquet_writer(output, rows_per_file)
+    try:
+        count = _redis_services().stores.log.export(writer, *window)
+        files = writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+    click.echo(f"exported {count} records to {len(files)} Parquet file{'s' * (len(files) != 1)} "
+               f"in {output}", err=True)
+
+
+def _parquet_writer(output: str | None, rows_per_file: int):
+    """The Parquet sink of `log export`, once pyarrow is there and --output is new or empty."""
+    from pathlib import Path
+
+    if not output:
+        raise click.UsageError("--format parquet writes files: give --output DIR")
+    try:
+        from service.adapters.log_parquet import ParquetLogWriter
+    except ImportError:
+        raise click.ClickException("--format parquet needs pyarrow: "
+                                   "pip install 'loan-decision-engine[parquet]'") from None
+    directory = Path(output)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise click.BadParameter(f"{output} exists and is not an empty directory", param_hint="--output")
+    directory.mkdir(parents=True, exist_ok=True)
+    return ParquetLogWriter(directory, rows_per_file=rows_per_file)
+
+
+def _log_lines(logs, progress: bool):
+    """(line number, text) of the log files, streamed, with a progress bar on stderr."""
+    import sys
+
+    total = logs.total_size()
+    if not (progress and total and sys.stderr.isatty()):
+        yield from logs.lines()
+        return
+    with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+        yield from logs.lines(on_progress=bar.update)
+
+
+def _open_logs(paths: tuple[str, ...]):
+    """The replay's inputs, found before any work starts (a missing file is an error at once)."""
+    from service.adapters.log_files import LogFileError, LogLines
+
+    try:
+        return LogLines.of(paths)
+    except LogFileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _lines(path: str, progress: bool):
-    """(line number, text) of a JSON Lines file, streamed, with a progress bar on stderr."""
-    import os
-    import sys
+    """(line number, text) of one log file (the state tools'), as replay reads it."""
+    from service.adapters.log_files import LogFileError
 
-    from service.adapters.decision_log import read_lines
-
-    handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    size = 0 if path == "-" else os.path.getsize(path)
-    show = progress and size and sys.stderr.isatty()
-    if not show:
-        yield from read_lines(handle)
-        return
-    with click.progressbar(length=size, label="replaying", file=sys.stderr) as bar:
-        for number, line in read_lines(handle):
-            bar.update(len(line.encode()))
-            yield number, line
+    try:
+        yield from _log_lines(_open_logs((path,)), progress)
+    except LogFileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
-@click.argument("logfile", type=click.Path(allow_dash=True))
+@click.argument("logs", metavar="LOG...", nargs=-1, required=True)
 @click.option("--rules", "rules_dir", type=click.Path(exists=True, file_okay=False),
               help="Replay every record under this rules directory.")
 @click.option("--rules-version", help="Replay every record under this archived version (sha256:...).")
@@ -156,9 +208,13 @@ def _lines(path: str, progress: bool):
 @click.option("--skip-bad", is_flag=True, help="Report malformed lines and go on.")
 @click.option("--simulate", is_flag=True,
               help="Carry state forward: each user's state is built from the new decisions.")
-def replay(logfile: str, rules_dir: str | None, rules_version: str | None, report: str | None,
+def replay(logs: tuple[str, ...], rules_dir: str | None, rules_version: str | None, report: str | None,
            as_json: bool, jobs: int, skip_bad: bool, simulate: bool) -> None:
     """Re-run each logged decision at its recorded time and state; summarise what changed.
+
+    LOG: files, globs, directories (their *.jsonl, *.jsonl.gz and *.parquet files, sorted),
+    local or fsspec URLs (s3://...), or - for stdin; JSON Lines (plain or gzip) or the Parquet
+    export, read in the order given as one log.
 
     By default each record runs under its own rules version (the bundled rules, or the Redis
     archive named by REDIS_URL). With --simulate, the decisions are made again in time order
@@ -168,33 +224,40 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
     import os
     from pathlib import Path
 
+    from service.adapters.log_files import LogFileError
     from service.usecases import replay as replaying
 
     if rules_dir and rules_version:
         raise click.UsageError("give --rules or --rules-version, not both")
     from service.entrypoints.bootstrap import policy_source
 
+    inputs = _open_logs(logs)
     source = policy_source(Settings.from_env(), Path(rules_dir) if rules_dir else None, rules_version)
     if simulate:
-        return _simulate(logfile, source, report, as_json, jobs or os.cpu_count() or 1, skip_bad)
+        return _simulate(inputs, source, report, as_json, jobs or os.cpu_count() or 1, skip_bad)
     impact = _impact(report)
     writer = _ReportWriter(report) if report and impact is None else None
     try:
         summary = replaying.replay(
-            _lines(logfile, progress=not as_json), source, jobs=jobs or os.cpu_count() or 1,
+            _log_lines(inputs, progress=not as_json), source, jobs=jobs or os.cpu_count() or 1,
             skip_bad=skip_bad, on_change=writer.add if writer else None,
-            on_bad=lambda bad: click.echo(f"skipped {bad}", err=True),
+            on_bad=_skipped(inputs) if skip_bad else None,
             on_item=impact.add if impact is not None else None)
     except replaying.BadRecord as bad:
-        raise click.ClickException(f"{logfile}: {bad} (use --skip-bad to go on)")
-    except LookupError as missing:
-        raise click.ClickException(str(missing))
+        raise click.ClickException(f"{inputs.where(bad.line)}: {bad.problem} (use --skip-bad to go on)")
+    except (LogFileError, LookupError) as problem:
+        raise click.ClickException(str(problem))
     finally:
         if writer:
             writer.close()
     if impact is not None:
         _write_impact(report, impact, summary.to_dict(), simulated=False)
     _print_summary(summary.to_dict(), as_json, report)
+
+
+def _skipped(inputs):
+    """Tells of a malformed line --skip-bad went past, by file and line."""
+    return lambda bad: click.echo(f"skipped {inputs.where(bad.line)}: {bad.problem}", err=True)
 
 
 def _print_summary(doc: dict, as_json: bool, report: str | None) -> None:
@@ -239,9 +302,10 @@ def _write_impact(path: str, impact, summary: dict, simulated: bool) -> None:
     impact_page.write(path, impact, summary, simulated=simulated)
 
 
-def _simulate(logfile: str, source, report: str | None, as_json: bool, jobs: int,
+def _simulate(inputs, source, report: str | None, as_json: bool, jobs: int,
               skip_bad: bool) -> None:
     """`replay --simulate`: the same summary plus what carrying state forward changed."""
+    from service.adapters.log_files import LogFileError
     from service.entrypoints.bootstrap import simulation_stores
     from service.usecases import replay as replaying
     from service.usecases import simulate as simulating
@@ -249,13 +313,13 @@ def _simulate(logfile: str, source, report: str | None, as_json: bool, jobs: int
     html = _impact(report) is not None
     try:
         result = simulating.simulate(
-            _lines(logfile, progress=not as_json), source, simulation_stores, jobs=jobs, skip_bad=skip_bad,
-            keep_changes=bool(report) and not html, impact=html,
-            on_bad=lambda bad: click.echo(f"skipped {bad}", err=True))
+            _log_lines(inputs, progress=not as_json), source, simulation_stores, jobs=jobs,
+            skip_bad=skip_bad, keep_changes=bool(report) and not html, impact=html,
+            on_bad=_skipped(inputs))
     except replaying.BadRecord as bad:
-        raise click.ClickException(f"{logfile}: {bad} (use --skip-bad to go on)")
-    except LookupError as missing:
-        raise click.ClickException(str(missing))
+        raise click.ClickException(f"{inputs.where(bad.line)}: {bad.problem} (use --skip-bad to go on)")
+    except (LogFileError, LookupError) as problem:
+        raise click.ClickException(str(problem))
     if html:
         _write_impact(report, result.impact, result.to_dict(), simulated=True)
     elif report:

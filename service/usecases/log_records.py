@@ -9,6 +9,7 @@ is the export's.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from service.domain.decision import iso_utc
@@ -79,3 +80,39 @@ def erasure_record(receipt: dict, subject: str, window_until: Optional[str],
 
 def encode(record: Mapping[str, Any]) -> str:
     return jsontext.dumps(record)
+
+
+# -- the fields analysts filter on -----------------------------------------------------------------
+@dataclass(frozen=True)
+class AnalystFields:
+    """What a record says in the fields analysts filter on, wherever its kind keeps them: the
+    typed columns of the Parquet export (beside the record's full text). None where the kind has
+    no such field (a cancel has no product, a grace use no outcome)."""
+    kind: str
+    at: str
+    user_id: Optional[str]
+    application_id: Optional[str]
+    product: Optional[str]
+    outcome: Optional[str]
+    reason_codes: Optional[tuple[str, ...]]
+    rules_version: Optional[str]
+    arm: Optional[str]
+
+
+def analyst_fields(record: Mapping[str, Any]) -> AnalystFields:
+    """A decision's outcome, reasons and arm are its response's; a review's are the reviewer's
+    (the outcome and the codes given); the product is the request's."""
+    kind = record["kind"]
+    request = record.get("request") if isinstance(record.get("request"), Mapping) else {}
+    outcome = codes = arm = None
+    if kind == "decision":
+        decision = record["decision"]
+        outcome, arm = decision.get("outcome"), decision.get("arm")
+        codes = tuple(reason["code"] for reason in decision.get("reasons", ()))
+    elif kind == "review":
+        outcome = record["review"].get("outcome")
+        codes = tuple(record["review"].get("reason_codes") or ())
+    return AnalystFields(kind=kind, at=record["at"], user_id=record.get("user_id"),
+                         application_id=record.get("application_id"),
+                         product=request.get("product"), outcome=outcome, reason_codes=codes,
+                         rules_version=record.get("rules_version"), arm=arm)
