@@ -447,5 +447,64 @@ def rules_archive(directory: str) -> None:
     click.echo(result["rules_version"])
 
 
+@rules.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as one JSON object.")
+def rules_diff(old: str, new: str, as_json: bool) -> None:
+    """What changed from OLD to NEW, per rule id: parameters, conditions, checks added and
+    removed, messages. Each is a rules directory or an archived version (sha256:..., from the
+    rules archive of the Redis that REDIS_URL names). Exit 0 whether or not they differ."""
+    import json
+
+    from service.domain import rules_diff
+
+    found = rules_diff.diff(_rules_book(old, "OLD"), _rules_book(new, "NEW"))
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), ensure_ascii=False))
+    else:
+        click.echo("\n".join(found.lines()))
+
+
+def _rules_book(spec: str, name: str):
+    """The RuleBook an argument names; a click error naming the argument when it names none."""
+    from pathlib import Path
+
+    from service.adapters import rules_files
+    from service.domain.rulebook import RulesError
+
+    if spec.startswith("sha256:"):
+        return _archived_book(spec, name)
+    if not Path(spec).is_dir():
+        raise click.BadParameter(f"{spec!r} is neither a directory nor an archived version "
+                                 "(sha256:...)", param_hint=name)
+    try:
+        return rules_files.load(spec)
+    except RulesError as exc:
+        raise click.BadParameter(f"{spec!r} is not a usable rules directory: {exc}", param_hint=name)
+
+
+def _archived_book(version: str, name: str):
+    """An archived version, from the rules archive of the Redis that REDIS_URL names."""
+    from service.domain.rulebook import RulesError
+    from service.entrypoints.bootstrap import redis_stores
+    from service.usecases.ports import StoreUnavailable
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise click.BadParameter(f"{version} is an archived version: set REDIS_URL to the Redis "
+                                 "whose rules archive holds it", param_hint=name)
+    try:
+        book = redis_stores(settings).archive.load(version)
+    except StoreUnavailable as exc:
+        raise click.BadParameter(f"the Redis of REDIS_URL did not answer: {exc}", param_hint=name)
+    except RulesError as exc:
+        raise click.BadParameter(f"{version}: the archived files are not usable: {exc}", param_hint=name)
+    if book is None:
+        raise click.BadParameter(f"{version} is not in the rules archive of REDIS_URL",
+                                 param_hint=name)
+    return book
+
+
 if __name__ == "__main__":   # `python -m service.entrypoints.cli`: the CLI of the code on PYTHONPATH
     main()
