@@ -193,7 +193,7 @@ def replay(logfile: str, rules_dir: str | None, rules_version: str | None, repor
         if writer:
             writer.close()
     if impact is not None:
-        _write_impact(report, impact, summary.to_dict(), simulated=False)
+        _write_impact(report, impact, summary.to_dict(), simulated=False, source=source)
     _print_summary(summary.to_dict(), as_json, report)
 
 
@@ -233,10 +233,13 @@ def _impact(report: str | None):
     return Impact()
 
 
-def _write_impact(path: str, impact, summary: dict, simulated: bool) -> None:
+def _write_impact(path: str, impact, summary: dict, simulated: bool, source) -> None:
+    """The impact page, opening with the rules diff of each log version and the candidate's."""
     from service.entrypoints import impact_page
+    from service.usecases.impact import version_changes
 
-    impact_page.write(path, impact, summary, simulated=simulated)
+    impact_page.write(path, impact, summary, simulated=simulated,
+                      changes=version_changes(impact, source.book))
 
 
 def _simulate(logfile: str, source, report: str | None, as_json: bool, jobs: int,
@@ -257,7 +260,7 @@ def _simulate(logfile: str, source, report: str | None, as_json: bool, jobs: int
     except LookupError as missing:
         raise click.ClickException(str(missing))
     if html:
-        _write_impact(report, result.impact, result.to_dict(), simulated=True)
+        _write_impact(report, result.impact, result.to_dict(), simulated=True, source=source)
     elif report:
         writer = _ReportWriter(report)
         for change in result.changes:
