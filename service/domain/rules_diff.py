@@ -149,6 +149,8 @@ def show(value: Any) -> str:
         return "(none)"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))   # products.yaml's amounts are read as floats: 200000, not 200000.0
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, Mapping):
