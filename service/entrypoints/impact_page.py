@@ -179,7 +179,8 @@ def _headline(impact: Impact) -> str:
         mark = "up" if points > 0.05 else "down" if points < -0.05 else "same"
         return (f"<tr class={rate.segment}><td>{rate.segment}</td><td>{html.escape(rate.name)}</td>"
                 f"<td class=num>{rate.decisions:,}</td><td class=num>{rate.before:.1%}</td>"
-                f"<td class=num>{rate.after:.1%}</td><td class=\"num {mark}\">{points:+.1f} pp</td></tr>")
+                f"<td class=num>{rate.after:.1%}</td><td class=\"num {mark}\">"
+                f"{'0.0' if mark == 'same' else format(points, '+.1f')} pp</td></tr>")
 
     rows = "".join(row(rate) for rate in impact.headline())
     return ("<h2>Approval rate, before and after</h2><table id=headline><tr><th>by</th><th>name</th>"

@@ -112,16 +112,15 @@ class Impact:
 
     def headline(self) -> list[Rate]:
         """Every product (by name), then the special groups in the rulebook's order."""
-        groups = self.rates("groups")
-        rank = {name: i for i, name in enumerate(GROUP_ORDER)}
-        groups.sort(key=lambda r: (rank.get(r[0], len(rank)), r[0]))
         return ([Rate("product", *r) for r in self.rates("products")]
-                + [Rate("group", *r) for r in groups])
+                + [Rate("group", *r) for r in self.rates("groups")])
 
     def rates(self, which: str) -> list[tuple[str, int, float, float]]:
-        """(name, decisions, approval rate before, after) by product or by group."""
+        """(name, decisions, approval rate before, after) by product (by name) or by group (in
+        the rulebook's order)."""
         counter: Counter = getattr(self, which)
-        names = sorted({key for key, _ in counter})
+        rank = {name: i for i, name in enumerate(GROUP_ORDER)} if which == "groups" else {}
+        names = sorted({key for key, _ in counter}, key=lambda n: (rank.get(n, len(rank)), n))
         return [(n, counter[(n, "total")], counter[(n, "before")] / max(counter[(n, "total")], 1),
                  counter[(n, "after")] / max(counter[(n, "total")], 1)) for n in names]
 

@@ -158,8 +158,8 @@ def test_rules_are_not_counted_for_decisions_refused_by_state_on_one_side(page, 
     assert counts == summary["rules"]
     vanished = summary["state_refusals"]["vanished"]
     assert vanished > 0 and all(count < vanished for count in counts.values())
-    note = browser.find_element(By.ID, "left-out").text
-    assert note.startswith(f"{vanished + summary['state_refusals']['appeared']} changed decisions")
+    left_out = int(browser.find_element(By.ID, "left-out").text.split()[0].replace(",", ""))
+    assert left_out >= vanished + summary["state_refusals"]["appeared"]
     refused = [tr for tr in browser.find_elements(By.CSS_SELECTOR, "table#changes tr")
                if "REAPPLY_COOLDOWN" in tr.text]
     assert refused and all(tr.text.endswith("none compared: refused by state") for tr in refused)
