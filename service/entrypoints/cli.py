@@ -251,7 +251,7 @@ def replay(logs: tuple[str, ...], rules_dir: str | None, rules_version: str | No
         if writer:
             writer.close()
     if impact is not None:
-        _write_impact(report, impact, summary.to_dict(), simulated=False)
+        _write_impact(report, impact, summary.to_dict(), simulated=False, source=source)
     _print_summary(summary.to_dict(), as_json, report)
 
 
@@ -296,10 +296,13 @@ def _impact(report: str | None):
     return Impact()
 
 
-def _write_impact(path: str, impact, summary: dict, simulated: bool) -> None:
+def _write_impact(path: str, impact, summary: dict, simulated: bool, source) -> None:
+    """The impact page, opening with the rules diff of each log version and the candidate's."""
     from service.entrypoints import impact_page
+    from service.usecases.impact import version_changes
 
-    impact_page.write(path, impact, summary, simulated=simulated)
+    impact_page.write(path, impact, summary, simulated=simulated,
+                      changes=version_changes(impact, source.book))
 
 
 def _simulate(inputs, source, report: str | None, as_json: bool, jobs: int,
@@ -321,7 +324,7 @@ def _simulate(inputs, source, report: str | None, as_json: bool, jobs: int,
     except (LogFileError, LookupError) as problem:
         raise click.ClickException(str(problem))
     if html:
-        _write_impact(report, result.impact, result.to_dict(), simulated=True)
+        _write_impact(report, result.impact, result.to_dict(), simulated=True, source=source)
     elif report:
         writer = _ReportWriter(report)
         for change in result.changes:
@@ -509,6 +512,65 @@ def rules_archive(directory: str) -> None:
     else:
         click.echo(f"kit: {kit['passed']}/{kit['cases']} cases pass", err=True)
     click.echo(result["rules_version"])
+
+
+@rules.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as one JSON object.")
+def rules_diff(old: str, new: str, as_json: bool) -> None:
+    """What changed from OLD to NEW, per rule id: parameters, conditions, checks added and
+    removed, messages. Each is a rules directory or an archived version (sha256:..., from the
+    rules archive of the Redis that REDIS_URL names). Exit 0 whether or not they differ."""
+    import json
+
+    from service.domain import rules_diff
+
+    found = rules_diff.diff(_rules_book(old, "OLD"), _rules_book(new, "NEW"))
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), ensure_ascii=False))
+    else:
+        click.echo("\n".join(found.lines()))
+
+
+def _rules_book(spec: str, name: str):
+    """The RuleBook an argument names; a click error naming the argument when it names none."""
+    from pathlib import Path
+
+    from service.adapters import rules_files
+    from service.domain.rulebook import RulesError
+
+    if spec.startswith("sha256:"):
+        return _archived_book(spec, name)
+    if not Path(spec).is_dir():
+        raise click.BadParameter(f"{spec!r} is neither a directory nor an archived version "
+                                 "(sha256:...)", param_hint=name)
+    try:
+        return rules_files.load(spec)
+    except RulesError as exc:
+        raise click.BadParameter(f"{spec!r} is not a usable rules directory: {exc}", param_hint=name)
+
+
+def _archived_book(version: str, name: str):
+    """An archived version, from the rules archive of the Redis that REDIS_URL names."""
+    from service.domain.rulebook import RulesError
+    from service.entrypoints.bootstrap import redis_stores
+    from service.usecases.ports import StoreUnavailable
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise click.BadParameter(f"{version} is an archived version: set REDIS_URL to the Redis "
+                                 "whose rules archive holds it", param_hint=name)
+    try:
+        book = redis_stores(settings).archive.load(version)
+    except StoreUnavailable as exc:
+        raise click.BadParameter(f"the Redis of REDIS_URL did not answer: {exc}", param_hint=name)
+    except RulesError as exc:
+        raise click.BadParameter(f"{version}: the archived files are not usable: {exc}", param_hint=name)
+    if book is None:
+        raise click.BadParameter(f"{version} is not in the rules archive of REDIS_URL",
+                                 param_hint=name)
+    return book
 
 
 if __name__ == "__main__":   # `python -m service.entrypoints.cli`: the CLI of the code on PYTHONPATH

@@ -1,24 +1,32 @@
 """The impact report: one self-contained HTML page with the charts of a replay or a simulation.
 
 No network: the charts are inline SVG drawn by matplotlib (Agg, no display; fonts as paths),
-the style is inline, there is no script. Charts: approval rate by product and by special group
-before/after, the outcome transition matrix, reasons gained and lost, approvals per day
-before/after; then the table of changed decisions (the page's only table).
+the style is inline, there is no script. It opens with what changed in the rules when the
+candidate's version differs from the log's (the same words as `loan-decide rules diff`), then
+the headline table (approval rate per product and special group, before and after, the change
+in percentage points), the summary and the rules whose results changed; then the charts:
+approval rate by product and by special group before/after, the outcome transition matrix,
+reasons gained and lost, approvals per day before/after; last the table of changed decisions.
+Everything shown is written out as text (no Python dict or repr) and escaped.
 """
 from __future__ import annotations
 
 import html
 import io
-from typing import Callable
+from typing import Any, Callable, Sequence
 
-from service.usecases.impact import ROW_LIMIT, Impact
+from service.usecases.impact import ROW_LIMIT, Impact, VersionChange
+from service.usecases.simulate import STATE_REFUSALS
 
 BEFORE, AFTER = "#8c8c8c", "#1f77b4"
 OUTCOME_ORDER = ("approved", "cooling_off", "review", "rejected")
 STYLE = ("body{font-family:sans-serif;margin:1.5em;max-width:1100px}figure{margin:1em 0}"
          "figcaption{font-weight:bold;margin-bottom:.3em}td,th{border:1px solid #ccc;padding:4px;"
          "vertical-align:top;font-size:13px}table{border-collapse:collapse}dt{font-weight:bold}"
-         "dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}")
+         "dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}"
+         "td.num{text-align:right;font-variant-numeric:tabular-nums}.up{color:#2ca02c}"
+         ".down{color:#d62728}#rules-diff ul{margin:.2em 0 .6em;font-family:monospace;font-size:13px}"
+         "#rules-diff h3{margin:.5em 0 0;font-size:15px}")
 
 
 def _pyplot():
@@ -122,10 +130,75 @@ def _days(impact: Impact) -> Callable:
     return draw
 
 
+def _text(value: Any) -> str:
+    """A summary value in words: mappings as `name: value` lists, `a->b` as `a → b`."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{str(k).replace('->', ' → ')}: {_text(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
 def _summary(summary: dict) -> str:
-    items = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
-                    for k, v in summary.items())
-    return f"<dl id=summary>{items}</dl>"
+    """The replay's summary fields, but `rules` (its own table below)."""
+    items = "".join(f"<dt>{html.escape(k.replace('_', ' '))}</dt><dd>{html.escape(_text(v))}</dd>"
+                    for k, v in summary.items() if k != "rules")
+    return f"<h2>Summary</h2><dl id=summary>{items}</dl>"
+
+
+def _rules_diff(changes: Sequence[VersionChange]) -> str:
+    """What changed in the rules, per pair of the log's version and the candidate's."""
+    e = html.escape
+    parts = []
+    for change in changes:
+        head = (f"<h2>Rules changed: {e(change.old_version[:19])}… → {e(change.new_version[:19])}…"
+                f" ({change.decisions:,} decisions)</h2>")
+        if change.diff is None:
+            parts.append(f"{head}<p class=unavailable>Not shown: {e(change.unavailable or '')}</p>")
+            continue
+        body = "".join(f"<h3 data-rule-id=\"{e(rule.rule_id)}\">{e(rule.rule_id)}"
+                       f"{'' if rule.status == 'changed' else ' (' + e(rule.status) + ')'}</h3>"
+                       f"<ul>{''.join(f'<li>{e(line)}</li>' for line in rule.lines())}</ul>"
+                       for rule in change.diff.rules)
+        if change.diff.settings:
+            body += ("<h3>Settings outside the rules</h3><ul>"
+                     + "".join(f"<li>{e(s.line())}</li>" for s in change.diff.settings) + "</ul>")
+        if not change.diff.changes_meaning:
+            body += "<p>No rule or setting changed: the files differ in comments or layout only.</p>"
+        files = ", ".join(change.diff.files_changed) or "none"
+        parts.append(f"{head}{body}<p>Files changed: {e(files)}</p>")
+    return f"<section id=rules-diff>{''.join(parts)}</section>\n" if parts else ""
+
+
+def _headline(impact: Impact) -> str:
+    """Approval rate per product and special group, before → after, in percentage points."""
+    def row(rate) -> str:
+        points = rate.change_points
+        mark = "up" if points > 0.05 else "down" if points < -0.05 else "same"
+        return (f"<tr class={rate.segment}><td>{rate.segment}</td><td>{html.escape(rate.name)}</td>"
+                f"<td class=num>{rate.decisions:,}</td><td class=num>{rate.before:.1%}</td>"
+                f"<td class=num>{rate.after:.1%}</td><td class=\"num {mark}\">"
+                f"{'0.0' if mark == 'same' else format(points, '+.1f')} pp</td></tr>")
+
+    rows = "".join(row(rate) for rate in impact.headline())
+    return ("<h2>Approval rate, before and after</h2><table id=headline><tr><th>by</th><th>name</th>"
+            "<th>decisions</th><th>before</th><th>after</th><th>change</th></tr>"
+            f"{rows}</table>\n")
+
+
+def _rule_counts(impact: Impact, summary: dict) -> str:
+    """The rules whose results changed, with counts; what a refusal by state left out."""
+    counts = sorted(summary.get("rules", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td class=num>{count:,}</td></tr>"
+                   for name, count in counts)
+    table = (f"<table id=rules><tr><th>rule</th><th>decisions</th></tr>{rows}</table>"
+             if rows else "<p>No rule's result changed.</p>")
+    note = (f"<p id=left-out>{impact.by_state:,} changed decisions are refused by state on one side "
+            f"({', '.join(sorted(STATE_REFUSALS))}): no rule ran there, so they are not counted "
+            "here (see state refusals in the summary).</p>" if impact.by_state else "")
+    return f"<h2>Rules whose results changed</h2>{table}{note}\n"
 
 
 def _table(impact: Impact) -> str:
@@ -136,13 +209,17 @@ def _table(impact: Impact) -> str:
         return e(f"{change[side]['outcome']}: {', '.join(change[side]['reasons']) or '-'}"
                  + (f" (window until {window})" if window else ""))
 
-    def rules(names: list[str]) -> str:
-        return e(", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else ""))
+    def rules(change: dict) -> str:
+        names = change["changed_rules"]
+        if not names and STATE_REFUSALS & {*change["old"]["reasons"], *change["new"]["reasons"]}:
+            return "none compared: refused by state"
+        return e(", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+                 or "-")
 
     rows = "".join(
         f"<tr><td>{c['line']}</td><td>{e(c['at'])}</td><td>{e(c['user_id'])}</td>"
         f"<td>{e(c['application_id'])}</td><td>{cell(c, 'old')}</td><td>{cell(c, 'new')}</td>"
-        f"<td>{rules(c['changed_rules'])}</td></tr>\n" for c in impact.rows)
+        f"<td>{rules(c)}</td></tr>\n" for c in impact.rows)
     note = (f"<p>The first {ROW_LIMIT:,} of {impact.changed:,} changed decisions, by line.</p>"
             if impact.changed > len(impact.rows) else "")
     return (f"<h2>Changed decisions ({impact.changed:,})</h2>{note}<table id=changes>"
@@ -150,7 +227,8 @@ def _table(impact: Impact) -> str:
             f"<th>new</th><th>rules</th></tr>\n{rows}</table>\n")
 
 
-def render(impact: Impact, summary: dict, simulated: bool) -> str:
+def render(impact: Impact, summary: dict, simulated: bool,
+           changes: Sequence[VersionChange] = ()) -> str:
     kind = "simulation (state carried forward)" if simulated else "replay (recorded state)"
     charts = [("by-product", "Approval rate by product, before and after",
                _rates(impact.rates("products"), "products"), (9, 3.6)),
@@ -165,9 +243,12 @@ def render(impact: Impact, summary: dict, simulated: bool) -> str:
     return (f"<!doctype html><html lang=en><meta charset=utf-8><title>Impact: {kind}</title>"
             f"<style>{STYLE}</style><h1>Impact of the rules: {kind}</h1>"
             f"<p>{impact.decisions:,} decisions; approved counts approved and cooling_off.</p>"
-            f"{_summary(summary)}\n{figures}{_table(impact)}</html>\n")
+            f"{_rules_diff(changes)}{_headline(impact)}{_summary(summary)}\n"
+            f"{_rule_counts(impact, summary)}{figures}{_table(impact)}</html>\n")
 
 
-def write(path: str, impact: Impact, summary: dict, simulated: bool) -> None:
+def write(path: str, impact: Impact, summary: dict, simulated: bool,
+          changes: Sequence[VersionChange] = ()) -> None:
+    """The page, with the rules diff of `changes` (impact.version_changes) at its top."""
     with open(path, "w", encoding="utf-8") as out:
-        out.write(render(impact, summary, simulated))
+        out.write(render(impact, summary, simulated, changes))

@@ -79,6 +79,13 @@ class PolicySource:
             schema = self._schemas[policy.version] = DecideRequestSchema(term_ranges=policy.book.term_ranges())
         return schema
 
+    def book(self, version: str) -> RuleBook:
+        """The rules of `version` wherever this source finds them (the fixed rules, the default
+        rules, the archive): what a rules diff of a record's version and the candidate's reads."""
+        if self.fixed is not None and self.fixed.version == version:
+            return self.fixed
+        return self._load(version)
+
     def _load(self, version: str) -> RuleBook:
         if self.default is not None and self.default.version == version:
             return self.default

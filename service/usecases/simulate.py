@@ -25,6 +25,7 @@ listed by line, so the answer is the same for any number of jobs.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -217,8 +218,21 @@ def simulate_decision(part: Partition, number: int, record: dict) -> Replayed:
 
     service.clock.set(now)
     new = service.work.run(record["user_id"], record["application_id"], step, now=now)
-    item = compared(number, record, new)
+    item = rules_run_both_times(compared(number, record, new))
     _count(part, item)
+    return item
+
+
+def rules_run_both_times(item: Replayed) -> Replayed:
+    """The decision with the rules whose results changed among those that ran both times.
+
+    A refusal by state runs no rule: when one stands on either side (the candidate's window
+    refuses an application the log's rules evaluated, or the other way round), every rule of
+    the evaluated side differs from "not run", which counted each of them as changed for each
+    such decision, as if E2 had moved. Such a decision changed because of the user's state
+    (state_refusals counts it), so it names no changed rule."""
+    if refused_by_state(item.record["decision"]) or refused_by_state(item.new):
+        return dataclasses.replace(item, changed_rules=())
     return item
 
 
@@ -230,7 +244,7 @@ def _count(part: Partition, item: Replayed) -> None:
     refusals["vanished"] += before and not after
     refusals["appeared"] += after and not before
     if part.result.impact is not None:
-        part.result.impact.add(item)
+        part.result.impact.add(item, refused_by_state=before or after)
     if item.changed and part.keep_changes:
         part.result.changes.append(change_report(item))
 
