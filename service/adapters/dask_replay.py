@@ -124,7 +124,8 @@ def _read(path: Path, at: list) -> Iterator[tuple[int, str]]:
 def _replay(work: Work, source: PolicySource, lines: Iterable[tuple[int, str]]) -> Simulation:
     """A plain replay of one partition: `replay.run`, as `--jobs 1`, kept as a partition's result."""
     result = Simulation(impact=Impact() if work.impact else None)
-    for item in replaying.run(lines, source, jobs=1, skip_bad=work.skip_bad):
+    # one record a batch: a failure is then at the record `_read` gave last (the cost is nil)
+    for item in replaying.run(lines, source, jobs=1, skip_bad=work.skip_bad, batch_size=1):
         if isinstance(item, BadRecord):
             result.summary.bad_lines += 1
             result.bad.append((item.line, item.problem))
@@ -197,10 +198,11 @@ def connect(cluster: Cluster) -> Iterator:
     from distributed import Client, LocalCluster
 
     if cluster.scheduler is None:
-        # processes, one thread each (durable_rules); no dashboard port to collide on; no
+        # processes, one thread each (durable_rules); no
         # memory limit: a nanny that pauses a shared machine's worker would stall the replay
+        # (the dashboard, when bokeh is installed, on a free port)
         local = LocalCluster(n_workers=cluster.workers, threads_per_worker=1, processes=True,
-                             host="127.0.0.1", dashboard_address=None, memory_limit=0,
+                             host="127.0.0.1", dashboard_address=":0", memory_limit=0,
                              silence_logs=40)
         with local, Client(local) as client:
             yield client
