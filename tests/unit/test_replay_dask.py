@@ -23,6 +23,7 @@ from tests.conftest import NOW, RULES_DIR, memory_services
 from tests.loggen import generate
 
 pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow   # clusters of processes: left out of `make unit`, run by `make test`
 DASK = Path(sys.executable).with_name("dask")
 
 
