@@ -4,8 +4,11 @@
     .venv/bin/python bench/dask_replay.py [--records 200000] [--users 50000] [--seed 11]
                                           [--partitions 8] [--simulate] [--wait-idle SECONDS]
 
-1. The log: bench/simulate.py's (tests/loggen.generate through the service on the in-memory
-   stores), cached as bench/out/simulate-log-n<N>-u<U>-seed<S>.jsonl: generated once, reused.
+1. The log: tests/loggen.generate through the service on the in-memory stores, as
+   bench/simulate.py makes it, but with a retention period longer than the log (200,000
+   decisions span about three years of the generator's clock: under the default 400 days the
+   export would hold only the last part). Cached as bench/out/dask-log-n<N>-u<U>-seed<S>.jsonl:
+   generated once, reused.
 2. For W = 1 and 2: `dask scheduler` and W `dask worker --nthreads 1` processes on loopback,
    fresh for each W (so each worker's VmHWM is that run's peak), then `loan-decide replay LOG
    --json --engine dask --scheduler ADDR --partitions P` timed as a subprocess (start-up and
@@ -30,10 +33,42 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import replay as bench_replay  # noqa: E402  (measure, log, /proc readers)
-import simulate as bench_simulate  # noqa: E402  (the generated log)
 
 ROOT, OUT, log = bench_replay.ROOT, bench_replay.OUT, bench_replay.log
 DASK = bench_replay.VENV_BIN / "dask"
+
+
+def log_path(records: int, users: int, seed: int) -> Path:
+    return OUT / f"dask-log-n{records}-u{users}-seed{seed}.jsonl"
+
+
+def child_generate(records: int, users: int, seed: int, out_path: str) -> None:
+    """In a child process: generate the log and export it whole (atomically)."""
+    sys.path.insert(0, str(ROOT))
+    from service.adapters import rules_files
+    from service.domain.clock import FixedClock
+    from service.entrypoints.bootstrap import build_policy
+    from tests.conftest import NOW, memory_services
+    from tests.loggen import generate
+
+    services = memory_services(build_policy(rules_files.load(bench_replay.RULES)), FixedClock(NOW),
+                               lock_ttl_ms=3_600_000, retention_days=100_000)
+    written = generate(services, records, users=users, seed=seed)
+    tmp = Path(out_path + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        assert services.stores.log.export(out) == written
+    os.replace(tmp, out_path)
+
+
+def ensure_log(records: int, users: int, seed: int) -> tuple[Path, dict]:
+    path = log_path(records, users, seed)
+    if path.exists():
+        log(f"reusing {path.relative_to(ROOT)}")
+        return path, {"cached": True}
+    log(f"generating {records:,} decisions over {users:,} users (minutes)")
+    run = bench_replay.measure([str(bench_replay.PYTHON), str(Path(__file__).resolve()), "--child-generate",
+                                str(records), str(users), str(seed), str(path)], "generate")
+    return path, {"cached": False, "generate_wall_s": run["wall_s"]}
 
 
 def free_port() -> int:
@@ -104,6 +139,10 @@ def run(command: list[str], label: str, cluster: Cluster | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child-generate"]:
+        child_generate(int(argv[1]), int(argv[2]), int(argv[3]), argv[4])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=50_000)
@@ -114,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bench_replay.WAIT_IDLE_S = args.wait_idle
     OUT.mkdir(parents=True, exist_ok=True)
-    path, meta = bench_simulate.ensure_log(args.records, args.users, args.seed, False)
+    path, meta = ensure_log(args.records, args.users, args.seed)
     cli = [str(bench_replay.CLI), "replay", str(path), "--json", *(["--simulate"] if args.simulate else [])]
     runs = [run([*cli, "--jobs", "1"], "jobs 1")]
     for workers in (1, 2):

@@ -151,3 +151,13 @@ def test_a_failing_partition_names_its_record_and_prints_no_summary(log, tmp_pat
 def test_the_options_of_dask_need_the_dask_engine(log):
     code, _, err = run(str(log), "--partitions", "3")
     assert code == 2 and "--engine dask" in err
+
+
+def test_without_the_dask_extra_the_error_says_how_to_install_it(log, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "distributed" else real(name, *a))
+    code, _, err = run(str(log), "--engine", "dask")
+    assert code == 1 and "needs the dask extra" in err and "[dask]" in err
