@@ -29,9 +29,11 @@ RUN apt-get update \
 WORKDIR /src
 
 # Dependencies first, from pyproject.toml alone: this layer (the durable_rules compile) is
-# rebuilt only when the dependency list changes, not on every code change.
+# rebuilt only when the dependency list changes, not on every code change. With the `dask` and `parquet`
+# extras: the same image runs `replay --engine dask`, a Dask scheduler's workers and Parquet exports
+# (docker-compose.dask.yml).
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['dask'] + p['optional-dependencies']['parquet']))" > requirements.txt \
  && pip wheel --wheel-dir /wheels -r requirements.txt
 
 # Then the project itself (packages service and schemas; the rules are data, copied below).
@@ -67,9 +69,10 @@ COPY docker/gunicorn.conf.py docker/gunicorn.conf.py
 COPY rules/ rules/
 
 # prometheus-client's multiprocess directory (gunicorn.conf.py empties it at start) and the
-# directory for decision-log exports: both writable by the app user, everything else is not.
-RUN mkdir -p /tmp/metrics /app/exports \
- && chown app:app /tmp/metrics /app/exports
+# directories for decision-log exports and for the partition files of `replay --engine dask`
+# (docker-compose.dask.yml): writable by the app user, everything else is not.
+RUN mkdir -p /tmp/metrics /app/exports /app/partitions \
+ && chown app:app /tmp/metrics /app/exports /app/partitions
 
 # HOME=/tmp: gunicorn (>= 25) puts its control socket in $HOME/.gunicorn, and /app is not
 # writable. WORKER_TMP_DIR: the workers' heartbeat files on tmpfs, not the overlay filesystem.

@@ -208,8 +208,17 @@ def _lines(path: str, progress: bool):
 @click.option("--skip-bad", is_flag=True, help="Report malformed lines and go on.")
 @click.option("--simulate", is_flag=True,
               help="Carry state forward: each user's state is built from the new decisions.")
+@click.option("--engine", type=click.Choice(["processes", "dask"]), default="processes",
+              show_default=True,
+              help="processes: --jobs processes here; dask: partitions as Dask tasks (the dask extra).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="With --engine dask: the scheduler (tcp://host:8786); default a local cluster "
+                   "of --jobs workers. Its workers must read this machine's TMPDIR.")
+@click.option("--partitions", type=click.IntRange(min=1),
+              help="With --engine dask: partitions by user (default: 4 a worker).")
 def replay(logs: tuple[str, ...], rules_dir: str | None, rules_version: str | None, report: str | None,
-           as_json: bool, jobs: int, skip_bad: bool, simulate: bool) -> None:
+           as_json: bool, jobs: int, skip_bad: bool, simulate: bool, engine: str,
+           scheduler: str | None, partitions: int | None) -> None:
     """Re-run each logged decision at its recorded time and state; summarise what changed.
 
     LOG: files, globs, directories (their *.jsonl, *.jsonl.gz and *.parquet files, sorted),
@@ -231,8 +240,13 @@ def replay(logs: tuple[str, ...], rules_dir: str | None, rules_version: str | No
         raise click.UsageError("give --rules or --rules-version, not both")
     from service.entrypoints.bootstrap import policy_source
 
+    if engine != "dask" and (scheduler or partitions):
+        raise click.UsageError("--scheduler and --partitions go with --engine dask")
     inputs = _open_logs(logs)
     source = policy_source(Settings.from_env(), Path(rules_dir) if rules_dir else None, rules_version)
+    if engine == "dask":
+        return _replay_on_dask(inputs, source, report, as_json, skip_bad, simulate,
+                              scheduler, partitions, jobs or os.cpu_count() or 1)
     if simulate:
         return _simulate(inputs, source, report, as_json, jobs or os.cpu_count() or 1, skip_bad)
     impact = _impact(report)
@@ -331,6 +345,50 @@ def _simulate(inputs, source, report: str | None, as_json: bool, jobs: int,
             writer.add(change)
         writer.close()
     _print_summary(result.to_dict(), as_json, report)
+
+
+def _replay_on_dask(inputs, source, report: str | None, as_json: bool, skip_bad: bool,
+                    simulate: bool, scheduler: str | None, partitions: int | None,
+                    workers: int) -> None:
+    """`replay --engine dask`: the partitions of --jobs as Dask tasks, merged into one summary."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise click.ClickException("--engine dask needs the dask extra: "
+                                   "pip install 'loan-decision-engine[dask]'")
+    from service.adapters import dask_replay
+    from service.adapters.log_files import LogFileError
+    from service.entrypoints.bootstrap import simulation_stores
+    from service.usecases import replay as replaying
+
+    html = _impact(report) is not None
+    try:
+        result = dask_replay.replay_on_dask(
+            _log_lines(inputs, progress=not as_json), source,
+            dask_replay.Cluster(scheduler, workers, partitions), simulate=simulate,
+            stores=simulation_stores if simulate else None, skip_bad=skip_bad,
+            keep_changes=bool(report) and not html, impact=html,
+            on_progress=None if as_json else _echo_progress)
+    except replaying.BadRecord as bad:
+        raise click.ClickException(f"{inputs.where(bad.line)}: {bad.problem} (use --skip-bad to go on)")
+    except (LogFileError, LookupError, dask_replay.EngineError) as exc:
+        raise click.ClickException(str(exc))
+    for line, problem in result.bad:
+        click.echo(f"skipped {inputs.where(line)}: {problem}", err=True)
+    doc = result.to_dict() if simulate else result.summary.to_dict()
+    if html:
+        _write_impact(report, result.impact, doc, simulated=simulate)
+    elif report:
+        writer = _ReportWriter(report)
+        for change in result.changes:
+            writer.add(change)
+        writer.close()
+    _print_summary(doc, as_json, report)
+
+
+def _echo_progress(progress) -> None:
+    click.echo(f"partition {progress.done}/{progress.partitions} done: "
+               f"{progress.decisions:,} decisions, {progress.rate:,.0f} decisions/s so far", err=True)
 
 
 class _ReportWriter:

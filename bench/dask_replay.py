@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""`replay --engine dask` on a real scheduler: 1 vs 2 workers, and Dask vs --jobs.
+
+    .venv/bin/python bench/dask_replay.py [--records 200000] [--users 50000] [--seed 11]
+                                          [--partitions 8] [--simulate] [--wait-idle SECONDS]
+
+1. The log: tests/loggen.generate through the service on the in-memory stores, as
+   bench/simulate.py makes it, but with a retention period longer than the log (200,000
+   decisions span about three years of the generator's clock: under the default 400 days the
+   export would hold only the last part). Cached as bench/out/dask-log-n<N>-u<U>-seed<S>.jsonl:
+   generated once, reused.
+2. For W = 1 and 2: `dask scheduler` and W `dask worker --nthreads 1` processes on loopback,
+   fresh for each W (so each worker's VmHWM is that run's peak), then `loan-decide replay LOG
+   --json --engine dask --scheduler ADDR --partitions P` timed as a subprocess (start-up and
+   the client's split of the log included). decisions/s = summary total / wall seconds.
+3. `loan-decide replay LOG --json --jobs W` for the same W: the cost of Dask at the same
+   parallelism. Every summary must equal `--jobs 1`'s (asserted).
+
+Peak RSS per worker: VmHWM of each worker process (the nanny's child). Other load: the
+machine's busy CPU less the command's and the workers'. Writes bench/out/dask-<UTC time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import replay as bench_replay  # noqa: E402  (measure, log, /proc readers)
+
+ROOT, OUT, log = bench_replay.ROOT, bench_replay.OUT, bench_replay.log
+DASK = bench_replay.VENV_BIN / "dask"
+
+
+def log_path(records: int, users: int, seed: int) -> Path:
+    return OUT / f"dask-log-n{records}-u{users}-seed{seed}.jsonl"
+
+
+def child_generate(records: int, users: int, seed: int, out_path: str) -> None:
+    """In a child process: generate the log and export it whole (atomically)."""
+    sys.path.insert(0, str(ROOT))
+    from service.adapters import rules_files
+    from service.domain.clock import FixedClock
+    from service.entrypoints.bootstrap import build_policy
+    from tests.conftest import NOW, memory_services
+    from tests.loggen import generate
+
+    services = memory_services(build_policy(rules_files.load(bench_replay.RULES)), FixedClock(NOW),
+                               lock_ttl_ms=3_600_000, retention_days=100_000)
+    written = generate(services, records, users=users, seed=seed)
+    tmp = Path(out_path + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        assert services.stores.log.export(out) == written
+    os.replace(tmp, out_path)
+
+
+def ensure_log(records: int, users: int, seed: int) -> tuple[Path, dict]:
+    path = log_path(records, users, seed)
+    if path.exists():
+        log(f"reusing {path.relative_to(ROOT)}")
+        return path, {"cached": True}
+    log(f"generating {records:,} decisions over {users:,} users (minutes)")
+    run = bench_replay.measure([str(bench_replay.PYTHON), str(Path(__file__).resolve()), "--child-generate",
+                                str(records), str(users), str(seed), str(path)], "generate")
+    return path, {"cached": False, "generate_wall_s": run["wall_s"]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    children = [int(p) for p in out.stdout.split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+class Cluster:
+    """A scheduler and `workers` one-thread workers on loopback, for one measurement."""
+
+    def __init__(self, workers: int):
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
+        self.scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port",
+                                           self.address.rsplit(":", 1)[1], "--no-dashboard"], **quiet)
+        self.workers = [subprocess.Popen([str(DASK), "worker", self.address, "--nthreads", "1",
+                                          "--nworkers", "1", "--no-dashboard", "--memory-limit", "0"],
+                                         **quiet) for _ in range(workers)]
+        from distributed import Client
+
+        with Client(self.address, timeout=30) as client:
+            client.wait_for_workers(workers, timeout=120)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes proper (each nanny's deepest child)."""
+        return [_descendants(w.pid)[-1] if _descendants(w.pid) else w.pid for w in self.workers]
+
+    def figures(self) -> dict:
+        pids = self.worker_pids()
+        return {"worker_peak_rss_mb": [round(bench_replay._status(p).get("VmHWM", 0) / 1024, 1)
+                                       for p in pids],
+                "worker_cpu_s": round(sum(bench_replay._cpu_s(p) for p in pids), 1)}
+
+    def close(self) -> None:
+        for proc in [*self.workers, self.scheduler]:
+            proc.terminate()
+        for proc in [*self.workers, self.scheduler]:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run(command: list[str], label: str, cluster: Cluster | None = None) -> dict:
+    before = cluster.figures()["worker_cpu_s"] if cluster else 0.0
+    result = bench_replay.measure(command, label)
+    summary = json.loads(result["stdout"].strip().splitlines()[-1])
+    out = {"label": label, "wall_s": result["wall_s"], "summary": summary,
+           "decisions_per_s": round(summary["total"] / result["wall_s"], 1),
+           "client_max_rss_mb": result["max_rss_mb"], "client_cpu_s": result["user_s"]}
+    if cluster:
+        figures = cluster.figures()
+        worker_cpu = figures["worker_cpu_s"] - before
+        out.update(figures, worker_cpu_s=round(worker_cpu, 1),
+                   other_cores_busy=round(max(result["other_cpu_s"] - worker_cpu, 0) / result["wall_s"], 2))
+    else:
+        out["other_cores_busy"] = result["other_cores_busy"]
+        out["max_worker_peak_rss_mb"] = result.get("max_worker_peak_rss_mb")
+    log(f"{label}: {out['decisions_per_s']:,.0f} decisions/s, other cores busy {out['other_cores_busy']}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child-generate"]:
+        child_generate(int(argv[1]), int(argv[2]), int(argv[3]), argv[4])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--simulate", action="store_true")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS")
+    args = parser.parse_args(argv)
+    bench_replay.WAIT_IDLE_S = args.wait_idle
+    OUT.mkdir(parents=True, exist_ok=True)
+    path, meta = ensure_log(args.records, args.users, args.seed)
+    cli = [str(bench_replay.CLI), "replay", str(path), "--json", *(["--simulate"] if args.simulate else [])]
+    runs = [run([*cli, "--jobs", "1"], "jobs 1")]
+    for workers in (1, 2):
+        cluster = Cluster(workers)
+        try:
+            runs.append(run([*cli, "--engine", "dask", "--scheduler", cluster.address,
+                             "--partitions", str(args.partitions)], f"dask {workers} worker(s)", cluster))
+        finally:
+            cluster.close()
+    runs.append(run([*cli, "--jobs", "2"], "jobs 2"))
+    for other in runs[1:]:
+        assert other["summary"] == runs[0]["summary"], (other["label"], other["summary"])
+    by = {r["label"]: r for r in runs}
+    ratio = by["dask 2 worker(s)"]["decisions_per_s"] / by["dask 1 worker(s)"]["decisions_per_s"]
+    cost1 = 1 - by["dask 1 worker(s)"]["decisions_per_s"] / by["jobs 1"]["decisions_per_s"]
+    cost2 = 1 - by["dask 2 worker(s)"]["decisions_per_s"] / by["jobs 2"]["decisions_per_s"]
+    result = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "log": str(path.relative_to(ROOT)), "log_meta": meta, "args": vars(args), "runs": runs,
+              "ratio_2_vs_1_workers": round(ratio, 2), "dask_cost_at_1": round(cost1, 3),
+              "dask_cost_at_2": round(cost2, 3)}
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    (OUT / f"dask-{stamp}.json").write_text(json.dumps(result, indent=1))
+    print(f"{'run':<20} {'wall s':>8} {'decisions/s':>12} {'worker peak RSS MB':>20} {'other busy':>10}")
+    for r in runs:
+        print(f"{r['label']:<20} {r['wall_s']:>8.1f} {r['decisions_per_s']:>12,.0f} "
+              f"{str(r.get('worker_peak_rss_mb') or r.get('max_worker_peak_rss_mb') or '-'):>20} "
+              f"{r['other_cores_busy']:>10}")
+    print(f"2 vs 1 workers: {ratio:.2f}x; Dask cost vs --jobs: {cost1:.1%} at 1, {cost2:.1%} at 2")
+    print(f"results: bench/out/dask-{stamp}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
