@@ -83,19 +83,16 @@ class FifoGate:
     """At most `size` holders at once, first come first served. gevent's Semaphore lets a
     greenlet that releases take the slot straight back while others wait (it only schedules
     the wake-up), so one connection whose next request is already read could starve the rest.
-    Here a released slot is handed to the oldest waiter; `on_free` is called when nobody waits.
+    Here a released slot is handed to the oldest waiter.
     The gate knows which greenlets hold a slot, so one that gave its slot up (`step_aside`) and
     was killed before it got one back releases nothing on its way out."""
 
-    def __init__(self, size: int, on_free: Optional[Callable[[], None]] = None):
+    def __init__(self, size: int):
         from gevent.event import Event
 
-        self._event, self.size, self.free, self.on_free = Event, size, size, on_free
+        self._event, self.size, self.free = Event, size, size
         self.waiters: collections.deque = collections.deque()   # (greenlet, its Event)
         self.holders: set = set()
-
-    def busy(self) -> bool:
-        return self.free == 0 or bool(self.waiters)
 
     def holds(self) -> bool:
         return gevent.getcurrent() in self.holders
@@ -128,8 +125,6 @@ class FifoGate:
             handed.set()
             return
         self.free += 1
-        if self.on_free is not None:
-            self.on_free()
 
     def step_aside(self, seconds: float) -> None:
         """Sleep without a slot: a request waiting for its user's lock (held by a request in
@@ -157,9 +152,9 @@ class AppGate:
     """The app behind a FifoGate: each request's body is read before it queues and its answer
     is written after it leaves (see the module docstring for why)."""
 
-    def __init__(self, app, size: int, on_free: Optional[Callable[[], None]] = None):
+    def __init__(self, app, size: int):
         self.app = app
-        self.gate = FifoGate(size, on_free)
+        self.gate = FifoGate(size)
         self.shed: Callable[[], bool] = lambda: False   # close this connection after the answer?
         config = getattr(app, "config", None)
         self._limit = config.get("MAX_CONTENT_LENGTH") if config is not None else None
