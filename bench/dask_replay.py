@@ -25,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -42,8 +43,11 @@ def log_path(records: int, users: int, seed: int) -> Path:
     return OUT / f"dask-log-n{records}-u{users}-seed{seed}.jsonl"
 
 
-def child_generate(records: int, users: int, seed: int, out_path: str) -> None:
-    """In a child process: generate the log and export it whole (atomically)."""
+GENERATORS = 2   # processes generating the log, each its own users: their logs are concatenated
+
+
+def child_generate(records: int, users: int, seed: int, prefix: str, out_path: str) -> None:
+    """In a child process: generate one share of the log and export it whole (atomically)."""
     sys.path.insert(0, str(ROOT))
     from service.adapters import rules_files
     from service.domain.clock import FixedClock
@@ -53,7 +57,7 @@ def child_generate(records: int, users: int, seed: int, out_path: str) -> None:
 
     services = memory_services(build_policy(rules_files.load(bench_replay.RULES)), FixedClock(NOW),
                                lock_ttl_ms=3_600_000, retention_days=100_000)
-    written = generate(services, records, users=users, seed=seed)
+    written = generate(services, records, users=users, seed=seed, prefix=prefix)
     tmp = Path(out_path + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         assert services.stores.log.export(out) == written
@@ -61,14 +65,29 @@ def child_generate(records: int, users: int, seed: int, out_path: str) -> None:
 
 
 def ensure_log(records: int, users: int, seed: int) -> tuple[Path, dict]:
+    """The cached log, or a new one: GENERATORS shares made in parallel, each over its own users
+    (ids prefixed `s<K>-`), concatenated. Every record of a user is in one share, in order."""
     path = log_path(records, users, seed)
     if path.exists():
         log(f"reusing {path.relative_to(ROOT)}")
         return path, {"cached": True}
-    log(f"generating {records:,} decisions over {users:,} users (minutes)")
-    run = bench_replay.measure([str(bench_replay.PYTHON), str(Path(__file__).resolve()), "--child-generate",
-                                str(records), str(users), str(seed), str(path)], "generate")
-    return path, {"cached": False, "generate_wall_s": run["wall_s"]}
+    log(f"generating {records:,} decisions over {users:,} users in {GENERATORS} processes (minutes)")
+    started = time.monotonic()
+    shares = [Path(f"{path}.share{k}") for k in range(GENERATORS)]
+    children = [subprocess.Popen([str(bench_replay.PYTHON), str(Path(__file__).resolve()),
+                                  "--child-generate", str(records // GENERATORS + (k < records % GENERATORS)),
+                                  str(users // GENERATORS), str(seed + k), f"s{k}-", str(share)])
+                for k, share in enumerate(shares)]
+    if any(child.wait() for child in children):
+        raise SystemExit("generating the log failed")
+    with open(f"{path}.tmp", "wb") as out:
+        for share in shares:
+            with open(share, "rb") as handle:
+                shutil.copyfileobj(handle, out)
+            share.unlink()
+    os.replace(f"{path}.tmp", path)
+    return path, {"cached": False, "generate_wall_s": round(time.monotonic() - started, 1),
+                  "generators": GENERATORS}
 
 
 def free_port() -> int:
@@ -141,7 +160,7 @@ def run(command: list[str], label: str, cluster: Cluster | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child-generate"]:
-        child_generate(int(argv[1]), int(argv[2]), int(argv[3]), argv[4])
+        child_generate(int(argv[1]), int(argv[2]), int(argv[3]), argv[4], argv[5])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
@@ -150,10 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--simulate", action="store_true")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS")
+    parser.add_argument("--log-only", action="store_true", help="generate (or find) the log, then stop")
     args = parser.parse_args(argv)
     bench_replay.WAIT_IDLE_S = args.wait_idle
     OUT.mkdir(parents=True, exist_ok=True)
     path, meta = ensure_log(args.records, args.users, args.seed)
+    if args.log_only:
+        print(path)
+        return 0
     cli = [str(bench_replay.CLI), "replay", str(path), "--json", *(["--simulate"] if args.simulate else [])]
     runs = [run([*cli, "--jobs", "1"], "jobs 1")]
     for workers in (1, 2):

@@ -42,8 +42,12 @@ def applicant(rng: random.Random, product: str) -> dict:
     return doc
 
 
-def generate(services: Services, decisions: int, users: int = 1500, seed: int = 11) -> int:
-    """Make `decisions` decisions (plus some cancels and grace uses); returns log records written."""
+def generate(services: Services, decisions: int, users: int = 1500, seed: int = 11,
+             prefix: str = "") -> int:
+    """Make `decisions` decisions (plus some cancels and grace uses); returns log records written.
+
+    `prefix` starts every user and application id: logs generated with different prefixes hold
+    different users, so they can be made in parallel and concatenated."""
     rng = random.Random(seed)
     schema = DecideRequestSchema(term_ranges=services.rules.policy.book.term_ranges())
     clock = services.clock
@@ -53,7 +57,7 @@ def generate(services: Services, decisions: int, users: int = 1500, seed: int = 
     cooling: list[tuple[str, str]] = []
     while made < decisions:
         clock.advance(seconds=rng.randint(1, 900))
-        user = f"user-{rng.randrange(users)}"
+        user = f"{prefix}user-{rng.randrange(users)}"
         action = rng.random()
         if action < 0.02 and cooling:
             user_id, app_id = cooling.pop(rng.randrange(len(cooling)))
@@ -71,7 +75,7 @@ def generate(services: Services, decisions: int, users: int = 1500, seed: int = 
                 pass
             continue
         doc = applicant(rng, rng.choice(PRODUCTS))
-        doc["user_id"], doc["application_id"] = user, f"app-{made}"
+        doc["user_id"], doc["application_id"] = user, f"{prefix}app-{made}"
         result = service.decide(doc, schema.load(doc))
         made += 1
         records += 1
