@@ -122,6 +122,39 @@ def test_a_real_scheduler_gives_the_summary_of_one_job(log, candidate, tmp_path,
     assert json.loads(out) == summary
 
 
+def mixed_inputs(log: Path, directory: Path) -> list[str]:
+    """The log cut in three, in order: a JSON Lines file, a gzip file (found by a glob), and a
+    directory holding the rest as Parquet part files."""
+    import gzip
+
+    from service.adapters.log_parquet import ParquetLogWriter
+
+    lines = log.read_text().splitlines(keepends=True)
+    a, b = len(lines) // 3, 2 * len(lines) // 3
+    (directory / "a.jsonl").write_text("".join(lines[:a]))
+    with gzip.open(directory / "b.jsonl.gz", "wt") as handle:
+        handle.write("".join(lines[a:b]))
+    (directory / "c").mkdir()
+    writer = ParquetLogWriter(directory / "c", rows_per_file=150)
+    writer.write("".join(lines[b:]))
+    assert len(writer.close()) > 1
+    return [str(directory / "a.jsonl"), str(directory / "b*.gz"), str(directory / "c")]
+
+
+@pytest.mark.parametrize("simulate", [False, True], ids=["replay", "simulate"])
+def test_several_inputs_of_each_kind_give_the_summary_of_the_one_file(log, candidate, tmp_path,
+                                                                       scheduler, simulate):
+    pytest.importorskip("pyarrow")
+    summary, report = expected(log, candidate, tmp_path, simulate)
+    mine = tmp_path / "dask.jsonl"
+    code, out, err = run(*mixed_inputs(log, tmp_path), "--rules", str(candidate), "--json",
+                         "--report", str(mine), "--engine", "dask", "--scheduler", scheduler,
+                         "--partitions", "3", *(["--simulate"] if simulate else []))
+    assert code == 0, err
+    assert json.loads(out) == summary and summary["total"] > 1000
+    assert mine.read_text() == report
+
+
 def test_an_unreachable_scheduler_is_named_within_seconds(log):
     address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
