@@ -7,8 +7,12 @@
 1. The log: tests/loggen.generate through the service on the in-memory stores, as
    bench/simulate.py makes it, but with a retention period longer than the log (200,000
    decisions span about three years of the generator's clock: under the default 400 days the
-   export would hold only the last part). Cached as bench/out/dask-log-n<N>-u<U>-seed<S>.jsonl:
-   generated once, reused.
+   export would hold only the last part). Two processes each generate half, over their own
+   users, and their exports are concatenated. Cached as
+   bench/out/dask-log-n<N>-u<U>-seed<S>.jsonl: generated once, reused. A generator holds its
+   whole log in memory, about 12 GB at 500,000 decisions: on a 24 GB machine the 1,000,000
+   log's two halves cannot be made at once (make one with --child-generate, then the other).
+   --input replays another log instead (the Parquet export of that log, say).
 2. For W = 1 and 2: `dask scheduler` and W `dask worker --nthreads 1` processes on loopback,
    fresh for each W (so each worker's VmHWM is that run's peak), then `loan-decide replay LOG
    --json --engine dask --scheduler ADDR --partitions P` timed as a subprocess (start-up and
@@ -110,9 +114,11 @@ class Cluster:
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
         self.scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port",
                                            self.address.rsplit(":", 1)[1], "--no-dashboard"], **quiet)
+        # as README says to start them: the nanny must not set MALLOC_TRIM_THRESHOLD_
+        env = dict(os.environ, DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="{'MALLOC_TRIM_THRESHOLD_': None}")
         self.workers = [subprocess.Popen([str(DASK), "worker", self.address, "--nthreads", "1",
                                           "--nworkers", "1", "--no-dashboard", "--memory-limit", "0"],
-                                         **quiet) for _ in range(workers)]
+                                         env=env, **quiet) for _ in range(workers)]
         from distributed import Client
 
         with Client(self.address, timeout=30) as client:
@@ -170,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulate", action="store_true")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS")
     parser.add_argument("--log-only", action="store_true", help="generate (or find) the log, then stop")
+    parser.add_argument("--input", help="replay this log instead (e.g. the log's Parquet export, a directory)")
     args = parser.parse_args(argv)
     bench_replay.WAIT_IDLE_S = args.wait_idle
     OUT.mkdir(parents=True, exist_ok=True)
@@ -177,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_only:
         print(path)
         return 0
+    if args.input:
+        path, meta = Path(args.input).resolve(), {"cached": True, "input": args.input}
     cli = [str(bench_replay.CLI), "replay", str(path), "--json", *(["--simulate"] if args.simulate else [])]
     runs = [run([*cli, "--jobs", "1"], "jobs 1")]
     for workers in (1, 2):
@@ -194,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     cost1 = 1 - by["dask 1 worker(s)"]["decisions_per_s"] / by["jobs 1"]["decisions_per_s"]
     cost2 = 1 - by["dask 2 worker(s)"]["decisions_per_s"] / by["jobs 2"]["decisions_per_s"]
     result = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "log": str(path.relative_to(ROOT)), "log_meta": meta, "args": vars(args), "runs": runs,
+              "log": str(path), "log_meta": meta, "args": vars(args), "runs": runs,
               "ratio_2_vs_1_workers": round(ratio, 2), "dask_cost_at_1": round(cost1, 3),
               "dask_cost_at_2": round(cost2, 3)}
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

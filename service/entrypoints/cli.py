@@ -368,7 +368,8 @@ def _replay_on_dask(inputs, source, report: str | None, as_json: bool, skip_bad:
             dask_replay.Cluster(scheduler, workers, partitions), simulate=simulate,
             stores=simulation_stores if simulate else None, skip_bad=skip_bad,
             keep_changes=bool(report) and not html, impact=html,
-            on_progress=None if as_json else _echo_progress)
+            on_progress=None if as_json else _echo_progress,
+            on_warning=lambda text: click.echo(f"warning: {text}", err=True))
     except replaying.BadRecord as bad:
         raise click.ClickException(f"{inputs.where(bad.line)}: {bad.problem} (use --skip-bad to go on)")
     except (LogFileError, LookupError, dask_replay.EngineError) as exc:

@@ -233,9 +233,12 @@ def run(lines: Iterable[tuple[int, str]], source: PolicySource, jobs: int = 1,
         skip_bad: bool = False, batch_size: int = 200) -> Iterator[Any]:
     """Replayed results (or BadRecord) in input order; stops at the first bad line unless skip_bad."""
     if jobs <= 1:
+        # one record at a time: a batch would keep its parsed records and results alive
+        # together, and that many live objects make the garbage collector's passes a third
+        # of the run (their batching only pays across processes)
         _init_worker(source)
-        for batch in _batches(lines, batch_size):
-            for item in _work(batch, skip_bad):
+        for number, text in lines:
+            for item in _work([(number, text)], skip_bad):
                 yield item
                 if isinstance(item, BadRecord) and not skip_bad:
                     return
