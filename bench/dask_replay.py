@@ -94,6 +94,28 @@ def ensure_log(records: int, users: int, seed: int) -> tuple[Path, dict]:
                   "generators": GENERATORS}
 
 
+def parquet_of(path: Path) -> Path:
+    """The log as `log export --format parquet` writes it: a directory of part files."""
+    out = path.with_suffix(".parquet")
+    if out.is_dir():
+        log(f"reusing {out.relative_to(ROOT)}")
+        return out
+    sys.path.insert(0, str(ROOT))
+    from service.adapters.log_parquet import ParquetLogWriter
+
+    log(f"writing {out.relative_to(ROOT)}")
+    tmp = out.with_suffix(".parquet.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    writer = ParquetLogWriter(tmp)
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            writer.write(line)
+    writer.close()
+    os.replace(tmp, out)
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -114,8 +136,11 @@ class Cluster:
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
         self.scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port",
                                            self.address.rsplit(":", 1)[1], "--no-dashboard"], **quiet)
-        # as README says to start them: the nanny must not set MALLOC_TRIM_THRESHOLD_
-        env = dict(os.environ, DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="{'MALLOC_TRIM_THRESHOLD_': None}")
+        # as README says to start them: no MALLOC_TRIM_THRESHOLD_ from the nanny, a quieter monitor
+        env = dict(os.environ, DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="{'MALLOC_TRIM_THRESHOLD_': None}",
+                   DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__DISK="False",
+                   DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL="2s",
+                   DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL="1s")
         self.workers = [subprocess.Popen([str(DASK), "worker", self.address, "--nthreads", "1",
                                           "--nworkers", "1", "--no-dashboard", "--memory-limit", "0"],
                                          env=env, **quiet) for _ in range(workers)]
@@ -176,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulate", action="store_true")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS")
     parser.add_argument("--log-only", action="store_true", help="generate (or find) the log, then stop")
+    parser.add_argument("--runs", default="dask1,dask2,jobs2",
+                        help="besides --jobs 1 (always: the summary the others must equal)")
+    parser.add_argument("--parquet", action="store_true",
+                        help="replay the log's Parquet export (made from it once, cached beside it)")
     parser.add_argument("--input", help="replay this log instead (e.g. the log's Parquet export, a directory)")
     args = parser.parse_args(argv)
     bench_replay.WAIT_IDLE_S = args.wait_idle
@@ -184,24 +213,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_only:
         print(path)
         return 0
+    if args.parquet:
+        path = parquet_of(path)
     if args.input:
         path, meta = Path(args.input).resolve(), {"cached": True, "input": args.input}
     cli = [str(bench_replay.CLI), "replay", str(path), "--json", *(["--simulate"] if args.simulate else [])]
+    wanted = set(args.runs.split(","))
     runs = [run([*cli, "--jobs", "1"], "jobs 1")]
     for workers in (1, 2):
+        if f"dask{workers}" not in wanted:
+            continue
         cluster = Cluster(workers)
         try:
             runs.append(run([*cli, "--engine", "dask", "--scheduler", cluster.address,
                              "--partitions", str(args.partitions)], f"dask {workers} worker(s)", cluster))
         finally:
             cluster.close()
-    runs.append(run([*cli, "--jobs", "2"], "jobs 2"))
+    if "jobs2" in wanted:
+        runs.append(run([*cli, "--jobs", "2"], "jobs 2"))
     for other in runs[1:]:
         assert other["summary"] == runs[0]["summary"], (other["label"], other["summary"])
-    by = {r["label"]: r for r in runs}
-    ratio = by["dask 2 worker(s)"]["decisions_per_s"] / by["dask 1 worker(s)"]["decisions_per_s"]
-    cost1 = 1 - by["dask 1 worker(s)"]["decisions_per_s"] / by["jobs 1"]["decisions_per_s"]
-    cost2 = 1 - by["dask 2 worker(s)"]["decisions_per_s"] / by["jobs 2"]["decisions_per_s"]
+    by = {r["label"]: r["decisions_per_s"] for r in runs}
+    nan = float("nan")
+    ratio = by.get("dask 2 worker(s)", nan) / by.get("dask 1 worker(s)", nan)
+    cost1 = 1 - by.get("dask 1 worker(s)", nan) / by["jobs 1"]
+    cost2 = 1 - by.get("dask 2 worker(s)", nan) / by.get("jobs 2", nan)
     result = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "log": str(path), "log_meta": meta, "args": vars(args), "runs": runs,
               "ratio_2_vs_1_workers": round(ratio, 2), "dask_cost_at_1": round(cost1, 3),
