@@ -137,8 +137,8 @@ def _read(path: Path, at: list) -> Iterator[tuple[int, str]]:
 def _replay(work: Work, source: PolicySource, lines: Iterable[tuple[int, str]]) -> Simulation:
     """A plain replay of one partition: `replay.run`, as `--jobs 1`, kept as a partition's result."""
     result = Simulation(impact=Impact() if work.impact else None)
-    # one record a batch: a failure is then at the record `_read` gave last (the cost is nil)
-    for item in replaying.run(lines, source, jobs=1, skip_bad=work.skip_bad, batch_size=1):
+    # in one process `run` takes one record at a time: a failure is at the record `_read` gave last
+    for item in replaying.run(lines, source, jobs=1, skip_bad=work.skip_bad):
         if isinstance(item, BadRecord):
             result.summary.bad_lines += 1
             result.bad.append((item.line, item.problem))

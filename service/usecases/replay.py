@@ -231,7 +231,9 @@ def _batches(lines: Iterable[tuple[int, str]], size: int) -> Iterator[list[tuple
 
 def run(lines: Iterable[tuple[int, str]], source: PolicySource, jobs: int = 1,
         skip_bad: bool = False, batch_size: int = 200) -> Iterator[Any]:
-    """Replayed results (or BadRecord) in input order; stops at the first bad line unless skip_bad."""
+    """Replayed results (or BadRecord) in input order; stops at the first bad line unless skip_bad.
+
+    `batch_size`: records a worker process takes at a time (with jobs > 1)."""
     if jobs <= 1:
         # one record at a time: a batch would keep its parsed records and results alive
         # together, and that many live objects make the garbage collector's passes a third
