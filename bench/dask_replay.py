@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/dask_replay.py [--records 200000] [--users 50000] [--seed 11]
                                           [--partitions 8] [--simulate] [--wait-idle SECONDS]
+                                          [--repeat N] [--runs dask1,dask2,jobs2] [--parquet]
 
 1. The log: tests/loggen.generate through the service on the in-memory stores, as
    bench/simulate.py makes it, but with a retention period longer than the log (200,000
@@ -19,6 +20,8 @@
    the client's split of the log included). decisions/s = summary total / wall seconds.
 3. `loan-decide replay LOG --json --jobs W` for the same W: the cost of Dask at the same
    parallelism. Every summary must equal `--jobs 1`'s (asserted).
+4. --repeat N runs 1-3 N times in turn (on a shared machine one run's speed varies by a fifth):
+   the figures are each run's median, and every round's ratios are printed too.
 
 Peak RSS per worker: VmHWM of each worker process (the nanny's child). Other load: the
 machine's busy CPU less the command's and the workers'. Writes bench/out/dask-<UTC time>.json.
@@ -31,6 +34,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -188,6 +192,31 @@ def run(command: list[str], label: str, cluster: Cluster | None = None) -> dict:
     return out
 
 
+def one_round(cli: list[str], wanted: set[str], partitions: int) -> list[dict]:
+    """`--jobs 1`, then the Dask runs and `--jobs 2` wanted, one after the other."""
+    runs = [run([*cli, "--jobs", "1"], "jobs 1")]
+    for workers in (1, 2):
+        if f"dask{workers}" not in wanted:
+            continue
+        cluster = Cluster(workers)
+        try:
+            runs.append(run([*cli, "--engine", "dask", "--scheduler", cluster.address,
+                             "--partitions", str(partitions)], f"dask {workers} worker(s)", cluster))
+        finally:
+            cluster.close()
+    if "jobs2" in wanted:
+        runs.append(run([*cli, "--jobs", "2"], "jobs 2"))
+    return runs
+
+
+def ratios(by: dict) -> tuple[float, float, float]:
+    """2 vs 1 workers, and Dask's cost against --jobs at 1 and at 2, from decisions/s by label."""
+    nan = float("nan")
+    return (by.get("dask 2 worker(s)", nan) / by.get("dask 1 worker(s)", nan),
+            1 - by.get("dask 1 worker(s)", nan) / by["jobs 1"],
+            1 - by.get("dask 2 worker(s)", nan) / by.get("jobs 2", nan))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child-generate"]:
@@ -205,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="besides --jobs 1 (always: the summary the others must equal)")
     parser.add_argument("--parquet", action="store_true",
                         help="replay the log's Parquet export (made from it once, cached beside it)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run every measurement N times, interleaved; figures are medians")
     parser.add_argument("--input", help="replay this log instead (e.g. the log's Parquet export, a directory)")
     args = parser.parse_args(argv)
     bench_replay.WAIT_IDLE_S = args.wait_idle
@@ -219,27 +250,17 @@ def main(argv: list[str] | None = None) -> int:
         path, meta = Path(args.input).resolve(), {"cached": True, "input": args.input}
     cli = [str(bench_replay.CLI), "replay", str(path), "--json", *(["--simulate"] if args.simulate else [])]
     wanted = set(args.runs.split(","))
-    runs = [run([*cli, "--jobs", "1"], "jobs 1")]
-    for workers in (1, 2):
-        if f"dask{workers}" not in wanted:
-            continue
-        cluster = Cluster(workers)
-        try:
-            runs.append(run([*cli, "--engine", "dask", "--scheduler", cluster.address,
-                             "--partitions", str(args.partitions)], f"dask {workers} worker(s)", cluster))
-        finally:
-            cluster.close()
-    if "jobs2" in wanted:
-        runs.append(run([*cli, "--jobs", "2"], "jobs 2"))
+    rounds = [one_round(cli, wanted, args.partitions) for _ in range(args.repeat)]
+    runs = [r for one in rounds for r in one]
     for other in runs[1:]:
         assert other["summary"] == runs[0]["summary"], (other["label"], other["summary"])
-    by = {r["label"]: r["decisions_per_s"] for r in runs}
-    nan = float("nan")
-    ratio = by.get("dask 2 worker(s)", nan) / by.get("dask 1 worker(s)", nan)
-    cost1 = 1 - by.get("dask 1 worker(s)", nan) / by["jobs 1"]
-    cost2 = 1 - by.get("dask 2 worker(s)", nan) / by.get("jobs 2", nan)
+    by = {label: statistics.median(r["decisions_per_s"] for r in runs if r["label"] == label)
+          for label in dict.fromkeys(r["label"] for r in runs)}
+    ratio, cost1, cost2 = ratios(by)
     result = {"started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "log": str(path), "log_meta": meta, "args": vars(args), "runs": runs,
+              "median_decisions_per_s": by, "per_round": [ratios({r["label"]: r["decisions_per_s"]
+                                                                  for r in one}) for one in rounds],
               "ratio_2_vs_1_workers": round(ratio, 2), "dask_cost_at_1": round(cost1, 3),
               "dask_cost_at_2": round(cost2, 3)}
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -249,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['label']:<20} {r['wall_s']:>8.1f} {r['decisions_per_s']:>12,.0f} "
               f"{str(r.get('worker_peak_rss_mb') or r.get('max_worker_peak_rss_mb') or '-'):>20} "
               f"{r['other_cores_busy']:>10}")
+    if args.repeat > 1:
+        for k, (r, c1, c2) in enumerate(result["per_round"], 1):
+            print(f"round {k}: 2 vs 1 workers {r:.2f}x; Dask cost {c1:.1%} at 1, {c2:.1%} at 2")
+        print(f"medians of {args.repeat} rounds: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in by.items()))
     print(f"2 vs 1 workers: {ratio:.2f}x; Dask cost vs --jobs: {cost1:.1%} at 1, {cost2:.1%} at 2")
     print(f"results: bench/out/dask-{stamp}.json")
     return 0
