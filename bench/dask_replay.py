@@ -140,11 +140,13 @@ class Cluster:
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
         self.scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port",
                                            self.address.rsplit(":", 1)[1], "--no-dashboard"], **quiet)
-        # as README says to start them: no MALLOC_TRIM_THRESHOLD_ from the nanny, a quieter monitor
+        # as README says to start them: no MALLOC_TRIM_THRESHOLD_ from the nanny, a quieter monitor,
+        # no profiler
         env = dict(os.environ, DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="{'MALLOC_TRIM_THRESHOLD_': None}",
                    DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__DISK="False",
                    DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL="2s",
-                   DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL="1s")
+                   DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL="1s",
+                   DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="False")
         self.workers = [subprocess.Popen([str(DASK), "worker", self.address, "--nthreads", "1",
                                           "--nworkers", "1", "--no-dashboard", "--memory-limit", "0"],
                                          env=env, **quiet) for _ in range(workers)]

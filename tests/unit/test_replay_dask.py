@@ -75,7 +75,7 @@ def test_a_local_cluster_gives_the_summary_and_report_of_one_job(log, candidate,
     assert code == 0, err
     assert json.loads(out) == summary and mine.read_text() == report
     assert summary["changed"] > 0 and "partition" not in err   # no progress with --json
-    assert "warning" not in err   # the local cluster's workers run without MALLOC_TRIM_THRESHOLD_
+    assert "warning" not in err   # the local cluster's workers: no MALLOC_TRIM_THRESHOLD_, no profiler
 
 
 def free_port() -> int:
@@ -91,9 +91,10 @@ def scheduler():
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port",
                                address.rsplit(":", 1)[1], "--no-dashboard"], **quiet)]
-    # the first worker as `dask worker` starts by default (its nanny sets MALLOC_TRIM_THRESHOLD_),
-    # the second told not to: the run warns about one of the two
-    unset = dict(os.environ, **dict([dask_replay.NANNY_UNSET_TRIM.split("=", 1)]))
+    # the first worker as `dask worker` starts by default (its nanny sets MALLOC_TRIM_THRESHOLD_,
+    # its profiler samples), the second told not to: the run warns about one of the two
+    unset = dict(os.environ, **dict(setting.split("=", 1) for setting in
+                                    (dask_replay.NANNY_UNSET_TRIM, dask_replay.PROFILER_OFF)))
     procs += [subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--nworkers", "1",
                                 "--no-dashboard", "--memory-limit", "0"], env=env, **quiet)
               for env in (None, unset)]
@@ -122,6 +123,7 @@ def test_a_real_scheduler_gives_the_summary_of_one_job(log, candidate, tmp_path,
     assert code == 0, err
     assert "partition 7/7 done" in err and "decisions/s so far" in err   # progress, on stderr
     assert "warning: 1 of the Dask workers run with MALLOC_TRIM_THRESHOLD_=65536" in err
+    assert "warning: 1 of the Dask workers run their statistical profiler" in err
     code, out, err = run(str(log), "--rules", str(candidate), "--json", "--engine", "dask",
                          "--scheduler", scheduler, "--partitions", "7",
                          *(["--simulate"] if simulate else []))
