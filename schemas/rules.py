@@ -207,6 +207,8 @@ class TimeFileSchema(RuleFileSchema):
     application_count_months = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     temporary_limit = fields.Nested(TemporaryLimitSchema, required=True)
     grace = fields.Nested(GraceSchema, required=True)
+    human_review_days = fields.Integer(strict=True, validate=validate.Range(min=0, max=3650),
+                                       load_default=None)
     state_reasons = fields.Dict(
         keys=fields.String(validate=validate.OneOf(["REAPPLY_COOLDOWN", "COOLING_OFF_PENDING"])),
         values=fields.Nested(StateReasonSchema), required=True,

@@ -19,7 +19,9 @@ VIEW_EFFECTS = ("offer", "funds_available_at", "cancel_until", "reapply_after")
 @dataclass(frozen=True)
 class StoredApplication:
     """The record: {"application_id", "user_id", "payload_sha256", "decision", "cancelled_at",
-    and, for a review case, "case" (the request) and once reviewed "review"}."""
+    and, for a review case, "case" (the request) and once reviewed "review"}. A rejection the
+    applicant sent to a person (human_review) is a review case too: it has "human_review"
+    (who asked, when, the statement) and "case"."""
 
     doc: dict
 
@@ -40,11 +42,13 @@ class StoredApplication:
         return self.doc["decision"]
 
     def status_at(self, now: dt.datetime) -> str:
-        """approved | rejected | review | cooling_off | released | cancelled."""
+        """approved | rejected | review | review_requested | cooling_off | released | cancelled."""
         if self.doc.get("cancelled_at"):
             return "cancelled"
         if self.doc.get("review"):
             return final_status(self.doc["review"], now)
+        if self.doc.get("human_review"):
+            return "review_requested"   # the refusal stands until a reviewer decides
         decision = self.decision
         if decision["outcome"] == "cooling_off":
             return "cooling_off" if now < parse_iso_utc(decision["funds_available_at"]) else "released"
@@ -55,6 +59,8 @@ class StoredApplication:
         view = {"application_id": self.doc["application_id"], "user_id": self.doc["user_id"],
                 "status": self.status_at(now), "cancelled_at": self.doc.get("cancelled_at"),
                 "decision": self.decision}
+        if self.doc.get("human_review"):
+            view["human_review"] = self.doc["human_review"]
         review = self.doc.get("review")
         if review:   # a reviewed case: the reviewer's outcome and its effects
             view["review"] = review
@@ -63,8 +69,13 @@ class StoredApplication:
         return view
 
     def is_open_case(self) -> bool:
-        """Whether the record is a review case no reviewer has closed."""
-        return self.decision["outcome"] == "review" and not self.doc.get("review")
+        """Whether the record is a review case no reviewer has closed (the rules' or the applicant's)."""
+        return ((self.decision["outcome"] == "review" or bool(self.doc.get("human_review")))
+                and not self.doc.get("review"))
+
+    @property
+    def requested_by_applicant(self) -> bool:
+        return bool(self.doc.get("human_review"))
 
     def with_changes(self, **changes) -> "StoredApplication":
         return StoredApplication({**self.doc, **changes})

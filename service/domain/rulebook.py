@@ -106,6 +106,10 @@ class Grace:
     period_days: int
 
 
+# what rules versions written before `human_review_days` existed allow
+DEFAULT_HUMAN_REVIEW_DAYS = 30
+
+
 @dataclass(frozen=True)
 class TimeRules:
     """time.yaml: the windows of T1-T5 and the wording of the refusals by state."""
@@ -116,6 +120,7 @@ class TimeRules:
     temporary_limit: TemporaryLimit
     grace: Grace
     state_reasons: Mapping[str, tuple[str, ReasonSpec]]   # code -> (rule id, wording)
+    human_review_days: int = DEFAULT_HUMAN_REVIEW_DAYS     # an applicant may ask for a person
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,8 @@ def _time_rules(time_doc: Mapping[str, Any]) -> TimeRules:
             code=code, outcome="rejected", starts_cooldown=False,
             **{k: v for k, v in spec.items() if k != "rule_id"}))
             for code, spec in time_doc["state_reasons"].items()},
+        human_review_days=(DEFAULT_HUMAN_REVIEW_DAYS if time_doc.get("human_review_days") is None
+                           else time_doc["human_review_days"]),
     )
 
 
