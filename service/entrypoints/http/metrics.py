@@ -28,6 +28,11 @@ DECISIONS_BY_ARM = Counter("decisions_by_arm_total", "Decisions while a challeng
                            ["arm", "outcome"])
 
 REVIEWS = Counter("reviews_total", "Review cases closed by a reviewer", ["outcome"])
+# an applicant's rights: explanation, human_review, export; outcome: ok, replayed (the same
+# request again), refused (409), not_found, invalid, unavailable
+APPLICANT_RIGHTS = Counter("applicant_rights_requests_total",
+                           "Requests for an explanation, a human review or a copy of one's data",
+                           ["request", "outcome"])
 
 # The latency metric's method label: these, or "other". The method is the client's to choose
 # (any token, answered 404/405), and one label per made-up method grew every worker's metric
