@@ -24,6 +24,7 @@ from service.usecases.ports import RuleChangeLog, RulesArchive, RuleSwitches, St
 
 log = logging.getLogger("loan_decide.rule_changes")
 PolicyBuilder = Callable[[RuleBook], Policy]
+BOOKS_KEPT = 16      # archived rule books kept in memory by book_of
 
 
 class UnknownVersion(LookupError):
@@ -47,6 +48,7 @@ class LiveRules:
         self.arms = Arms()
         self._next_sync = 0.0
         self._archived = False
+        self._books: dict[str, RuleBook] = {}
 
     @property
     def version(self) -> str:
@@ -71,6 +73,22 @@ class LiveRules:
         if book is None:
             raise UnknownVersion(version)
         return self.build(book)
+
+    def book_of(self, version: str) -> RuleBook:
+        """The rule book that made a decision under `version`, for what that version promised
+        (a deadline told to the applicant); the live book when the version is not archived.
+        Books are kept once read: a version's files never change under its hash."""
+        if version == self.version:
+            return self.policy.book
+        book = self._books.get(version)
+        if book is None:
+            book = self.archive.load(version) if self.archive else None
+            if book is None:
+                return self.policy.book
+            if len(self._books) >= BOOKS_KEPT:
+                self._books.pop(next(iter(self._books)))
+            self._books[version] = book
+        return book
 
     # -- the shared switches ----------------------------------------------------------------
     def archive_own(self) -> bool:
