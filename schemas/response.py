@@ -114,13 +114,23 @@ class ReviewSchema(_Strict):
     reapply_after = fields.String(required=True, allow_none=True)
 
 
+class HumanReviewEntrySchema(_Strict):
+    requested_by = fields.String(required=True, validate=validate.OneOf(["applicant"]))
+    requested_at = fields.String(required=True)
+    statement = fields.String(required=True, allow_none=True)
+    rules_version = fields.String(required=True)
+
+
 class ApplicationViewSchema(_Strict):
     application_id = fields.String(required=True)
     user_id = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(
-        ["approved", "rejected", "review", "cooling_off", "released", "cancelled"]))
+        ["approved", "rejected", "review", "review_requested", "cooling_off", "released",
+         "cancelled"]))
     cancelled_at = fields.String(required=True, allow_none=True)
     decision = fields.Nested(DecisionSchema, required=True)
+    # the applicant asked for a person instead of the rules
+    human_review = fields.Nested(HumanReviewEntrySchema)
     # a reviewed case (issue 11): the review, and its effects beside the original decision
     review = fields.Nested(ReviewSchema)
     offer = fields.Nested(OfferSchema, allow_none=True)
@@ -136,11 +146,22 @@ class ReviewItemSchema(_Strict):
     amount = fields.Float(required=True, allow_none=True)
     reason_codes = fields.List(fields.String(), required=True)
     decided_at = fields.String(required=True)
+    # who opened the case: the rules (outcome review) or the applicant (a rejection refused)
+    requested_by = fields.String(required=True, validate=validate.OneOf(["rules", "applicant"]))
 
 
 class ReviewPageSchema(_Strict):
     items = fields.List(fields.Nested(ReviewItemSchema), required=True)
     next_cursor = fields.String(required=True, allow_none=True)
+
+
+class ExportSchema(_Strict):
+    user_id = fields.String(required=True)
+    exported_at = fields.String(required=True)
+    receipt_id = fields.String(required=True)
+    state = fields.Dict(required=True, allow_none=True)
+    applications = fields.List(fields.Dict(), required=True)
+    log = fields.List(fields.Dict(), required=True)
 
 
 class ErasureResultSchema(_Strict):

@@ -64,6 +64,27 @@ class OverrideRequestSchema(Schema):
     reason = _text(NOTE_MAX)
 
 
+class HumanReviewRequestSchema(Schema):
+    """POST /applications/<id>/human-review: the applicant refuses a decision the rules made."""
+
+    class Meta:
+        unknown = RAISE
+
+    user_id = _id_field()
+    statement = fields.String(load_default=None, allow_none=True,
+                              validate=validate.Length(max=NOTE_MAX))
+
+
+class ExportQuerySchema(Schema):
+    """GET /users/<id>/export's query: who asks and why (the receipt holds both, masked)."""
+
+    class Meta:
+        unknown = RAISE
+
+    operator_id = _id_field()
+    reason = _text(NOTE_MAX)
+
+
 class ErasureRequestSchema(Schema):
     """DELETE /users/<id>."""
 

@@ -196,6 +196,10 @@ class MemoryUserStore(ports.UserStore):
         for record in records:
             yield record.value
 
+    def log_records(self, user_id: str) -> list[str]:
+        with self.data.mutex:
+            return [text for _, _, text in self.data.user(user_id).log] if user_id in self.data.users else []
+
     def inventory(self, user_id: str) -> Optional[ports.UserInventory]:
         with self.data.mutex:
             user = self.data.user(user_id)

@@ -435,6 +435,18 @@ class RedisStateStore(ports.UserStore):
     def _call(self, script, keys, args):
         return self._do(lambda: script(keys=keys, args=args))
 
+    def log_records(self, user_id: str, batch: int = 500) -> list[str]:
+        key, start, texts = f"{self._base(user_id)}:log", "-", []
+        while True:
+            entries = self._do(lambda: self.client.xrange(key, min=start, max="+", count=batch))
+            for entry_id, fields in entries:
+                raw = fields.get(b"r", fields.get("r"))
+                texts.append(raw.decode() if isinstance(raw, bytes) else raw)
+            if len(entries) < batch:
+                return texts
+            last = entries[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else last)
+
     def _do(self, operation):
         self.round_trips += 1
         try:

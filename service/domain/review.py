@@ -9,6 +9,7 @@ replay reproduces the recorded effects exactly.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from service.domain.decision import Offer, iso_utc, parse_iso_utc
@@ -55,6 +56,32 @@ def review_effects(policy: Policy, request: Mapping[str, Any], state: UserState,
     effects = {"offer": None, "funds_available_at": None, "cancel_until": None,
                "reapply_after": iso_utc(until) if until else None}
     return effects, StateChange(cooldown_until=until)
+
+
+@dataclass(frozen=True)
+class ApplicantCase:
+    """A rejection the applicant sent to a person: the window its refusal opened, if any."""
+
+    refusal_reapply_after: Optional[str]
+
+
+def applicant_review_effects(policy: Policy, request: Mapping[str, Any], state: UserState,
+                             now: dt.datetime, outcome: str,
+                             case: ApplicantCase) -> tuple[dict, StateChange, bool]:
+    """(effects, state change, whether the 90-day window ends) of a reviewer's outcome on a
+    case the applicant asked for. The refusal stood while the case waited; an approval replaces
+    it: the offer as at review time, and the window this refusal opened ends (a window some
+    other refusal set since is another's, and stays). A rejection confirms the refusal: its
+    window, no new one from review time (the applicant is not punished for asking)."""
+    if outcome == "approved":
+        effects, change = review_effects(policy, request, state, now, outcome, [])
+        opened = case.refusal_reapply_after
+        lifts = (opened is not None and state.in_cooldown(now)
+                 and state.cooldown_until == parse_iso_utc(opened))
+        return effects, change, lifts
+    effects = {"offer": None, "funds_available_at": None, "cancel_until": None,
+               "reapply_after": case.refusal_reapply_after}
+    return effects, StateChange(), False
 
 
 def final_status(review: Mapping[str, Any], now: dt.datetime) -> str:

@@ -32,6 +32,7 @@ from service.usecases.policy_tests import Kits
 from service.usecases.replay import PolicySource
 from service.usecases.review import Reviews
 from service.usecases.reviews_index import CaseIndex
+from service.usecases.rights import ApplicantRights
 from service.usecases.rule_changes import RuleChanges
 from service.usecases.unit_of_work import UserWork
 
@@ -61,6 +62,7 @@ class Services:
     cases: CaseIndex
     decisions: Decisions
     reviews: Reviews
+    rights: ApplicantRights
     audit: Audit
     changes: RuleChanges
 
@@ -122,6 +124,7 @@ def wire(settings: Settings, clock: Clock, stores: ports.Stores, policy: Policy)
     return Services(
         settings=settings, clock=clock, stores=stores, rules=rules, work=work, cases=cases,
         decisions=decisions, reviews=Reviews(work, rules, cases),
+        rights=ApplicantRights(work, rules, cases, stores.receipts, settings.erasure_secret),
         audit=Audit(decisions, stores.erased, stores.receipts, cases, settings.erasure_secret),
         changes=RuleChanges(rules, KITS, stores.archive, stores.switches, stores.changes,
                             stores.log, settings.reload_sample))

@@ -284,7 +284,9 @@ def _print_summary(doc: dict, as_json: bool, report: str | None) -> None:
                f"(exact {doc['exact']}, other records {doc['other_records']}, "
                f"bad lines {doc['bad_lines']})")
     click.echo(f"reviews {doc['reviews']['total']} (identical {doc['reviews']['identical']})  "
-               f"overrides {doc['overrides']['total']} (identical {doc['overrides']['identical']})")
+               f"overrides {doc['overrides']['total']} (identical {doc['overrides']['identical']})  "
+               f"requests for a person {doc['human_reviews']['total']} "
+               f"(identical {doc['human_reviews']['identical']})")
     if doc["transitions"]:
         click.echo("\noutcome transitions")
         for name, count in doc["transitions"].items():

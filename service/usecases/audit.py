@@ -119,14 +119,15 @@ class Audit:
 
     def receipt(self, receipt_id: str) -> dict:
         found = self.receipts.load(receipt_id)
-        if found is None:
+        if found is None or "erased_at" not in found:   # an export's receipt is not an erasure's
             raise NotFound(f"no erasure receipt {receipt_id!r}")
         return found
 
 
 def _counts(found: UserInventory) -> dict:
     return {"applications": len(found.applications),
-            "review_cases": sum(1 for r in found.applications if r.decision["outcome"] == "review"),
+            "review_cases": sum(1 for r in found.applications
+                                if r.decision["outcome"] == "review" or r.requested_by_applicant),
             "log_records": found.log_records,
             "state_keys": found.state_items}
 

@@ -136,15 +136,7 @@ class Decisions:
                              then=self._index_case)
 
     def _index_case(self, result: DecideResult, snapshot: UserSnapshot) -> None:
-        """A new review case enters the pending index before the user's lock is released: an
-        erasure, which takes the same lock, then always finds the entry and drops it. (Added
-        after the lock, an erasure could run in between and the entry name an erased user.)"""
-        try:
-            self.cases.open(result.decision)
-        finally:
-            held = self.work.store.release(snapshot)
-        if not held:   # the lock expired before the add: an erasure may have run meanwhile
-            self.cases.drop_if_gone(result.decision)
+        self.cases.open_then_release(result.decision, lambda: self.work.store.release(snapshot))
 
     def _with_erased_window(self, snapshot: UserSnapshot,
                             now: dt.datetime) -> tuple[UserState, Optional[dt.datetime]]:

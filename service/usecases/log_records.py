@@ -1,4 +1,5 @@
-"""The decision log's records: one per decision, cancel, grace use, review, override and erasure.
+"""The decision log's records: one per decision, cancel, grace use, human-review request, review,
+override, erasure and export of a user's data.
 
 A record holds everything a replay needs: the request as sent, the per-user state the rules
 saw, the clock time used, the rules version, the full decision (outcome, reasons, offer,
@@ -51,13 +52,41 @@ def grace_record(user_id: str, days: int, now: dt.datetime, rules_version: str,
 
 def review_record(user_id: str, application_id: str, now: dt.datetime, rules_version: str,
                   request: Mapping[str, Any], state: UserState, review: dict,
-                  change: StateChange) -> dict:
+                  change: StateChange, applicant_case: Optional[dict] = None,
+                  lifts_cooldown: bool = False) -> dict:
     """A reviewer closed a case: the request and state the effects were computed from, the
-    reviewer's input and the effects (`review`), and the state change, as a replay needs them."""
-    return {"v": FORMAT_VERSION, "kind": "review", "at": iso_utc(now), "user_id": user_id,
-            "application_id": application_id, "rules_version": rules_version,
-            "request": dict(request), "state": state_to_dict(state), "review": review,
-            "change": change_to_dict(change)}
+    reviewer's input and the effects (`review`), and the state change, as a replay needs them.
+    A case the applicant asked for adds `applicant_case` (the window its refusal opened) and
+    whether the approval ended that window (`lifts_cooldown`)."""
+    record = {"v": FORMAT_VERSION, "kind": "review", "at": iso_utc(now), "user_id": user_id,
+              "application_id": application_id, "rules_version": rules_version,
+              "request": dict(request), "state": state_to_dict(state), "review": review,
+              "change": change_to_dict(change)}
+    if applicant_case is not None:
+        record.update(applicant_case=applicant_case, lifts_cooldown=lifts_cooldown)
+    return record
+
+
+def human_review_record(user_id: str, application_id: str, now: dt.datetime, decision: Mapping,
+                        request: Mapping[str, Any], statement: Optional[str],
+                        deadline: dt.datetime) -> dict:
+    """The applicant asked for a person instead of the rules: under the rules version that made
+    the decision (its `human_review_days` set the deadline), with the decision's time and the
+    request the reviewer will decide on, as a replay and a rebuild need them."""
+    return {"v": FORMAT_VERSION, "kind": "human_review", "at": iso_utc(now), "user_id": user_id,
+            "application_id": application_id, "rules_version": decision["rules_version"],
+            "requested_by": "applicant", "statement": statement,
+            "decided_at": decision["decided_at"], "deadline": iso_utc(deadline),
+            "request": dict(request)}
+
+
+def export_record(receipt: dict, subject: Optional[str], rules_version: str) -> dict:
+    """A copy of a user's data was handed out: kept with its receipt (as an erasure's), so it
+    outlives an erasure of the user; no user id, only the keyed hash when erasure is on."""
+    return {"v": FORMAT_VERSION, "kind": "export", "at": receipt["exported_at"], "user_id": "",
+            "application_id": None, "rules_version": rules_version,
+            "receipt_id": receipt["receipt_id"], "operator_id": receipt["operator_id"],
+            "reason": receipt["reason"], "exported": receipt["exported"], "subject": subject}
 
 
 def override_record(user_id: str, now: dt.datetime, rules_version: str, action: str,

@@ -154,6 +154,11 @@ class UserStore(abc.ABC):
         """Every application record (a full scan: repair and audit tools, never a request)."""
 
     @abc.abstractmethod
+    def log_records(self, user_id: str) -> list[str]:
+        """The user's decision-log records (each its JSON text, as written), oldest first: what an
+        applicant's copy of their data holds, and where a decision's request is found again."""
+
+    @abc.abstractmethod
     def inventory(self, user_id: str) -> Optional[UserInventory]:
         """What is held of the user (None: nothing, an erasure in progress excepted)."""
 

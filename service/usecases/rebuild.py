@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional
 
 from service.domain.decision import parse_iso_utc
+from service.domain.human_review import request_entry
 from service.domain.privacy import erasure_subject
 from service.domain.review import LIFT_COOLDOWN
 from service.domain.userstate import change_from_dict
@@ -23,6 +24,9 @@ from service.usecases.decide import (
 from service.usecases.live_rules import LiveRules
 from service.usecases.ports import ErasedWindows, UserSnapshot, UserWrite
 from service.usecases.unit_of_work import UserWork
+
+
+RECEIPTS_ONLY = frozenset({"export"})   # a copy handed out: its receipt changes no user
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Rebuilder:
         if record["kind"] == "erasure":
             self._erasure(record)
             return
+        if record["kind"] in RECEIPTS_ONLY:
+            return
         now = parse_iso_utc(record["at"])
         self.seen.add(record["user_id"])
         self.work.run(record["user_id"], record.get("application_id"),
@@ -60,7 +66,14 @@ class Rebuilder:
             if snapshot.application is None:
                 return None
             return UserWrite(at=now, application=snapshot.application.with_changes(review=record["review"]),
-                             change=change_from_dict(record["change"]))
+                             change=change_from_dict(record["change"]),
+                             lifts_cooldown=record.get("lifts_cooldown", False))
+        if kind == "human_review":
+            if snapshot.application is None:
+                return None
+            entry = request_entry(now, record.get("statement"), record["rules_version"])
+            return UserWrite(at=now, application=snapshot.application.with_changes(
+                human_review=entry, case={"request": record["request"]}))
         if kind == "override":
             if record["action"] != LIFT_COOLDOWN:
                 raise ValueError(f"unknown override action {record['action']!r}")
@@ -112,6 +125,8 @@ def diff(implied: Rebuilder, live: UserWork, records: Iterable[dict]) -> DiffRes
         if record["kind"] == "erasure":
             for user_id in set(users) - implied.seen:
                 users.pop(user_id)   # erased: neither side holds anything of the user
+            continue
+        if record["kind"] in RECEIPTS_ONLY:
             continue
         apps = users.setdefault(record["user_id"], set())
         if record.get("application_id"):

@@ -7,6 +7,7 @@ the work over processes (durable_rules is per process), keeping results in input
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 from collections import Counter, deque
@@ -17,9 +18,9 @@ from marshmallow import ValidationError
 
 from schemas.request import DecideRequestSchema
 from service.domain.rulebook import RuleBook
-from service.domain.decision import parse_iso_utc
+from service.domain.decision import iso_utc, parse_iso_utc
 from service.domain.policy import Policy
-from service.domain.review import LIFT_COOLDOWN, review_effects
+from service.domain.review import LIFT_COOLDOWN, ApplicantCase, applicant_review_effects, review_effects
 from service.domain.userstate import change_to_dict, state_from_dict
 from service.usecases.live_rules import PolicyBuilder
 from service.usecases.ports import RulesArchive
@@ -139,34 +140,56 @@ def parse_line(number: int, text: str) -> dict:
 
 
 AUDITED_REQUIRED = {"review": ("request", "state", "review", "change"),
-                    "override": ("action", "operator_id", "reason", "state")}
+                    "override": ("action", "operator_id", "reason", "state"),
+                    "human_review": ("decided_at", "deadline", "request")}
 EFFECT_FIELDS = ("offer", "funds_available_at", "cancel_until", "reapply_after")
 
 
 def replay_audited(source: PolicySource, number: int, record: dict) -> Replayed:
-    """A review or override: recompute its effects from its recorded inputs and
-    state at its time, and compare them with the recorded ones."""
+    """A review, override or request for a person: recompute what it did from its recorded
+    inputs and state at its time, and compare that with what it recorded."""
     missing = [name for name in AUDITED_REQUIRED[record["kind"]] if name not in record]
     if missing:
         raise BadRecord(number, f"missing field(s) {', '.join(missing)}")
     try:
-        state = state_from_dict(record["state"])
         now = parse_iso_utc(record["at"])
+        if record["kind"] == "human_review":
+            return _replay_request(source, number, record, now)
+        state = state_from_dict(record["state"])
         if record["kind"] == "override":
             same = record["action"] == LIFT_COOLDOWN and state.in_cooldown(now)
             return Replayed(number, "override", record, changed=not same, exact=same)
-        policy = source.for_version(record["rules_version"])
-        request = source.schema(policy).load(record["request"])
-        given = record["review"]
-        effects, change = review_effects(policy, request, state, now, given["outcome"],
-                                         given["reason_codes"])
+        return _replay_review(source, number, record, state, now)
     except ValidationError as exc:
         raise BadRecord(number, f"request is not valid: {exc.messages}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRecord(number, f"malformed record: {exc!r}") from None
+
+
+def _replay_review(source: PolicySource, number: int, record: dict, state, now) -> Replayed:
+    policy = source.for_version(record["rules_version"])
+    request = source.schema(policy).load(record["request"])
+    given = record["review"]
+    lifts = False
+    if "applicant_case" in record:      # a case its applicant asked for
+        effects, change, lifts = applicant_review_effects(
+            policy, request, state, now, given["outcome"], ApplicantCase(**record["applicant_case"]))
+    else:
+        effects, change = review_effects(policy, request, state, now, given["outcome"],
+                                         given["reason_codes"])
     same = ({k: given.get(k) for k in EFFECT_FIELDS} == effects
-            and change_to_dict(change) == record["change"])
+            and change_to_dict(change) == record["change"]
+            and lifts == record.get("lifts_cooldown", False))
     return Replayed(number, "review", record, dict(given, **effects), changed=not same, exact=same)
+
+
+def _replay_request(source: PolicySource, number: int, record: dict, now) -> Replayed:
+    """A request for a person was allowed iff it came by the deadline its decision's rules
+    version set (human_review_days after the decision)."""
+    book = source.book(record["rules_version"])
+    deadline = parse_iso_utc(record["decided_at"]) + dt.timedelta(days=book.time.human_review_days)
+    same = iso_utc(deadline) == record["deadline"] and now <= deadline
+    return Replayed(number, "human_review", record, changed=not same, exact=same)
 
 
 def replay_one(source: PolicySource, number: int, text: str) -> Replayed:
@@ -275,8 +298,9 @@ class Summary:
     bad_lines: int = 0
     transitions: Counter = field(default_factory=Counter)
     rules: Counter = field(default_factory=Counter)
-    # reviews and overrides: [replayed, identical]
-    audited: dict = field(default_factory=lambda: {"reviews": [0, 0], "overrides": [0, 0]})
+    # reviews, overrides and requests for a person: [replayed, identical]
+    audited: dict = field(default_factory=lambda: {"reviews": [0, 0], "overrides": [0, 0],
+                                                   "human_reviews": [0, 0]})
 
     def add(self, item: Replayed) -> None:
         if item.kind in AUDITED_REQUIRED:

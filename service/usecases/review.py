@@ -1,5 +1,9 @@
 """Human review: list the pending cases, close one with a reviewer's outcome (API.md "Human review").
 
+A case is a decision the rules sent to review, or a rejection its applicant sent to a person
+(service.domain.human_review): the reviewer closes both alike; the effects of the second are
+the applicant's (service.domain.review.applicant_review_effects).
+
 Closing runs under the user's lock like a decision: the application record gains its `review`
 entry, the state change (T2 hold or the 90-day window, from review time) and the log record
 are one write. Two reviewers closing one case are serialised by that lock: the first commits,
@@ -8,6 +12,7 @@ The pending index is updated after the commit (service.usecases.reviews_index).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Optional
@@ -18,7 +23,7 @@ from schemas.request import DecideRequestSchema
 from service.domain.application import StoredApplication
 from service.domain.decision import iso_utc
 from service.domain.policy import Policy
-from service.domain.review import review_effects
+from service.domain.review import ApplicantCase, applicant_review_effects, review_effects
 from service.usecases import log_records
 from service.usecases.errors import Conflict, NotFound
 from service.usecases.live_rules import LiveRules
@@ -55,21 +60,27 @@ class Reviews:
                 if {name: done[name] for name in REVIEW_INPUT} != given:
                     raise Conflict(f"application {application_id!r} was already reviewed differently")
                 return ReviewResult(stored.view(now), replayed=True), None
-            if stored.decision["outcome"] != "review":
+            if not stored.is_open_case():
                 raise Conflict(f"application {application_id!r} is {stored.status_at(now)}, not in review")
             if "case" not in stored.doc:   # decided before cases kept their request
                 raise Conflict(f"application {application_id!r} was decided before review cases kept "
                                "the request; decide it again under a new application_id")
             policy, version = self.rules.policy, self.rules.version
             request = stored.doc["case"]["request"]
-            state = snapshot.state
-            effects, change = review_effects(policy, _load(policy, request), state, now,
-                                             given["outcome"], given["reason_codes"])
+            state, case, lifts = snapshot.state, None, False
+            if stored.requested_by_applicant:
+                case = ApplicantCase(stored.decision.get("reapply_after"))
+                effects, change, lifts = applicant_review_effects(
+                    policy, _load(policy, request), state, now, given["outcome"], case)
+            else:
+                effects, change = review_effects(policy, _load(policy, request), state, now,
+                                                 given["outcome"], given["reason_codes"])
             done = {**given, "reviewed_at": iso_utc(now), "rules_version": version, **effects}
             record = stored.with_changes(review=done)
             log = log_records.encode(log_records.review_record(
-                user_id, application_id, now, version, request, state, done, change))
-            write = UserWrite(at=now, application=record, change=change, log=log)
+                user_id, application_id, now, version, request, state, done, change,
+                dataclasses.asdict(case) if case else None, lifts))
+            write = UserWrite(at=now, application=record, change=change, lifts_cooldown=lifts, log=log)
             return ReviewResult(record.view(now), replayed=False), write
 
         result = self.work.run(user_id, application_id, step)
@@ -96,4 +107,5 @@ def _item(record: StoredApplication) -> dict:
             "product": decision["product"],
             "amount": record.doc.get("case", {}).get("request", {}).get("amount"),
             "reason_codes": [r["code"] for r in decision["reasons"]],
-            "decided_at": decision["decided_at"]}
+            "decided_at": decision["decided_at"],
+            "requested_by": "applicant" if record.requested_by_applicant else "rules"}

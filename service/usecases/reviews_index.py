@@ -22,7 +22,7 @@ import base64
 import binascii
 import logging
 import re
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import quote, unquote
 
 from service.domain.application import StoredApplication, pending_case
@@ -82,6 +82,17 @@ class CaseIndex:
         except StoreUnavailable as exc:
             log.warning("review case not indexed; run `loan-decide reviews repair`",
                         extra={"fields": {"error": str(exc)}})
+
+    def open_then_release(self, decision: dict, release: Callable[[], bool]) -> None:
+        """A new case enters the index before the user's lock is released (`release`): an
+        erasure, which takes the same lock, then always finds the entry and drops it. (Added
+        after the lock, an erasure could run in between and the entry name an erased user.)"""
+        try:
+            self.open(decision)
+        finally:
+            held = release()
+        if not held:   # the lock expired before the add: an erasure may have run meanwhile
+            self.drop_if_gone(decision)
 
     def close(self, decision: dict) -> None:
         """A reviewed case leaves the index. Lost: the next listing drops the stale entry."""

@@ -12,12 +12,14 @@ the same code as live decisions.
 Other records are applied where they still apply, and counted where they no longer can: a
 cancel whose loan is not in a cooling-off hold under the candidate, a grace use beyond the
 candidate's limit, a review of an application the candidate did not send to review, a lifted
-window the candidate never opened. Reviews and overrides run through the live use cases
-(Reviews.review, Audit.lift_cooldown) with the clock at the record's time, so their effects
+window the candidate never opened, a request for a person about a decision the candidate did not
+make a rejection. Reviews, overrides and those requests run through the live use cases
+(Reviews.review, Audit.lift_cooldown, ApplicantRights) with the clock at the record's time, so their effects
 (T2 hold or 90-day window from review time) are the service's. A record kind this module has no
 handler for is counted and skipped (`HANDLERS` maps kinds to handlers; a new record kind
 registers one): erasures are, since the simulation holds no ERASURE_HMAC_SECRET to find the
-erased user, and an export after an erasure holds none of the user's earlier records anyway.
+erased user, and an export after an erasure holds none of the user's earlier records anyway;
+so are the receipts of copies handed out (`export`), which change nothing.
 
 State never crosses users, so `jobs` > 1 partitions the log by a stable hash of the user id,
 one process and one store a partition; every figure is a count and the changed decisions are
@@ -51,6 +53,7 @@ from service.usecases.impact import Impact
 from service.usecases.live_rules import LiveRules
 from service.usecases.review import REVIEW_INPUT, Reviews
 from service.usecases.reviews_index import CaseIndex
+from service.usecases.rights import ApplicantRights
 from service.usecases.unit_of_work import UserWork
 from service.usecases.replay import (
     EFFECT_FIELDS,
@@ -129,6 +132,7 @@ class Service:
         self.decisions = Decisions(work, self.rules, cases, stores.erased)
         self.reviews = Reviews(work, self.rules, cases)
         self.audit = Audit(self.decisions, stores.erased, stores.receipts, cases)
+        self.rights = ApplicantRights(work, self.rules, cases, stores.receipts)
 
     @property
     def policy(self) -> Policy:
@@ -321,6 +325,26 @@ def simulate_override(part: Partition, number: int, record: dict) -> Replayed:
     return Replayed(number, "override", record)
 
 
+def simulate_human_review(part: Partition, number: int, record: dict) -> Replayed:
+    """A request for a person applies, through the live use case at its time, while the
+    candidate's decision is one the applicant could send to a person then (a rejection the
+    rules made, within the candidate's deadline); otherwise (the candidate approved it, say)
+    it is counted."""
+    service = part.service_for(record["rules_version"])
+    request = record.get("request")
+    if not isinstance(request, dict):
+        raise BadRecord(number, "a human_review record needs the decision's `request`")
+    service.clock.set(_at(number, record))
+    try:
+        service.rights.request_human_review(record["user_id"], record["application_id"],
+                                            record.get("statement"), request)
+    except (NotFound, Conflict):
+        part.count_applied("human_review", False)
+        return Replayed(number, "human_review", record, changed=True, exact=False)
+    part.count_applied("human_review", True)
+    return Replayed(number, "human_review", record)
+
+
 Handler = Callable[[Partition, int, dict], Replayed]
 HANDLERS: dict[str, Handler] = {
     "decision": simulate_decision,
@@ -328,6 +352,7 @@ HANDLERS: dict[str, Handler] = {
     "grace": simulate_grace,
     "review": simulate_review,
     "override": simulate_override,
+    "human_review": simulate_human_review,
 }
 
 

@@ -124,6 +124,27 @@ def test_a_decision_text_given_is_the_records_decision(stores):
     assert users.application("u-1", "a-1").doc == stored.doc
 
 
+def test_a_users_log_records_come_back_in_order_and_only_theirs(stores):
+    users = stores.users
+    texts = [f'{{"kind":"decision","at":"2026-11-23T08:00:0{i}Z","user_id":"u-1","n":{i}}}'
+             for i in range(3)]
+    for i, text in enumerate(texts):
+        users.commit(take(users, app=f"a-{i}"), UserWrite(at=NOW, application=record("u-1", f"a-{i}"),
+                                                          log=text))
+    users.commit(take(users, user="u-2", app="a-0"), UserWrite(at=NOW, log='{"user_id":"u-2"}'))
+    assert users.log_records("u-1") == texts
+    assert users.log_records("u-2") == ['{"user_id":"u-2"}']
+    assert users.log_records("nobody") == []
+
+
+def test_a_long_log_is_read_in_batches(stores):
+    users = stores.users
+    texts = [f'{{"n":{i}}}' for i in range(1203)]
+    for text in texts:
+        users.commit(take(users), UserWrite(at=NOW, log=text))
+    assert users.log_records("u-1") == texts
+
+
 def test_an_unknown_user_has_no_state(stores):
     assert stores.users.state("nobody", windows()) is None
     snapshot = take(stores.users, user="nobody")

@@ -1,10 +1,13 @@
-"""Applications and users: read an application, cancel in the cooling-off window (T2), read a
-user's state, record a grace use (T5). Each route checks its ids and calls one use case."""
+"""Applications and users: read an application, cancel in the cooling-off window (T2), ask for a
+person instead of the rules, read a user's state, record a grace use (T5). Each route checks its
+ids and calls one use case."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
 
 from schemas.request import CancelRequestSchema, GraceRequestSchema
+from schemas.review import HumanReviewRequestSchema
+from service.entrypoints.http import metrics
 from service.entrypoints.http.errors import ApiError
 from service.entrypoints.http.requests import checked_id, json_body, services
 
@@ -18,6 +21,19 @@ def cancel(application_id: str) -> Response:
     view = services().decisions.cancel(data["user_id"], application_id)
     g.fields = {"decision_id": view["decision"]["decision_id"], "status": view["status"]}
     return jsonify(view)
+
+
+@bp.post("/applications/<application_id>/human-review")
+def human_review(application_id: str) -> Response:
+    with metrics.rights_request("human_review") as ended:
+        checked_id("application_id", application_id)
+        data = HumanReviewRequestSchema().load(json_body())
+        result = services().rights.request_human_review(data["user_id"], application_id,
+                                                        data["statement"])
+        ended["outcome"] = "replayed" if result.replayed else "ok"
+    g.fields = {"decision_id": result.decision["decision_id"], "status": result.view["status"],
+                "replayed": result.replayed}
+    return jsonify(result.view)
 
 
 @bp.get("/applications/<application_id>")

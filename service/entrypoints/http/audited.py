@@ -1,13 +1,14 @@
 """Audited admin actions on users (admin key only, wherever the path is): lift a 90-day window,
-erase a user's personal data (PIPL art. 47), read an erasure receipt."""
+erase a user's personal data (PIPL art. 47), read an erasure receipt, hand out a copy of a
+user's data (art. 45)."""
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
-from schemas.review import ErasureRequestSchema, OverrideRequestSchema
-from service.entrypoints.http import roles
+from schemas.review import ErasureRequestSchema, ExportQuerySchema, OverrideRequestSchema
+from service.entrypoints.http import metrics, roles
 from service.entrypoints.http.errors import ApiError
 from service.entrypoints.http.requests import checked_id, json_body, services
 from service.usecases.audit import ErasureOff
@@ -42,3 +43,13 @@ def erase(user_id: str) -> Response:
 def erasure_receipt(receipt_id: str) -> Response:
     checked_id("receipt_id", receipt_id)
     return jsonify(services().audit.receipt(receipt_id))
+
+
+@bp.get("/users/<user_id>/export")
+def export(user_id: str) -> Response:
+    with metrics.rights_request("export"):
+        checked_id("user_id", user_id)
+        query = ExportQuerySchema().load(request.args.to_dict())
+        copy = services().rights.export(user_id, query["operator_id"], query["reason"])
+    log.warning("export", extra={"fields": {"receipt_id": copy["receipt_id"]}})
+    return jsonify(copy)

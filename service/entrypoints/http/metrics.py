@@ -3,7 +3,8 @@ docker/gunicorn.conf.py) and /metrics adds up every worker's samples."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,6 +16,11 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from service.usecases.errors import Conflict, NotFound
+from service.usecases.ports import StoreBusy, StoreUnavailable
 
 DECISIONS = Counter("decisions_total", "Decisions made (replays of a stored decision excluded)",
                     ["product", "outcome"])
@@ -33,6 +39,27 @@ REVIEWS = Counter("reviews_total", "Review cases closed by a reviewer", ["outcom
 APPLICANT_RIGHTS = Counter("applicant_rights_requests_total",
                            "Requests for an explanation, a human review or a copy of one's data",
                            ["request", "outcome"])
+
+# how an applicant-rights request that raised ended (an ApiError, a 4xx, is "invalid")
+_RIGHTS_OUTCOMES = ((NotFound, "not_found"), (Conflict, "refused"),
+                    ((StoreBusy, StoreUnavailable), "unavailable"))
+
+
+@contextmanager
+def rights_request(request: str) -> Iterator[dict]:
+    """Count one applicant-rights request by how it ended: the route sets `outcome` (ok or
+    replayed); an error the route lets through is counted by its kind, and goes on."""
+    ended = {"outcome": "ok"}
+    try:
+        yield ended
+    except Exception as exc:
+        ended["outcome"] = next((o for kinds, o in _RIGHTS_OUTCOMES if isinstance(exc, kinds)),
+                                "invalid" if isinstance(exc, (ValidationError, HTTPException))
+                                or getattr(exc, "status", 500) < 500 else "error")
+        raise
+    finally:
+        child(APPLICANT_RIGHTS, request, ended["outcome"]).inc()
+
 
 # The latency metric's method label: these, or "other". The method is the client's to choose
 # (any token, answered 404/405), and one label per made-up method grew every worker's metric

@@ -116,7 +116,8 @@ def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
     """Reviewer endpoints (reviewer key in X-API-Key) and audited admin actions."""
     for name, schema in [("ReviewRequest", rv.ReviewRequestSchema), ("OverrideRequest", rv.OverrideRequestSchema),
                          ("ErasureRequest", rv.ErasureRequestSchema), ("ReviewPage", rs.ReviewPageSchema),
-                         ("ErasureResult", rs.ErasureResultSchema), ("ErasureReceipt", rs.ErasureReceiptSchema)]:
+                         ("ErasureResult", rs.ErasureResultSchema), ("ErasureReceipt", rs.ErasureReceiptSchema),
+                         ("HumanReviewRequest", rv.HumanReviewRequestSchema), ("Export", rs.ExportSchema)]:
         spec.components.schema(name, schema=schema)
     reviewer, admin = [{"ApiKey": []}], [{"AdminKey": []}]
     forbidden = {"403": {"description": "A key of another role, or the role is off", "content": _json("Error")}}
@@ -133,6 +134,19 @@ def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
         "requestBody": {"required": True, "content": _json("ReviewRequest")},
         "responses": {"200": {"description": "The application view", "content": _json("ApplicationView")},
                       **forbidden, **_errors(400, 401, 404, 409, 413, 415, 503)}}})
+    spec.path("/applications/{application_id}/human-review", operations={"post": {
+        "summary": "The applicant asks for a person instead of the rules (PIPL art. 24; client key)",
+        "parameters": [app_id], "requestBody": {"required": True, "content": _json("HumanReviewRequest")},
+        "responses": {"200": {"description": "The application view, status review_requested",
+                              "content": _json("ApplicationView")},
+                      **_errors(400, 401, 403, 404, 409, 413, 415, 503)}}})
+    spec.path("/users/{user_id}/export", operations={"get": {
+        "summary": "Everything held of the user, with a receipt in the log (PIPL art. 45; admin key)",
+        "security": admin, "parameters": [user_path, {**query("operator_id", dict(rq.ID_JSON_SCHEMA)), "required": True},
+                                          {**query("reason", {"type": "string", "minLength": 1, "maxLength": 2000}),
+                                           "required": True}],
+        "responses": {"200": {"description": "The user's state, applications and log", "content": _json("Export")},
+                      **forbidden, **_errors(400, 401, 404, 503)}}})
     spec.path("/users/{user_id}/overrides", operations={"post": {
         "summary": "Lift an active 90-day window (admin key)", "security": admin, "parameters": [user_path],
         "requestBody": {"required": True, "content": _json("OverrideRequest")},
