@@ -139,6 +139,40 @@ class ApplicationViewSchema(_Strict):
     reapply_after = fields.String(allow_none=True)
 
 
+class ExplainedReasonSchema(_Strict):
+    """One reason in the applicant's words: the rules' message and advice in one language, the
+    applicant's own values the reason read, and what the rule asked for."""
+
+    code = fields.String(required=True, validate=validate.OneOf(REASON_CODES))
+    rule_id = fields.String(required=True, allow_none=True)
+    text = fields.String(required=True, allow_none=True)
+    advice = fields.String(required=True, allow_none=True)
+    your_value = fields.Dict(required=True)
+    asked = fields.Dict(required=True, data_key="required")
+
+
+class HumanReviewStandingSchema(_Strict):
+    available = fields.Boolean(required=True)
+    until = fields.String(required=True, allow_none=True)
+    status = fields.String(required=True, allow_none=True, validate=validate.OneOf(["requested", "decided"]))
+
+
+class ExplanationSchema(_Strict):
+    """GET /applications/<id>/explanation (API.md "Applicant rights"): no trace, no user state."""
+
+    application_id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
+    decided_at = fields.String(required=True)
+    decided_by = fields.String(required=True, validate=validate.OneOf(["rules", "reviewer"]))
+    summary = fields.String(required=True, allow_none=True)
+    reasons = fields.List(fields.Nested(ExplainedReasonSchema), required=True)
+    data_used = fields.List(fields.String(), required=True)
+    recourse = fields.Nested(RecourseSchema, required=True, allow_none=True)
+    human_review = fields.Nested(HumanReviewStandingSchema, required=True)
+    rules_version = fields.String(required=True, validate=validate.Regexp(r"^sha256:[0-9a-f]{64}$"))
+
+
 class ReviewItemSchema(_Strict):
     application_id = fields.String(required=True)
     user_id = fields.String(required=True)

@@ -257,5 +257,62 @@ class RecourseFileSchema(Schema):
     actionable = fields.List(fields.Nested(ActionableSchema), required=True)
 
 
+# -- explanations.yaml (optional) -----------------------------------------------------------------
+# The summary that opens an explanation (API.md "Applicant rights"), in each language, for each
+# outcome the rules give and each a reviewer gives; the placeholders are checked by the rulebook.
+LANGUAGES = ("zh", "en")
+_SUMMARY = validate.Length(min=1, max=500)
+
+
+class SummaryTextsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    zh = fields.String(required=True, validate=_SUMMARY)
+    en = fields.String(required=True, validate=_SUMMARY)
+
+
+class RulesSummariesSchema(Schema):
+    """The rules' own outcomes."""
+
+    class Meta:
+        unknown = RAISE
+
+    approved = fields.Nested(SummaryTextsSchema, required=True)
+    cooling_off = fields.Nested(SummaryTextsSchema, required=True)
+    rejected = fields.Nested(SummaryTextsSchema, required=True)
+    review = fields.Nested(SummaryTextsSchema, required=True)
+
+
+class ReviewerSummariesSchema(Schema):
+    """A reviewer's outcomes (API.md "Human review")."""
+
+    class Meta:
+        unknown = RAISE
+
+    approved = fields.Nested(SummaryTextsSchema, required=True)
+    rejected = fields.Nested(SummaryTextsSchema, required=True)
+
+
+class SummariesSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    rules = fields.Nested(RulesSummariesSchema, required=True)
+    reviewer = fields.Nested(ReviewerSummariesSchema, required=True)
+
+
+class ExplanationsFileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    summaries = fields.Nested(SummariesSchema, required=True)
+    # a product's name in a language ({product}); zh defaults to products.yaml name_zh
+    product_names = fields.Dict(keys=fields.String(validate=validate.OneOf(LANGUAGES)),
+                                values=fields.Dict(keys=fields.String(),
+                                                   values=fields.String(validate=validate.Length(min=1, max=100))),
+                                load_default=dict)
+
+
 __all__ = ["RuleFileSchema", "LimitsFileSchema", "ProductsFileSchema", "TimeFileSchema",
-           "RecourseFileSchema"]
+           "RecourseFileSchema", "ExplanationsFileSchema"]

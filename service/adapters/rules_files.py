@@ -18,13 +18,13 @@ from typing import Any, Callable, Iterator, Mapping
 import yaml
 from marshmallow import ValidationError
 
-from schemas.rules import (LimitsFileSchema, ProductsFileSchema, RecourseFileSchema, RuleFileSchema,
-                           TimeFileSchema)
+from schemas.rules import (ExplanationsFileSchema, LimitsFileSchema, ProductsFileSchema,
+                           RecourseFileSchema, RuleFileSchema, TimeFileSchema)
 from service.adapters.rule_engine import LIMITS, number_problem
 from service.domain import policy_kit, rulebook
 from service.domain.policy_kit import Kit, KitError
-from service.domain.rulebook import (LIMITS_FILE, PRODUCTS_FILE, RECOURSE_FILE, TIME_FILE, RuleBook,
-                                     RulesError)
+from service.domain.rulebook import (EXPLANATIONS_FILE, LIMITS_FILE, PRODUCTS_FILE, RECOURSE_FILE,
+                                     TIME_FILE, RuleBook, RulesError)
 from service.usecases.policy_tests import KIT_DIR
 
 # The whole directory is read into memory, parsed and archived in Redis on every reload: a
@@ -233,7 +233,8 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def _validate_file(name: str, document: Any) -> dict:
     """A rule file's document as its schema loads it (the schema chosen by the file's name)."""
     schemas = {PRODUCTS_FILE: ProductsFileSchema, TIME_FILE: TimeFileSchema,
-               LIMITS_FILE: LimitsFileSchema, RECOURSE_FILE: RecourseFileSchema}
+               LIMITS_FILE: LimitsFileSchema, RECOURSE_FILE: RecourseFileSchema,
+               EXPLANATIONS_FILE: ExplanationsFileSchema}
     return _validate(name, schemas.get(name, RuleFileSchema)(), document)
 
 

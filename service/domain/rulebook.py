@@ -13,6 +13,7 @@ evaluator cannot take is the evaluator's (`EvaluatorLimits`, service.adapters.ru
 from __future__ import annotations
 
 import hashlib
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -24,6 +25,7 @@ PRODUCTS_FILE = "products.yaml"
 TIME_FILE = "time.yaml"
 LIMITS_FILE = "limits.yaml"
 RECOURSE_FILE = "recourse.yaml"
+EXPLANATIONS_FILE = "explanations.yaml"
 
 
 class RulesError(ValueError):
@@ -143,6 +145,30 @@ class RecourseSpec:
     max_options: int
 
 
+# explanations.yaml: the summaries an explanation opens with, by who decided and outcome, and the
+# placeholders each may name (filled by service.domain.explanation). Only an offer has a limit.
+_SUMMARY_COMMON = frozenset({"product", "count"})
+_SUMMARY_OFFER = _SUMMARY_COMMON | {"limit"}
+SUMMARY_FIELDS: Mapping[str, Mapping[str, frozenset[str]]] = {
+    "rules": {"approved": _SUMMARY_OFFER, "cooling_off": _SUMMARY_OFFER,
+              "rejected": _SUMMARY_COMMON, "review": _SUMMARY_COMMON},
+    "reviewer": {"approved": _SUMMARY_OFFER, "rejected": _SUMMARY_COMMON},
+}
+
+
+@dataclass(frozen=True)
+class ExplanationTexts:
+    """explanations.yaml: the words that open an explanation to the applicant. Kept in the rules,
+    not the code, so the wording changes (and is versioned and diffed) as the rules do."""
+
+    summaries: Mapping[str, Mapping[str, Mapping[str, str]]]   # decided_by -> outcome -> lang -> template
+    product_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # lang -> product -> name
+
+    def summary(self, decided_by: str, outcome: str, lang: str) -> Optional[str]:
+        """The template for one decision (None: the file writes none for it)."""
+        return self.summaries.get(decided_by, {}).get(outcome, {}).get(lang)
+
+
 @dataclass(frozen=True)
 class RuleBook:
     version: str
@@ -163,6 +189,8 @@ class RuleBook:
     # None: the rules version declares no recourse (versions from before recourse), and its
     # decisions carry no `recourse` key, so their logged records replay identical.
     recourse: Optional[RecourseSpec] = None
+    # None: the rules version has no explanations.yaml; an explanation then has no summary.
+    explanations: Optional[ExplanationTexts] = None
     files: Mapping[str, bytes] = field(repr=False, default_factory=dict)
 
     def rules_for(self, product: str) -> tuple[Rule, ...]:
@@ -195,7 +223,7 @@ def build(documents: Mapping[str, dict], files: Mapping[str, bytes], directory: 
     products.yaml and time.yaml among them) and the files themselves (what `version` hashes).
 
     The documents are read in the order the files are checked: products, time, then each
-    rule file by name, recourse last."""
+    rule file by name, recourse, explanations last."""
     products_doc = documents[PRODUCTS_FILE]
     time_doc = documents[TIME_FILE]
     products = {name: Product(name=name, **spec) for name, spec in products_doc["products"].items()}
@@ -203,7 +231,7 @@ def build(documents: Mapping[str, dict], files: Mapping[str, bytes], directory: 
     rules: list[Rule] = []
     largest_allowed, review_approval = "smallest_broken_limit", "amount_asked"
     for name in sorted(documents):
-        if name in (PRODUCTS_FILE, RECOURSE_FILE):
+        if name in (PRODUCTS_FILE, RECOURSE_FILE, EXPLANATIONS_FILE):
             continue
         if name == TIME_FILE:
             doc = time_doc
@@ -227,6 +255,8 @@ def build(documents: Mapping[str, dict], files: Mapping[str, bytes], directory: 
         missing_data=templates[0], largest_allowed=largest_allowed,
         review_approval=review_approval, files=dict(files),
         recourse=_recourse(documents[RECOURSE_FILE]) if RECOURSE_FILE in documents else None,
+        explanations=(_explanations(documents[EXPLANATIONS_FILE], products)
+                      if EXPLANATIONS_FILE in documents else None),
     )
 
 
@@ -271,6 +301,36 @@ def _recourse(doc: Mapping[str, Any]) -> RecourseSpec:
     search = doc["search"]
     return RecourseSpec(tuple(actionable), frozenset(doc["state_waits"]), search["max_evaluations"],
                         search["max_fields"], search["max_options"])
+
+
+def _explanations(doc: Mapping[str, Any], products: Mapping[str, Product]) -> ExplanationTexts:
+    """explanations.yaml, its shape checked by its schema: each template names only the
+    placeholders its outcome fills, and the product names only known products."""
+    for decided_by, outcomes in doc["summaries"].items():
+        for outcome, texts in outcomes.items():
+            for lang, template in texts.items():
+                where = f"{EXPLANATIONS_FILE}: summaries.{decided_by}.{outcome}.{lang}"
+                _check_template(where, template, SUMMARY_FIELDS[decided_by][outcome])
+    for lang, names in doc["product_names"].items():
+        unknown = sorted(set(names) - set(products))
+        if unknown:
+            raise RulesError(f"{EXPLANATIONS_FILE}: product_names.{lang}: unknown product(s) {unknown}")
+    return ExplanationTexts(summaries=doc["summaries"], product_names=doc["product_names"])
+
+
+def _check_template(where: str, template: str, allowed: frozenset[str]) -> None:
+    """A template is filled with str.format: only plain {name}s it may name, no attribute,
+    index, conversion or format spec (a rules file must not reach into the values)."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise RulesError(f"{where}: not a valid template: {exc}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in allowed or spec or conversion:
+            raise RulesError(f"{where}: {{{name}}} cannot be filled here; a template may name "
+                             + ", ".join(f"{{{n}}}" for n in sorted(allowed)))
 
 
 def _build_rule(source: str, raw: dict, file_params: Mapping[str, Any],

@@ -287,7 +287,8 @@ def _state_messages(rule_id: str, old: RuleBook, new: RuleBook) -> list[MessageC
 
 
 def _settings(old: RuleBook, new: RuleBook) -> Iterator[SettingChange]:
-    """Products (per attribute), the APR cap and rounding, limits.yaml's modes, recourse."""
+    """Products (per attribute), the APR cap and rounding, limits.yaml's modes, recourse, and the
+    explanations' words."""
     for product in dict.fromkeys([*new.products, *old.products]):
         a, b = old.products.get(product), new.products.get(product)
         if a is None or b is None:
@@ -308,6 +309,10 @@ def _settings(old: RuleBook, new: RuleBook) -> Iterator[SettingChange]:
     for name in dict.fromkeys([*before, *after]):
         if before.get(name) != after.get(name):
             yield SettingChange("recourse.yaml", name, before.get(name), after.get(name))
+    before, after = _explanations(old), _explanations(new)
+    for name in dict.fromkeys([*before, *after]):
+        if before.get(name) != after.get(name):
+            yield SettingChange("explanations.yaml", name, before.get(name), after.get(name))
 
 
 def _recourse(book: RuleBook) -> dict[str, Any]:
@@ -318,6 +323,20 @@ def _recourse(book: RuleBook) -> dict[str, Any]:
                            for a in spec.actionable],
             "state_waits": sorted(spec.state_waits), "max_evaluations": spec.max_evaluations,
             "max_fields": spec.max_fields, "max_options": spec.max_options}
+
+
+def _explanations(book: RuleBook) -> dict[str, str]:
+    """explanations.yaml's words, one entry per template or name: `summaries.rules.rejected.en`,
+    `product_names.en.weilidai` (a version without the file has none)."""
+    texts = book.explanations
+    if texts is None:
+        return {}
+    out = {f"summaries.{by}.{outcome}.{lang}": text
+           for by, outcomes in texts.summaries.items()
+           for outcome, langs in outcomes.items() for lang, text in langs.items()}
+    out.update({f"product_names.{lang}.{product}": name
+                for lang, names in texts.product_names.items() for product, name in names.items()})
+    return out
 
 
 def _plain(value: Any) -> Any:

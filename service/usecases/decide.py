@@ -1,5 +1,5 @@
 """The use cases of a client app: decide, cancel (T2), record a grace use (T5), read an
-application or a user's state.
+application (as stored, or explained to its applicant) or a user's state.
 
 Each one that writes runs as one unit of work under the user's lock (UserWork): read the state,
 decide with the policy, commit the record, the state change and the log record together, or
@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 from schemas.request import canonical_request
 from service.domain.application import StoredApplication
 from service.domain.decision import iso_utc
+from service.domain.explanation import explain
 from service.domain.policy import Policy
 from service.domain.privacy import erasure_subject
 from service.domain.userstate import StateChange, UserState
@@ -191,10 +192,21 @@ class Decisions:
 
     # -- reads ------------------------------------------------------------------------------------
     def application(self, user_id: str, application_id: str) -> dict:
+        return self._own_application(user_id, application_id).view(self.clock.now())
+
+    def explanation(self, user_id: str, application_id: str, lang: str) -> dict:
+        """The decision explained to its applicant, in the words of the rules version that
+        made it (a later version's wording or deadlines never rewrite what was decided)."""
+        stored = self._own_application(user_id, application_id)
+        book = self.rules.book_of(stored.decision["rules_version"])
+        return explain(stored, book, lang, self.clock.now())
+
+    def _own_application(self, user_id: str, application_id: str) -> StoredApplication:
+        """The user's application; another user's is as unknown as one never sent (404)."""
         stored = self.work.store.application(user_id, application_id)
         if stored is None or stored.user_id != user_id:
             raise NotFound(f"no application {application_id!r} for user {user_id!r}")
-        return stored.view(self.clock.now())
+        return stored
 
     def user_state(self, user_id: str) -> dict:
         now = self.clock.now().replace(microsecond=0)

@@ -20,7 +20,7 @@ from service.entrypoints import logs
 from service.entrypoints.bootstrap import Services, build_services
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
 from service.entrypoints.http import audited, reviews, roles
-from service.entrypoints.http import rule_changes
+from service.entrypoints.http import explanations, rule_changes
 from service.entrypoints.security import KeyRing
 from service.entrypoints.settings import Settings
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.after_request(_end)
     app.teardown_request(_teardown)
     for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp, reviews.bp, audited.bp,
-                      rule_changes.bp):
+                      rule_changes.bp, explanations.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     return app

@@ -51,7 +51,7 @@ def build_spec(version: str, book=None) -> dict:
                          ("GraceRequest", rq.GraceRequestSchema), ("Decision", rs.DecisionSchema),
                          ("Error", rs.ErrorSchema), ("ApplicationView", rs.ApplicationViewSchema),
                          ("UserState", rs.UserStateSchema), ("ReloadResult", rs.ReloadResultSchema),
-                         ("Health", rs.HealthSchema)]:
+                         ("Health", rs.HealthSchema), ("Explanation", rs.ExplanationSchema)]:
         spec.components.schema(name, schema=schema)
     spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     spec.components.security_scheme("AdminKey", {"type": "apiKey", "in": "header", "name": "X-Admin-Key"})
@@ -73,6 +73,13 @@ def build_spec(version: str, book=None) -> dict:
         "summary": "The stored decision and its status", "security": client,
         "parameters": [app_id, {"name": "user_id", "in": "query", "required": True, "schema": text}],
         "responses": {"200": {"description": "The application", "content": _json("ApplicationView")},
+                      **_errors(400, 401, 404, 503)}}})
+    spec.path("/applications/{application_id}/explanation", operations={"get": {
+        "summary": "The decision explained to its applicant (PIPL art. 24)", "security": client,
+        "parameters": [app_id, {"name": "user_id", "in": "query", "required": True, "schema": text},
+                       {"name": "lang", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["zh", "en"], "default": "zh"}}],
+        "responses": {"200": {"description": "The explanation", "content": _json("Explanation")},
                       **_errors(400, 401, 404, 503)}}})
     spec.path("/users/{user_id}/state", operations={"get": {
         "summary": "The per-user state the rules see", "security": client, "parameters": [user_path],
