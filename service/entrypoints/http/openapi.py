@@ -31,6 +31,7 @@ def _json(schema: str) -> dict:
 
 def _errors(*codes: int) -> dict:
     described = {400: "Invalid request: every bad field is named", 401: "Missing or invalid API key",
+                 403: "The key's role may not use this endpoint",
                  404: "Unknown application or user", 409: "Conflict", 413: "Body too large",
                  415: "Body is not application/json", 422: "Rules directory refused",
                  503: "Redis unavailable or busy (Retry-After)"}
