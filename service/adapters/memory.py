@@ -357,9 +357,9 @@ class MemoryOverrideIndex(ports.OverrideIndex):
         self.data = data
         self.pointers: dict[str, _Expiring] = {}
 
-    def point(self, override_id: str, user_id: str, until: dt.datetime) -> None:
+    def point(self, override_id: str, user_id: str, keep: dt.timedelta) -> None:
         with self.data.mutex:
-            self.pointers[override_id] = _Expiring(user_id, until)
+            self.pointers[override_id] = _Expiring(user_id, self.data.now() + keep)
 
     def user_of(self, override_id: str) -> Optional[str]:
         with self.data.mutex:

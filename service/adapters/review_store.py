@@ -119,8 +119,9 @@ class RedisOverrideIndex(ports.OverrideIndex):
     def key_of(self, override_id: str) -> str:
         return f"{self.store.prefix}:override:{{{quote(override_id, safe='')}}}"
 
-    def point(self, override_id: str, user_id: str, until: dt.datetime) -> None:
-        self.store._do(lambda: self.store.client.set(self.key_of(override_id), user_id, exat=epoch(until)))
+    def point(self, override_id: str, user_id: str, keep: dt.timedelta) -> None:
+        seconds = max(1, int(keep.total_seconds()))
+        self.store._do(lambda: self.store.client.set(self.key_of(override_id), user_id, ex=seconds))
 
     def user_of(self, override_id: str) -> Optional[str]:
         raw = self.store._do(lambda: self.store.client.get(self.key_of(override_id)))

@@ -77,7 +77,7 @@ end
 local plan = cjson.decode(ARGV[2])
 -- a four-eyes override first: a write that needs memory, so under maxmemory the script is
 -- refused before it lifts a window (an override is never applied without its log record)
-if ARGV[5] ~= '' then redis.call('SET', KEYS[8], ARGV[5], 'EXAT', plan.override_exat) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[8], ARGV[5], 'EX', plan.override_ttl) end
 -- the application record and the log record come as raw arguments, not inside the plan's
 -- JSON: no second escaping in Python, no decoding of kilobytes in Lua
 if ARGV[3] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'EX', plan.app_ttl) end
@@ -168,8 +168,8 @@ class CommitPlan:
     grace_add: Optional[dict] = None
     log: Optional[str] = None                  # the decision-log record (JSON), appended atomically
     keep_lock: bool = False                    # the lock stays held after the commit (release() ends it)
-    override: Optional[str] = None             # a four-eyes override's JSON, kept until `override_exat`
-    override_exat: int = 0
+    override: Optional[str] = None             # a four-eyes override's JSON, kept `override_ttl` seconds
+    override_ttl: int = 1
 
     def encode(self, app_ttl: int, user_ttl: int, log_ttl: int) -> list[str]:
         """The COMMIT script's arguments after the token: the small plan, then the raw records."""
@@ -179,7 +179,7 @@ class CommitPlan:
                                # stream ids are the server's milliseconds: older entries are trimmed
                                "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000)),
                                "marker_ttl_ms": COMMIT_MARKER_TTL_MS, "keep_lock": self.keep_lock,
-                               "override_exat": self.override_exat})
+                               "override_ttl": self.override_ttl})
         return [plan, self.app or "", self.log or "", self.override or ""]
 
 
@@ -198,7 +198,8 @@ def plan_of(snapshot: UserSnapshot, write: UserWrite) -> CommitPlan:
         plan.app = record_text(write.application, write.decision_text)
     if write.override is not None:
         plan.override = jsontext.dumps(write.override.to_dict())
-        plan.override_exat = epoch(write.override.kept_until)
+        # a lifetime, not a moment: Redis's clock need not be the service's injected one
+        plan.override_ttl = max(1, epoch(write.override.kept_until) - epoch(write.at))
     change = write.change
     if change.cooldown_until:
         plan.hset[COOLDOWN_UNTIL] = str(epoch(change.cooldown_until))

@@ -95,7 +95,7 @@ class Audit:
             asked = PendingOverride.ask(LIFT_COOLDOWN, operator_id, reason, now)
             if override_id is not None:
                 asked = replace(asked, override_id=override_id)
-            self._index().point(asked.override_id, user_id, asked.kept_until)   # alone, a dead end
+            self._index().point(asked.override_id, user_id, asked.kept_until - now)   # alone, a dead end
             log = log_records.encode(log_records.override_request_record(
                 user_id, self.rules.version, asked, state))
             return asked.answer(), UserWrite(at=now, override=asked, log=log)

@@ -250,10 +250,11 @@ class OverrideIndex(abc.ABC):
     """Which user an override id belongs to: the approval names only the override, and the
     override itself lives under its user's keys. A pointer alone is harmless (an override its
     user does not hold is unknown), so it is written before the user's commit and outlives
-    nothing: it expires with the override (`until`), and an erased user's is a dead end."""
+    nothing: it expires with the override (kept for `keep` from now), and an erased user's is a
+    dead end."""
 
     @abc.abstractmethod
-    def point(self, override_id: str, user_id: str, until: dt.datetime) -> None: ...
+    def point(self, override_id: str, user_id: str, keep: dt.timedelta) -> None: ...
 
     @abc.abstractmethod
     def user_of(self, override_id: str) -> Optional[str]: ...

@@ -92,7 +92,7 @@ class Rebuilder:
                 requested_by=record["requested_by"], reason=record["reason"], requested_at=now,
                 expires_at=parse_iso_utc(record["expires_at"]))
             if self.overrides is not None:
-                self.overrides.point(asked.override_id, record["user_id"], asked.kept_until)
+                self.overrides.point(asked.override_id, record["user_id"], asked.kept_until - now)
             return UserWrite(at=now, override=asked)
         asked = (self.work.store.pending_override(record["user_id"], record["override_id"])
                  if record.get("override_id") else None)
