@@ -150,11 +150,12 @@ def test_racing_approvers_apply_it_once(api, service):
     refused(api, "u-race")
     override_id = ask(api, "u-race").json["override_id"]
     results: list[int] = []
+    clients = [four_eyes_api(service) for _ in range(8)]   # built before: app set-up is not for threads
 
-    def one(headers) -> None:
-        results.append(approve(four_eyes_api(service), override_id, headers).status_code)
+    def one(client, headers) -> None:
+        results.append(approve(client, override_id, headers).status_code)
 
-    threads = [threading.Thread(target=one, args=((BOB, CAROL)[n % 2],)) for n in range(8)]
+    threads = [threading.Thread(target=one, args=(clients[n], (BOB, CAROL)[n % 2])) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
