@@ -1,4 +1,5 @@
-"""Reviewer endpoints (reviewer key, roles.py): the pending review cases and closing one."""
+"""Reviewer endpoints (reviewer key, roles.py): the pending review cases, the reason codes a
+reviewer may reject with, and closing a case."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -30,6 +31,15 @@ def pending() -> Response:
     except BadCursor as exc:
         raise ApiError(400, "invalid_request", str(exc), {"cursor": [str(exc)]}) from None
     return jsonify(page)
+
+
+@bp.get("/reviews/reason-codes")
+def reason_code_list() -> Response:
+    """The fixed reason codes of the live rules, the ones a review's `reason_codes` accepts
+    (the console's reject picker), with whether each one opens the 90-day window."""
+    codes = reason_codes(services().reviews.rules.policy.book)
+    return jsonify({"reason_codes": [{"code": code, "starts_cooldown": starts}
+                                     for code, starts in codes.items()]})
 
 
 @bp.post("/applications/<application_id>/review")
