@@ -99,19 +99,29 @@ class ErrorSchema(_Strict):
     error = fields.Nested(ErrorBodySchema, required=True)
 
 
-class ReviewSchema(_Strict):
-    """A reviewer's closing of a case (issue 11) and its effects at review time."""
-
+class ReviewNoteSchema(_Strict):
     reviewer_id = fields.String(required=True)
-    outcome = fields.String(required=True, validate=validate.OneOf(["approved", "rejected"]))
-    reason_codes = fields.List(fields.String(), required=True)
-    note = fields.String(required=True)
-    reviewed_at = fields.String(required=True)
-    rules_version = fields.String(required=True)
-    offer = fields.Nested(OfferSchema, required=True, allow_none=True)
-    funds_available_at = fields.String(required=True, allow_none=True)
-    cancel_until = fields.String(required=True, allow_none=True)
-    reapply_after = fields.String(required=True, allow_none=True)
+    at = fields.String(required=True)
+    text = fields.String(required=True)
+
+
+class ReviewSchema(_Strict):
+    """A review case on the desk: its notes and claim, and once a reviewer closed it, the
+    outcome and its effects at review time (the fields that are not always there)."""
+
+    notes = fields.List(fields.Nested(ReviewNoteSchema), required=True)
+    claimed_by = fields.String(required=True, allow_none=True)
+    claimed_until = fields.String(required=True, allow_none=True)
+    reviewer_id = fields.String()
+    outcome = fields.String(validate=validate.OneOf(["approved", "rejected"]))
+    reason_codes = fields.List(fields.String())
+    note = fields.String()
+    reviewed_at = fields.String()
+    rules_version = fields.String()
+    offer = fields.Nested(OfferSchema, allow_none=True)
+    funds_available_at = fields.String(allow_none=True)
+    cancel_until = fields.String(allow_none=True)
+    reapply_after = fields.String(allow_none=True)
 
 
 class HumanReviewEntrySchema(_Strict):
@@ -131,7 +141,7 @@ class ApplicationViewSchema(_Strict):
     decision = fields.Nested(DecisionSchema, required=True)
     # the applicant asked for a person instead of the rules
     human_review = fields.Nested(HumanReviewEntrySchema)
-    # a reviewed case (issue 11): the review, and its effects beside the original decision
+    # a review case: its notes and claim; once reviewed, the outcome and its effects
     review = fields.Nested(ReviewSchema)
     offer = fields.Nested(OfferSchema, allow_none=True)
     funds_available_at = fields.String(allow_none=True)
@@ -184,6 +194,10 @@ class ReviewItemSchema(_Strict):
     decided_at = fields.String(required=True)
     # who opened the case: the rules (outcome review) or the applicant (a rejection refused)
     requested_by = fields.String(required=True, validate=validate.OneOf(["rules", "applicant"]))
+    age_seconds = fields.Integer(required=True)
+    overdue = fields.Boolean(required=True)
+    claimed_by = fields.String(required=True, allow_none=True)
+    claimed_until = fields.String(required=True, allow_none=True)
 
 
 class ReviewPageSchema(_Strict):

@@ -93,3 +93,19 @@ class ErasureRequestSchema(Schema):
 
     operator_id = _id_field()   # the identifier rules, as reviewer_id: no control characters
     reason = _text(NOTE_MAX)
+
+
+class ClaimRequestSchema(Schema):
+    """POST and DELETE /reviews/<id>/claim: which case (its user) and which reviewer."""
+
+    class Meta:
+        unknown = RAISE
+
+    user_id = _id_field()
+    reviewer_id = _id_field()
+
+
+class NoteRequestSchema(ClaimRequestSchema):
+    """POST /reviews/<id>/notes: a note of 1-2,000 characters, kept as written."""
+
+    text = _text(NOTE_MAX)

@@ -209,6 +209,10 @@ class TimeFileSchema(RuleFileSchema):
     grace = fields.Nested(GraceSchema, required=True)
     human_review_days = fields.Integer(strict=True, validate=validate.Range(min=0, max=3650),
                                        load_default=None)
+    review_claim_minutes = fields.Integer(strict=True, validate=validate.Range(min=1, max=24 * 60),
+                                          load_default=None)
+    review_sla_hours = fields.Integer(strict=True, validate=validate.Range(min=1, max=24 * 365),
+                                      load_default=None)
     state_reasons = fields.Dict(
         keys=fields.String(validate=validate.OneOf(["REAPPLY_COOLDOWN", "COOLING_OFF_PENDING"])),
         values=fields.Nested(StateReasonSchema), required=True,

@@ -305,6 +305,10 @@ class MemoryReviewQueue(ports.ReviewQueue):
         with self.data.mutex:
             return len(self.entries), (self.entries[0] if self.entries else None)
 
+    def count_before(self, prefix: str) -> int:
+        with self.data.mutex:
+            return bisect.bisect_left(self.entries, prefix)
+
 
 class MemoryErasedWindows(ports.ErasedWindows):
     def __init__(self, data: MemoryData):

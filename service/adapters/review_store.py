@@ -64,6 +64,9 @@ class RedisReviewQueue(ports.ReviewQueue):
         count, first = self.store._do(read)
         return int(count), (_s(first[0]) if first else None)
 
+    def count_before(self, prefix: str) -> int:
+        return int(self.store._do(lambda: self.store.client.zlexcount(self.key, "-", "(" + prefix)))
+
 
 class RedisErasedWindows(ports.ErasedWindows):
     def __init__(self, store: RedisStateStore):

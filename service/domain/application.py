@@ -12,6 +12,7 @@ from typing import Optional
 
 from service.domain.decision import parse_iso_utc
 from service.domain.review import final_status
+from service.domain.review_desk import desk_view
 
 VIEW_EFFECTS = ("offer", "funds_available_at", "cancel_until", "reapply_after")
 
@@ -63,15 +64,19 @@ class StoredApplication:
             view["human_review"] = self.doc["human_review"]
         review = self.doc.get("review")
         if review:   # a reviewed case: the reviewer's outcome and its effects
-            view["review"] = review
             for name in VIEW_EFFECTS:
                 view[name] = review[name]
+        if self.is_case():   # its notes and claim, with the reviewer's outcome once closed
+            view["review"] = {**(review or {}), **desk_view(self, now)}
         return view
+
+    def is_case(self) -> bool:
+        """Whether the record is a review case, open or closed."""
+        return self.decision["outcome"] == "review" or bool(self.doc.get("human_review"))
 
     def is_open_case(self) -> bool:
         """Whether the record is a review case no reviewer has closed (the rules' or the applicant's)."""
-        return ((self.decision["outcome"] == "review" or bool(self.doc.get("human_review")))
-                and not self.doc.get("review"))
+        return self.is_case() and not self.doc.get("review")
 
     @property
     def requested_by_applicant(self) -> bool:

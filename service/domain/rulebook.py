@@ -108,8 +108,10 @@ class Grace:
     period_days: int
 
 
-# what rules versions written before `human_review_days` existed allow
+# what rules versions written before these parameters existed allow
 DEFAULT_HUMAN_REVIEW_DAYS = 30
+DEFAULT_REVIEW_CLAIM_MINUTES = 30
+DEFAULT_REVIEW_SLA_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class TimeRules:
     grace: Grace
     state_reasons: Mapping[str, tuple[str, ReasonSpec]]   # code -> (rule id, wording)
     human_review_days: int = DEFAULT_HUMAN_REVIEW_DAYS     # an applicant may ask for a person
+    review_claim_minutes: int = DEFAULT_REVIEW_CLAIM_MINUTES  # a reviewer's claim on a case lasts
+    review_sla_hours: int = DEFAULT_REVIEW_SLA_HOURS          # a case older than this is overdue
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,10 @@ def build(documents: Mapping[str, dict], files: Mapping[str, bytes], directory: 
     )
 
 
+def _or_default(doc: Mapping[str, Any], name: str, default: int) -> int:
+    return default if doc.get(name) is None else doc[name]
+
+
 def _time_rules(time_doc: Mapping[str, Any]) -> TimeRules:
     return TimeRules(
         reapply_window_days=time_doc["reapply_window_days"],
@@ -271,8 +279,9 @@ def _time_rules(time_doc: Mapping[str, Any]) -> TimeRules:
             code=code, outcome="rejected", starts_cooldown=False,
             **{k: v for k, v in spec.items() if k != "rule_id"}))
             for code, spec in time_doc["state_reasons"].items()},
-        human_review_days=(DEFAULT_HUMAN_REVIEW_DAYS if time_doc.get("human_review_days") is None
-                           else time_doc["human_review_days"]),
+        human_review_days=_or_default(time_doc, "human_review_days", DEFAULT_HUMAN_REVIEW_DAYS),
+        review_claim_minutes=_or_default(time_doc, "review_claim_minutes", DEFAULT_REVIEW_CLAIM_MINUTES),
+        review_sla_hours=_or_default(time_doc, "review_sla_hours", DEFAULT_REVIEW_SLA_HOURS),
     )
 
 

@@ -298,9 +298,9 @@ def _settings(old: RuleBook, new: RuleBook) -> Iterator[SettingChange]:
             if getattr(a, name) != getattr(b, name):
                 yield SettingChange("products.yaml", f"{product}.{name}", getattr(a, name),
                                     getattr(b, name))
-    if old.time.human_review_days != new.time.human_review_days:
-        yield SettingChange("time.yaml", "human_review_days", old.time.human_review_days,
-                            new.time.human_review_days)
+    for name in ("human_review_days", "review_claim_minutes", "review_sla_hours"):
+        if getattr(old.time, name) != getattr(new.time, name):
+            yield SettingChange("time.yaml", name, getattr(old.time, name), getattr(new.time, name))
     for file, name in (("products.yaml", "apr_cap"), ("products.yaml", "rate_decimals"),
                        ("limits.yaml", "largest_allowed"), ("limits.yaml", "review_approval")):
         if getattr(old, name) != getattr(new, name):

@@ -31,6 +31,7 @@ from service.usecases.live_rules import LiveRules
 from service.usecases.policy_tests import Kits
 from service.usecases.replay import PolicySource
 from service.usecases.review import Reviews
+from service.usecases.review_desk import ReviewDesk
 from service.usecases.reviews_index import CaseIndex
 from service.usecases.rights import ApplicantRights
 from service.usecases.rule_changes import RuleChanges
@@ -62,6 +63,7 @@ class Services:
     cases: CaseIndex
     decisions: Decisions
     reviews: Reviews
+    desk: ReviewDesk
     rights: ApplicantRights
     audit: Audit
     changes: RuleChanges
@@ -123,7 +125,7 @@ def wire(settings: Settings, clock: Clock, stores: ports.Stores, policy: Policy)
     decisions = Decisions(work, rules, cases, stores.erased, settings.erasure_secret)
     return Services(
         settings=settings, clock=clock, stores=stores, rules=rules, work=work, cases=cases,
-        decisions=decisions, reviews=Reviews(work, rules, cases),
+        decisions=decisions, reviews=Reviews(work, rules, cases), desk=ReviewDesk(work, rules),
         rights=ApplicantRights(work, rules, cases, stores.receipts, settings.erasure_secret),
         audit=Audit(decisions, stores.erased, stores.receipts, cases, settings.erasure_secret),
         changes=RuleChanges(rules, KITS, stores.archive, stores.switches, stores.changes,

@@ -31,7 +31,7 @@ from service.usecases import log_records
 from service.usecases.decide import Decisions
 from service.usecases.errors import Conflict, NotFound
 from service.usecases.ports import ErasedWindows, Receipts, UserInventory, UserSnapshot, UserWrite
-from service.usecases.reviews_index import CaseIndex, entry_of
+from service.usecases.reviews_index import CaseIndex, case_entry
 from service.usecases.unit_of_work import finish
 
 
@@ -107,7 +107,7 @@ class Audit:
         receipt = _receipt(now, operator_id, reason, _counts(found), until)
         record = log_records.erasure_record(receipt, subject, iso_utc(until) if until else None,
                                             self.rules.version)
-        cases = [entry_of(r.decision) for r in found.applications if r.is_open_case()]
+        cases = [case_entry(r) for r in found.applications if r.is_open_case()]
         pending = {"receipt": receipt, "log": log_records.encode(record), "cases": cases}
         return store.begin_erasure(snapshot, pending)
 

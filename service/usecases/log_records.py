@@ -1,5 +1,5 @@
 """The decision log's records: one per decision, cancel, grace use, human-review request, review,
-override, erasure and export of a user's data.
+claim or note at the reviewers' desk, override, erasure and export of a user's data.
 
 A record holds everything a replay needs: the request as sent, the per-user state the rules
 saw, the clock time used, the rules version, the full decision (outcome, reasons, offer,
@@ -78,6 +78,16 @@ def human_review_record(user_id: str, application_id: str, now: dt.datetime, dec
             "requested_by": "applicant", "statement": statement,
             "decided_at": decision["decided_at"], "deadline": iso_utc(deadline),
             "request": dict(request)}
+
+
+def desk_record(kind: str, user_id: str, application_id: str, now: dt.datetime,
+                rules_version: str, reviewer_id: str, **fields: Any) -> dict:
+    """A step at the reviewers' desk: a claim taken or released (`review_claim`, with its
+    `action` and `until`) or a note added (`review_note`, with its `text`). They decide
+    nothing: a replay has nothing to recompute, a rebuild and a simulation write them again."""
+    return {"v": FORMAT_VERSION, "kind": kind, "at": iso_utc(now), "user_id": user_id,
+            "application_id": application_id, "rules_version": rules_version,
+            "reviewer_id": reviewer_id, **fields}
 
 
 def export_record(receipt: dict, subject: Optional[str], rules_version: str) -> dict:

@@ -211,6 +211,10 @@ class ReviewQueue(abc.ABC):
     def stats(self) -> tuple[int, Optional[str]]:
         """(entries, the oldest entry) for the metrics."""
 
+    @abc.abstractmethod
+    def count_before(self, prefix: str) -> int:
+        """Entries that sort before `prefix`."""
+
 
 # -- erasure ---------------------------------------------------------------------------------------
 class ErasedWindows(abc.ABC):

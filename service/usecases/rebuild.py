@@ -14,6 +14,7 @@ from service.domain.decision import parse_iso_utc
 from service.domain.human_review import request_entry
 from service.domain.privacy import erasure_subject
 from service.domain.review import LIFT_COOLDOWN
+from service.domain.review_desk import DESK_KINDS, desk_change
 from service.domain.userstate import change_from_dict
 from service.usecases.decide import (
     cancel_write,
@@ -65,7 +66,8 @@ class Rebuilder:
         if kind == "review":
             if snapshot.application is None:
                 return None
-            return UserWrite(at=now, application=snapshot.application.with_changes(review=record["review"]),
+            return UserWrite(at=now, application=snapshot.application.with_changes(review=record["review"],
+                                                                                   claim=None),
                              change=change_from_dict(record["change"]),
                              lifts_cooldown=record.get("lifts_cooldown", False))
         if kind == "human_review":
@@ -74,6 +76,10 @@ class Rebuilder:
             entry = request_entry(now, record.get("statement"), record["rules_version"])
             return UserWrite(at=now, application=snapshot.application.with_changes(
                 human_review=entry, case={"request": record["request"]}))
+        if kind in DESK_KINDS:
+            if snapshot.application is None:
+                return None
+            return UserWrite(at=now, application=desk_change(snapshot.application, record))
         if kind == "override":
             if record["action"] != LIFT_COOLDOWN:
                 raise ValueError(f"unknown override action {record['action']!r}")

@@ -23,7 +23,9 @@ from schemas.request import DecideRequestSchema
 from service.domain.application import StoredApplication
 from service.domain.decision import iso_utc
 from service.domain.policy import Policy
+from service.domain.rulebook import TimeRules
 from service.domain.review import ApplicantCase, applicant_review_effects, review_effects
+from service.domain.review_desk import DeskRefusal, may_close, standing
 from service.usecases import log_records
 from service.usecases.errors import Conflict, NotFound
 from service.usecases.live_rules import LiveRules
@@ -38,6 +40,23 @@ REVIEW_INPUT = ("reviewer_id", "outcome", "reason_codes", "note")
 class ReviewResult:
     view: dict
     replayed: bool   # True: the same review sent again
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """GET /reviews' filters; None: any. `claimed_by` "none" keeps the unclaimed cases."""
+
+    product: Optional[str] = None
+    requested_by: Optional[str] = None
+    claimed_by: Optional[str] = None
+    overdue: Optional[bool] = None
+
+    def keeps(self, item: dict) -> bool:
+        claimed = "none" if item["claimed_by"] is None else item["claimed_by"]
+        return ((self.product is None or item["product"] == self.product)
+                and (self.requested_by is None or item["requested_by"] == self.requested_by)
+                and (self.claimed_by is None or claimed == self.claimed_by)
+                and (self.overdue is None or item["overdue"] == self.overdue))
 
 
 class Reviews:
@@ -62,6 +81,10 @@ class Reviews:
                 return ReviewResult(stored.view(now), replayed=True), None
             if not stored.is_open_case():
                 raise Conflict(f"application {application_id!r} is {stored.status_at(now)}, not in review")
+            try:
+                may_close(stored, given["reviewer_id"], now)
+            except DeskRefusal as exc:
+                raise Conflict(str(exc)) from None
             if "case" not in stored.doc:   # decided before cases kept their request
                 raise Conflict(f"application {application_id!r} was decided before review cases kept "
                                "the request; decide it again under a new application_id")
@@ -76,7 +99,7 @@ class Reviews:
                 effects, change = review_effects(policy, _load(policy, request), state, now,
                                                  given["outcome"], given["reason_codes"])
             done = {**given, "reviewed_at": iso_utc(now), "rules_version": version, **effects}
-            record = stored.with_changes(review=done)
+            record = stored.with_changes(review=done, claim=None)
             log = log_records.encode(log_records.review_record(
                 user_id, application_id, now, version, request, state, done, change,
                 dataclasses.asdict(case) if case else None, lifts))
@@ -84,13 +107,18 @@ class Reviews:
             return ReviewResult(record.view(now), replayed=False), write
 
         result = self.work.run(user_id, application_id, step)
-        self.cases.close(result.view["decision"])
+        self.cases.close(result.view["decision"], result.view.get("human_review", {}).get("requested_at"))
         return result
 
-    def pending(self, limit: int, cursor: Optional[str]) -> dict:
-        """Pending cases oldest first, `limit` at most, after `cursor`; stale entries dropped."""
-        records, next_cursor = self.cases.page(decode_cursor(cursor) if cursor else None, limit)
-        return {"items": [_item(r) for r in records], "next_cursor": next_cursor}
+    def pending(self, limit: int, cursor: Optional[str], wanted: CaseFilter = CaseFilter()) -> dict:
+        """Pending cases oldest first, `limit` at most, after `cursor`, those `wanted` only;
+        stale entries dropped. A filtered page may hold fewer than `limit` items and still
+        have a next cursor: it ends where the scan stopped."""
+        now, time = self.work.clock.now(), self.rules.policy.book.time
+        items = lambda records: [i for i in (_item(r, now, time) for r in records) if wanted.keeps(i)]
+        found, next_cursor = self.cases.page(decode_cursor(cursor) if cursor else None, limit,
+                                             select=items)
+        return {"items": found, "next_cursor": next_cursor}
 
 
 def _load(policy: Policy, request: dict) -> dict:
@@ -101,11 +129,12 @@ def _load(policy: Policy, request: dict) -> dict:
         raise Conflict(f"the application's request is not valid under the live rules: {exc.messages}") from None
 
 
-def _item(record: StoredApplication) -> dict:
-    decision = record.decision
+def _item(record: StoredApplication, now: dt.datetime, time: TimeRules) -> dict:
+    decision, desk = record.decision, standing(record, now, time)
     return {"application_id": record.application_id, "user_id": record.user_id,
             "product": decision["product"],
             "amount": record.doc.get("case", {}).get("request", {}).get("amount"),
             "reason_codes": [r["code"] for r in decision["reasons"]],
             "decided_at": decision["decided_at"],
-            "requested_by": "applicant" if record.requested_by_applicant else "rules"}
+            "requested_by": "applicant" if record.requested_by_applicant else "rules",
+            **dataclasses.asdict(desk)}

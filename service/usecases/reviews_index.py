@@ -13,8 +13,9 @@ entry), and the index follows it:
   removal was lost); `loan-decide reviews repair` re-adds entries whose add was lost (a
   process that died, or the store gone, between the commit and the add) by scanning the records.
 
-An entry is "<decided_at epoch, 10 digits>|<user id, %-encoded>|<application id, %-encoded>":
-ordered by its characters (ASCII only), oldest first; a cursor is simply the last entry seen.
+An entry is "<opened at, epoch, 10 digits>|<user id, %-encoded>|<application id, %-encoded>":
+ordered by its characters (ASCII only), oldest first; a cursor is simply the last entry seen. A
+case opens with its decision, or with its applicant's request for a person.
 """
 from __future__ import annotations
 
@@ -41,12 +42,24 @@ class BadCursor(ValueError):
 
 
 def entry(user_id: str, application_id: str, decided_at: int) -> str:
-    return f"{decided_at:010d}|{quote(user_id, safe='')}|{quote(application_id, safe='')}"
+    return f"{entry_prefix(decided_at)}{quote(user_id, safe='')}|{quote(application_id, safe='')}"
 
 
-def entry_of(decision: dict) -> str:
+def entry_prefix(stamp: int) -> str:
+    """What every entry opened at `stamp` begins with; every earlier entry sorts before it."""
+    return f"{stamp:010d}|"
+
+
+def entry_of(decision: dict, requested_at: Optional[str] = None) -> str:
+    """A case's entry: stamped with its opening, the applicant's request (`requested_at`) for a
+    case they opened, else the decision's time."""
     return entry(decision["user_id"], decision["application_id"],
-                 int(parse_iso_utc(decision["decided_at"]).timestamp()))
+                 int(parse_iso_utc(requested_at or decision["decided_at"]).timestamp()))
+
+
+def case_entry(record: StoredApplication) -> str:
+    requested = record.doc.get("human_review")
+    return entry_of(record.decision, requested["requested_at"] if requested else None)
 
 
 def parse_entry(member: str) -> tuple[int, str, str]:
@@ -74,49 +87,53 @@ class CaseIndex:
     def __init__(self, queue: ReviewQueue, store: UserStore):
         self.queue, self.store = queue, store
 
-    def open(self, decision: dict) -> None:
+    def open(self, decision: dict, requested_at: Optional[str] = None) -> None:
         """Add a new review case, after its decision's commit. Lost (the store gone meanwhile):
         the decision stands, and `loan-decide reviews repair` adds the entry."""
         try:
-            self.queue.add(entry_of(decision))
+            self.queue.add(entry_of(decision, requested_at))
         except StoreUnavailable as exc:
             log.warning("review case not indexed; run `loan-decide reviews repair`",
                         extra={"fields": {"error": str(exc)}})
 
-    def open_then_release(self, decision: dict, release: Callable[[], bool]) -> None:
+    def open_then_release(self, decision: dict, release: Callable[[], bool],
+                          requested_at: Optional[str] = None) -> None:
         """A new case enters the index before the user's lock is released (`release`): an
         erasure, which takes the same lock, then always finds the entry and drops it. (Added
         after the lock, an erasure could run in between and the entry name an erased user.)"""
         try:
-            self.open(decision)
+            self.open(decision, requested_at)
         finally:
             held = release()
         if not held:   # the lock expired before the add: an erasure may have run meanwhile
-            self.drop_if_gone(decision)
+            self.drop_if_gone(decision, requested_at)
 
-    def close(self, decision: dict) -> None:
+    def close(self, decision: dict, requested_at: Optional[str] = None) -> None:
         """A reviewed case leaves the index. Lost: the next listing drops the stale entry."""
         try:
-            self.queue.remove([entry_of(decision)])
+            self.queue.remove([entry_of(decision, requested_at)])
         except StoreUnavailable:
             pass
 
-    def drop_if_gone(self, decision: dict) -> None:
+    def drop_if_gone(self, decision: dict, requested_at: Optional[str] = None) -> None:
         """Drop a case's entry whose record is gone (erased while the entry was being added).
         Lost: the next listing drops it (its record is gone)."""
         try:
             if self.store.application(decision["user_id"], decision["application_id"]) is None:
-                self.queue.remove([entry_of(decision)])
+                self.queue.remove([entry_of(decision, requested_at)])
         except StoreUnavailable:
             pass
 
     def records(self, entries: list[str]) -> list[Optional[StoredApplication]]:
         return self.store.applications([parse_entry(e)[1:] for e in entries])
 
-    def page(self, after: Optional[str], limit: int) -> tuple[list[StoredApplication], Optional[str]]:
-        """Up to `limit` open cases after the entry `after`, and the cursor of the next page
-        (None: no more). Stale entries met on the way are dropped."""
-        found: list[StoredApplication] = []
+    def page(self, after: Optional[str], limit: int,
+             select: Callable[[list[StoredApplication]], list] = list) -> tuple[list, Optional[str]]:
+        """Up to `limit` open cases after the entry `after` (as `select` makes and keeps them),
+        and the cursor of the next page (None: no more). Stale entries met on the way are
+        dropped. At most ten batches are read: a filter that keeps few cases ends a page short
+        of `limit`, with a cursor to go on from."""
+        found: list = []
         last, exhausted = after, False
         for _ in range(10):   # bounded: each round drops what it found stale
             entries = self.queue.page(last, limit - len(found))
@@ -125,17 +142,19 @@ class CaseIndex:
                 break
             records = self.records(entries)
             self.queue.remove([e for e, r in zip(entries, records) if not pending_case(r)])
-            found += [r for r in records if pending_case(r)]
+            found += select([r for r in records if pending_case(r)])
             last = entries[-1]
             if len(found) >= limit:
                 break
         more = not exhausted and last is not None and bool(self.queue.page(last, 1))
         return found, (encode_cursor(last) if more else None)
 
-    def stats(self) -> tuple[int, Optional[int]]:
-        """(pending entries, decided_at of the oldest) for the metrics."""
+    def stats(self, overdue_before: Optional[int] = None) -> tuple[int, Optional[int], Optional[int]]:
+        """(pending entries, the oldest's opening, entries opened before `overdue_before`) for
+        the metrics: read from the index alone, so a stale entry counts until a listing drops it."""
         count, oldest = self.queue.stats()
-        return count, parse_entry(oldest)[0] if oldest else None
+        overdue = None if overdue_before is None else self.queue.count_before(entry_prefix(overdue_before))
+        return count, (parse_entry(oldest)[0] if oldest else None), overdue
 
     def repair(self) -> dict:
         """Re-add every open case the index lacks (an add lost between commit and index)."""
@@ -144,7 +163,7 @@ class CaseIndex:
             if not pending_case(record):
                 continue
             found += 1
-            member = entry_of(record.decision)
+            member = case_entry(record)
             if not self.queue.contains(member):
                 self.queue.add(member)
                 added += 1

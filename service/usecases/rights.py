@@ -82,7 +82,8 @@ class ApplicantRights:
         return self.work.run(user_id, application_id, step, then=self._index_case)
 
     def _index_case(self, result: HumanReviewResult, snapshot: UserSnapshot) -> None:
-        self.cases.open_then_release(result.decision, lambda: self.work.store.release(snapshot))
+        self.cases.open_then_release(result.decision, lambda: self.work.store.release(snapshot),
+                                     result.view["human_review"]["requested_at"])
 
     def _request_of(self, user_id: str, application_id: str) -> dict:
         """The request that made the decision, as its log record keeps it (the reviewer

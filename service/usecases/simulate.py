@@ -52,6 +52,7 @@ from service.usecases.errors import Conflict, NotFound
 from service.usecases.impact import Impact
 from service.usecases.live_rules import LiveRules
 from service.usecases.review import REVIEW_INPUT, Reviews
+from service.usecases.review_desk import ReviewDesk
 from service.usecases.reviews_index import CaseIndex
 from service.usecases.rights import ApplicantRights
 from service.usecases.unit_of_work import UserWork
@@ -131,6 +132,7 @@ class Service:
         self.work = work
         self.decisions = Decisions(work, self.rules, cases, stores.erased)
         self.reviews = Reviews(work, self.rules, cases)
+        self.desk = ReviewDesk(work, self.rules)
         self.audit = Audit(self.decisions, stores.erased, stores.receipts, cases)
         self.rights = ApplicantRights(work, self.rules, cases, stores.receipts)
 
@@ -345,6 +347,33 @@ def simulate_human_review(part: Partition, number: int, record: dict) -> Replaye
     return Replayed(number, "human_review", record)
 
 
+DESK_FIELDS = {"review_claim": ("application_id", "reviewer_id", "action"),
+               "review_note": ("application_id", "reviewer_id", "text")}
+
+
+def simulate_desk(part: Partition, number: int, record: dict) -> Replayed:
+    """A claim, release or note applies, through the live use case at its time, while the
+    candidate still sent the application to review; otherwise it is counted."""
+    service, kind = part.service_for(record["rules_version"]), record["kind"]
+    missing = [name for name in DESK_FIELDS[kind] if name not in record]
+    if missing:
+        raise BadRecord(number, f"a {kind} record needs {', '.join(missing)}")
+    if kind == "review_claim" and record["action"] not in ("claim", "release"):
+        raise BadRecord(number, f"unknown claim action {record['action']!r}")
+    args = (record["application_id"], record["user_id"], record["reviewer_id"])
+    service.clock.set(_at(number, record))
+    try:
+        if kind == "review_note":
+            service.desk.note(*args, record["text"])
+        else:
+            getattr(service.desk, record["action"])(*args)
+    except (NotFound, Conflict):
+        part.count_applied(kind, False)
+        return Replayed(number, kind, record, changed=True, exact=False)
+    part.count_applied(kind, True)
+    return Replayed(number, kind, record)
+
+
 Handler = Callable[[Partition, int, dict], Replayed]
 HANDLERS: dict[str, Handler] = {
     "decision": simulate_decision,
@@ -353,6 +382,8 @@ HANDLERS: dict[str, Handler] = {
     "review": simulate_review,
     "override": simulate_override,
     "human_review": simulate_human_review,
+    "review_claim": simulate_desk,
+    "review_note": simulate_desk,
 }
 
 

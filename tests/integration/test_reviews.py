@@ -210,7 +210,8 @@ def test_pending_list_oldest_first_with_cursor(api, clock):
         page = api.get(query, headers=REVIEWER).json
         seen += [(i["user_id"], i["application_id"]) for i in page["items"]]
         assert all(set(i) == {"application_id", "user_id", "product", "amount", "reason_codes",
-                              "decided_at"} for i in page["items"])
+                              "decided_at", "requested_by", "age_seconds", "overdue", "claimed_by",
+                              "claimed_until"} for i in page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
             break

@@ -34,6 +34,10 @@ DECISIONS_BY_ARM = Counter("decisions_by_arm_total", "Decisions while a challeng
                            ["arm", "outcome"])
 
 REVIEWS = Counter("reviews_total", "Review cases closed by a reviewer", ["outcome"])
+# the reviewers' desk: step claim, release, note; result written, or unchanged (the same step
+# again, a release of a claim that had ended)
+DESK_STEPS = Counter("review_desk_steps_total", "Claims, releases and notes at the reviewers' desk",
+                     ["step", "result"])
 # an applicant's rights: explanation, human_review, export; outcome: ok, replayed (the same
 # request again), refused (409), not_found, invalid, unavailable
 APPLICANT_RIGHTS = Counter("applicant_rights_requests_total",
@@ -80,22 +84,24 @@ def child(metric: Any, *values: str) -> Any:
     return found
 
 
-def review_queue(pending: int, oldest_age_seconds: float | None) -> bytes:
+def review_queue(pending: int, oldest_age_seconds: float | None, overdue: int) -> bytes:
     """The review queue, read from Redis at scrape time (one truth for every worker)."""
     registry = CollectorRegistry()
-    registry.register(_Queue(pending, oldest_age_seconds or 0.0))
+    registry.register(_Queue(pending, oldest_age_seconds or 0.0, overdue))
     return generate_latest(registry)
 
 
 class _Queue:
-    def __init__(self, pending: int, oldest: float):
-        self.pending, self.oldest = pending, oldest
+    def __init__(self, pending: int, oldest: float, overdue: int):
+        self.pending, self.oldest, self.overdue = pending, oldest, overdue
 
     def collect(self):
         yield GaugeMetricFamily("review_cases_pending", "Review cases waiting for a reviewer",
                                 value=self.pending)
         yield GaugeMetricFamily("review_oldest_pending_age_seconds",
                                 "Age of the oldest pending review case (0: none)", value=self.oldest)
+        yield GaugeMetricFamily("review_cases_overdue",
+                                "Pending review cases older than review_sla_hours", value=self.overdue)
 
 
 def count_decision(decision: dict) -> None:

@@ -101,6 +101,7 @@ def build_spec(version: str, book=None) -> dict:
                       "403": {"description": "Admin endpoints are off or no X-Admin-Key was sent",
                               "content": _json("Error")}, **_errors(422, 503)}}})
     _review_paths(spec, app_id, user_path)
+    _desk_paths(spec, app_id)
     _rule_change_paths(spec)
     for path, summary in [("/healthz", "Process up"), ("/readyz", "Redis reachable, rules loaded")]:
         spec.path(path, operations={"get": {"summary": summary, "security": [], "responses": {
@@ -135,7 +136,11 @@ def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
         "summary": "Pending review cases, oldest first (reviewer key)", "security": reviewer,
         "parameters": [query("status", {"type": "string", "enum": ["pending"]}),
                        query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
-                       query("cursor", {"type": "string"})],
+                       query("cursor", {"type": "string"}),
+                       query("product", dict(rq.ID_JSON_SCHEMA)),
+                       query("requested_by", {"type": "string", "enum": ["rules", "applicant"]}),
+                       query("claimed_by", {**rq.ID_JSON_SCHEMA, "description": "`none`: the unclaimed cases"}),
+                       query("overdue", {"type": "string", "enum": ["true", "false"]})],
         "responses": {"200": {"description": "A page", "content": _json("ReviewPage")}, **forbidden,
                       **_errors(400, 401, 503)}}})
     spec.path("/reviews/reason-codes", operations={"get": {
@@ -175,6 +180,25 @@ def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
         "parameters": [{"name": "receipt_id", "in": "path", "required": True, "schema": dict(rq.ID_JSON_SCHEMA)}],
         "responses": {"200": {"description": "The receipt", "content": _json("ErasureReceipt")},
                       **forbidden, **_errors(400, 401, 404, 503)}}})
+
+
+def _desk_paths(spec: APISpec, app_id: dict) -> None:
+    """The reviewers' desk: claims and notes on a pending case (reviewer key)."""
+    spec.components.schema("ClaimRequest", schema=rv.ClaimRequestSchema)
+    spec.components.schema("NoteRequest", schema=rv.NoteRequestSchema)
+    reviewer = [{"ApiKey": []}]
+    answer = {"200": {"description": "The application view (review: notes and claim)",
+                      "content": _json("ApplicationView")}, **_errors(400, 401, 403, 404, 409, 413, 415, 503)}
+    claim = lambda summary: {"summary": summary, "security": reviewer, "parameters": [app_id],
+                             "requestBody": {"required": True, "content": _json("ClaimRequest")},
+                             "responses": answer}
+    spec.path("/reviews/{application_id}/claim", operations={
+        "post": claim("Claim a pending case for review_claim_minutes (the holder again: extended)"),
+        "delete": claim("Release one's claim (none held: 200, nothing written)")})
+    spec.path("/reviews/{application_id}/notes", operations={"post": {
+        "summary": "Add a note to a pending case (append-only; the same note again is not added twice)",
+        "security": reviewer, "parameters": [app_id],
+        "requestBody": {"required": True, "content": _json("NoteRequest")}, "responses": answer}})
 
 
 def _rule_change_paths(spec) -> None:

@@ -33,14 +33,16 @@ def prometheus() -> Response:
 
 
 def _review_queue() -> bytes:
-    """The pending review count and oldest age; left out when Redis cannot say."""
+    """The pending review count, oldest age and overdue count; left out when Redis cannot say."""
     wired = services()
+    now = wired.clock.now().timestamp()
+    sla = wired.rules.policy.book.time.review_sla_hours * 3600
     try:
-        pending, oldest = wired.cases.stats()
+        pending, oldest, overdue = wired.cases.stats(overdue_before=int(now) - sla)
     except StoreUnavailable:
         return b""
-    age = max(wired.clock.now().timestamp() - oldest, 0) if oldest else None
-    return metrics.review_queue(pending, age)
+    age = max(now - oldest, 0) if oldest else None
+    return metrics.review_queue(pending, age, overdue)
 
 
 @bp.get("/openapi.json")
