@@ -119,9 +119,11 @@ def review_case(server, user=None, app=None) -> tuple[str, str]:
 
 
 def wait(driver, condition, timeout=10):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    # a row re-rendered between finding it and reading it: look again
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def button(driver, name):
@@ -179,9 +181,14 @@ def error_text(driver):
     return box.text if box.is_displayed() else ""
 
 
-def screenshot(driver, path: Path) -> Path:
+def screenshot(driver, path: Path, full: bool = True) -> Path:
+    """The whole page (the window made as tall as it), or the window as it is."""
+    if not full:
+        driver.execute_script("window.scrollTo(0, 0)")
+        assert driver.save_screenshot(str(path)) and path.stat().st_size > 10_000
+        return path
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height + 40, 700), 4000))
+    driver.set_window_size(1280, min(max(height + 200, 700), 5000))
     assert driver.save_screenshot(str(path)) and path.stat().st_size > 10_000
     driver.set_window_size(1280, 1000)
     return path
@@ -301,6 +308,7 @@ def test_the_language_switch_and_stable_names(server, browser, artifacts):
     assert browser.find_element(By.CSS_SELECTOR, "label[for='reviewer-key']").text == "Reviewer key"
     assert "Applicant's data" in browser.find_element(By.ID, "case").text
     screenshot(browser, artifacts / "case-en.png")
+    screenshot(browser, artifacts / "case-en-top.png", full=False)
     browser.refresh()   # remembered in the tab
     row(browser, app)
     assert browser.find_element(By.TAG_NAME, "h1").text == "Reviewer console"
@@ -346,6 +354,7 @@ def test_claim_note_reject_and_a_second_reviewer_sees_the_claim(server, browsers
     assert "rev-a" in first.find_element(By.ID, "notes").text
     first.find_element(By.ID, "lang-en").click()
     screenshot(first, artifacts / "case-claimed-en.png")
+    screenshot(first, artifacts / "case-claimed-en-top.png", full=False)   # docs/console.png
     first.find_element(By.ID, "lang-zh").click()
 
     sign_in(second, server, REVIEWER_B, "rev-b")
@@ -353,6 +362,7 @@ def test_claim_note_reject_and_a_second_reviewer_sees_the_claim(server, browsers
     open_case(second, app)
     reject(second, "DEBT_TOO_HIGH", "not mine")
     wait(second, lambda d: error_text(d))   # the claim holds: the API's 409, its message
+    assert "rev-a" in error_text(second)
 
     reject(first, "DEBT_TOO_HIGH", "income not proven")
     wait(first, lambda d: app in status_text(d) and not d.find_element(By.ID, "case").is_displayed())

@@ -21,9 +21,11 @@ function pairs(dl, rows) {
 
 function summary(view, item) {
   const decision = view.decision || {};
-  const claim = item && item.claimed_by
-    ? `${maskValue("reviewer_id", item.claimed_by)} ${t("claimed_until", item.claimed_until || "")}`
-    : (item && "claimed_by" in item ? t("unclaimed") : t("not_given"));
+  // the view's claim (GET /applications/<id> shows it for every case), else the queue row's
+  const holder = view.review && "claimed_by" in view.review ? view.review : item || {};
+  const claim = holder.claimed_by
+    ? `${maskValue("reviewer_id", holder.claimed_by)} ${t("claimed_until", holder.claimed_until || "")}`
+    : ("claimed_by" in holder ? t("unclaimed") : t("not_given"));
   pairs($("case-summary"), [
     [t("col_user"), maskValue("user_id", view.user_id)],
     [t("col_product"), decision.product ?? t("not_given")],
@@ -37,8 +39,8 @@ function summary(view, item) {
 
 function applicant(view) {
   const rows = view.request ? flatten(view.request) : [];
-  clear($("applicant-rows")).append(...rows.map(([path, value]) =>
-    el("tr", {}, el("th", { scope: "row", text: path }), el("td", { text: shown(value) }))));
+  clear($("applicant")).append(...rows.map(([path, value]) =>
+    el("div", {}, el("dt", { text: path }), el("dd", { text: shown(value) }))));
   $("no-request").hidden = rows.length > 0;
   const statement = view.human_review && view.human_review.statement;
   $("statement").hidden = !statement;
@@ -59,7 +61,7 @@ function reasons(decision) {
 function trace(decision) {
   clear($("trace-rows")).append(...(decision.trace || []).map((step) => el("tr", {
     class: step.passed ? "passed" : "failed" },
-  el("td", { text: step.rule_id }),
+  el("td", { text: step.check ? `${step.rule_id} · ${step.check}` : step.rule_id }),
   el("td", { text: t(step.passed ? "passed_yes" : "passed_no") }),
   el("td", {}, el("code", { text: shown(maskValue("inputs", step.inputs || {})) })))));
 }

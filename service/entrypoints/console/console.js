@@ -7,7 +7,7 @@ import { pickedCodes, renderCase, renderCodes } from "./case.js";
 import { renderQueue } from "./queue.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { items: [], codes: [], item: null, view: null };
+const state = { items: [], codes: [], item: null, view: null, said: null };
 
 function showError(error) {
   const box = $("error");
@@ -18,9 +18,11 @@ function showError(error) {
   box.hidden = false;
 }
 
-function say(text) {
+// The last status line, as its string key and arguments: a language switch says it again.
+function say(key, ...args) {
+  state.said = [key, ...args];
   $("error").hidden = true;
-  $("status").textContent = text;
+  $("status").textContent = t(key, ...args);
 }
 
 // Run one action: errors are shown, never thrown away.
@@ -43,7 +45,7 @@ async function loadQueue() {
   const page = await api.queue();
   state.items = page.items || [];
   renderQueue($("queue-rows"), $("queue-empty"), state.items, (item) => act(() => openCase(item)));
-  say(t("queue_loaded", state.items.length));
+  say("queue_loaded", state.items.length);
   if (state.item) {
     state.item = state.items.find((i) => i.application_id === state.item.application_id
       && i.user_id === state.item.user_id) || state.item;
@@ -69,7 +71,7 @@ function signOut() {
   $("reviewer-id").value = "";
   $("desk").hidden = true;
   $("case").hidden = true;
-  say(t("signed_out"));
+  say("signed_out");
 }
 
 async function openCase(item) {
@@ -100,13 +102,13 @@ const actions = {
     if (!needReviewer()) return;
     await api.claim(state.item.application_id, state.item.user_id);
     await reloadCase();
-    say(t("claimed", state.item.application_id));
+    say("claimed", state.item.application_id);
   }),
   release: () => act(async () => {
     if (!needReviewer()) return;
     await api.release(state.item.application_id, state.item.user_id);
     await reloadCase();
-    say(t("released", state.item.application_id));
+    say("released", state.item.application_id);
   }),
   note: (event) => act(async () => {
     event.preventDefault();
@@ -115,7 +117,7 @@ const actions = {
     if (!text) return showError(new ApiError(0, "text", t("need_text")));
     await api.note(state.item.application_id, state.item.user_id, text);
     await reloadCase();
-    say(t("noted"));
+    say("noted");
   }),
   decide: (outcome) => act(async () => {
     if (!needReviewer()) return;
@@ -125,7 +127,7 @@ const actions = {
     await api.review(id, user, outcome, codes, $("decision-note").value.trim());
     closeCase();
     await loadQueue();
-    say(t(outcome, id));
+    say(outcome, id);
   }),
 };
 
@@ -137,6 +139,7 @@ function switchLang(name) {
   renderCodes(state.codes);
   renderQueue($("queue-rows"), $("queue-empty"), state.items, (item) => act(() => openCase(item)));
   if (state.view) renderCase(state.view, state.item);
+  if (state.said && $("error").hidden) say(...state.said);
 }
 
 function wire() {
@@ -158,4 +161,4 @@ switchLang(lang());
 $("reviewer-key").value = session.key();
 $("reviewer-id").value = session.reviewer();
 if (session.key()) $("login").requestSubmit();
-else say(t("signed_out"));
+else say("signed_out");
