@@ -130,3 +130,14 @@ def test_a_reviewer_sees_the_case_request_and_the_client_does_not(c):
     assert seen["request"]["applicant"]["age"] == doc["applicant"]["age"]
     assert "pay_score" not in seen["request"]["applicant"]
     assert "request" not in c.get(url, headers={"X-API-Key": CLIENT}).get_json()
+
+
+def test_the_files_are_package_data():
+    """An installed service (a wheel, the image) ships the page: pyproject's package-data."""
+    import tomllib
+
+    from tests.conftest import RULES_DIR
+
+    project = tomllib.loads((RULES_DIR.parent / "pyproject.toml").read_text())
+    assert "console/*" in project["tool"]["setuptools"]["package-data"]["service.entrypoints"]
+    assert console.FILES.parent.name == "entrypoints" and console.FILES.name == "console"
