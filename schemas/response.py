@@ -147,6 +147,8 @@ class ApplicationViewSchema(_Strict):
     funds_available_at = fields.String(allow_none=True)
     cancel_until = fields.String(allow_none=True)
     reapply_after = fields.String(allow_none=True)
+    # a review case's request, shown to a reviewer key only (what the reviewer decides on)
+    request = fields.Dict()
 
 
 class ExplainedReasonSchema(_Strict):
@@ -201,6 +203,15 @@ class ReviewItemSchema(_Strict):
 class ReviewPageSchema(_Strict):
     items = fields.List(fields.Nested(ReviewItemSchema), required=True)
     next_cursor = fields.String(required=True, allow_none=True)
+
+
+class ReasonCodeSchema(_Strict):
+    code = fields.String(required=True, validate=validate.OneOf(REASON_CODES))
+    starts_cooldown = fields.Boolean(required=True)
+
+
+class ReasonCodesSchema(_Strict):
+    reason_codes = fields.List(fields.Nested(ReasonCodeSchema), required=True)
 
 
 class ExportSchema(_Strict):

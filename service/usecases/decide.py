@@ -191,8 +191,14 @@ class Decisions:
         return self.user_state(user_id)
 
     # -- reads ------------------------------------------------------------------------------------
-    def application(self, user_id: str, application_id: str) -> dict:
-        return self._own_application(user_id, application_id).view(self.clock.now())
+    def application(self, user_id: str, application_id: str, with_request: bool = False) -> dict:
+        """The application view; `with_request`: a review case's request too (for a reviewer)."""
+        stored = self._own_application(user_id, application_id)
+        view = stored.view(self.clock.now())
+        case = stored.doc.get("case")
+        if with_request and case and case.get("request") is not None:
+            view["request"] = case["request"]
+        return view
 
     def explanation(self, user_id: str, application_id: str, lang: str) -> dict:
         """The decision explained to its applicant, in the words of the rules version that

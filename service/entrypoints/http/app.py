@@ -4,7 +4,8 @@ Routes only translate (request -> use case -> JSON); errors are mapped once (err
 request gets an id (X-Request-ID, accepted or made), returned in the response and carried by
 every log line, and one JSON log line when it ends. Client keys guard everything but the open
 operational paths and the admin endpoints, which take only the admin key (admin.py); reviewer
-keys guard the reviewer endpoints (roles.py).
+keys guard the reviewer endpoints (roles.py). The reviewer console's static files are open
+(console.py): the page holds no data until a reviewer key is typed into it.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from service.domain.clock import Clock
 from service.entrypoints import logs
 from service.entrypoints.bootstrap import Services, build_services
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
-from service.entrypoints.http import audited, reviews, roles
+from service.entrypoints.http import audited, console, reviews, roles
 from service.entrypoints.http import explanations, rule_changes
 from service.entrypoints.security import KeyRing, OperatorKeys
 from service.entrypoints.settings import Settings
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.after_request(_end)
     app.teardown_request(_teardown)
     for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp, reviews.bp, audited.bp,
-                      rule_changes.bp, explanations.bp):
+                      rule_changes.bp, explanations.bp, console.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     return app
@@ -73,8 +74,8 @@ def _begin() -> Response | None:
         return None
     if request.routing_exception is not None:   # the route first (404, 405), then the role
         return None
-    refused = roles.refusal()   # client, reviewer and admin roles
-    if refused is not None:
+    refused = roles.refusal()   # client, reviewer and admin roles; the console's files are open
+    if refused is not None or request.blueprint in roles.OPEN_BLUEPRINTS:
         return refused
     current_app.extensions["services"].rules.sync()
     return None

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from schemas.request import CancelRequestSchema, GraceRequestSchema
 from schemas.review import HumanReviewRequestSchema
-from service.entrypoints.http import metrics
+from service.entrypoints.http import metrics, roles
 from service.entrypoints.http.errors import ApiError
 from service.entrypoints.http.requests import checked_id, json_body, services
 
@@ -44,7 +44,9 @@ def application(application_id: str) -> Response:
         raise ApiError(400, "invalid_request", "user_id is required.",
                        {"user_id": ["Missing query parameter."]})
     checked_id("user_id", user_id)
-    return jsonify(services().decisions.application(user_id, application_id))
+    # a reviewer decides on the request itself; a client app sent it and is not shown it again
+    return jsonify(services().decisions.application(user_id, application_id,
+                                                    with_request=roles.is_reviewer()))
 
 
 @bp.get("/users/<user_id>/state")

@@ -126,7 +126,8 @@ def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
     for name, schema in [("ReviewRequest", rv.ReviewRequestSchema), ("OverrideRequest", rv.OverrideRequestSchema),
                          ("ErasureRequest", rv.ErasureRequestSchema), ("ReviewPage", rs.ReviewPageSchema),
                          ("ErasureResult", rs.ErasureResultSchema), ("ErasureReceipt", rs.ErasureReceiptSchema),
-                         ("HumanReviewRequest", rv.HumanReviewRequestSchema), ("Export", rs.ExportSchema)]:
+                         ("HumanReviewRequest", rv.HumanReviewRequestSchema), ("Export", rs.ExportSchema),
+                         ("ReasonCodes", rs.ReasonCodesSchema)]:
         spec.components.schema(name, schema=schema)
     reviewer, admin = [{"ApiKey": []}], [{"AdminKey": []}]
     forbidden = {"403": {"description": "A key of another role, or the role is off", "content": _json("Error")}}
@@ -142,6 +143,10 @@ def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
                        query("overdue", {"type": "string", "enum": ["true", "false"]})],
         "responses": {"200": {"description": "A page", "content": _json("ReviewPage")}, **forbidden,
                       **_errors(400, 401, 503)}}})
+    spec.path("/reviews/reason-codes", operations={"get": {
+        "summary": "The fixed reason codes a review may reject with (reviewer key)", "security": reviewer,
+        "responses": {"200": {"description": "The codes, in the rules' order",
+                              "content": _json("ReasonCodes")}, **forbidden, **_errors(401, 503)}}})
     spec.path("/applications/{application_id}/review", operations={"post": {
         "summary": "Close a review case (reviewer key)", "security": reviewer, "parameters": [app_id],
         "requestBody": {"required": True, "content": _json("ReviewRequest")},

@@ -1,5 +1,5 @@
 """Reviewer endpoints (reviewer key, roles.py): the pending review cases, claiming one, adding a
-note to it and closing it."""
+note to it, the reason codes a reviewer may reject with, and closing it."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -54,6 +54,15 @@ def _case_filter() -> CaseFilter:
     return CaseFilter(product=args.get("product"), requested_by=requested_by,
                       claimed_by=args.get("claimed_by"),
                       overdue=None if overdue is None else overdue == "true")
+
+
+@bp.get("/reviews/reason-codes")
+def reason_code_list() -> Response:
+    """The fixed reason codes of the live rules, the ones a review's `reason_codes` accepts
+    (the console's reject picker), with whether each one opens the 90-day window."""
+    codes = reason_codes(services().reviews.rules.policy.book)
+    return jsonify({"reason_codes": [{"code": code, "starts_cooldown": starts}
+                                     for code, starts in codes.items()]})
 
 
 @bp.post("/reviews/<application_id>/claim")

@@ -4,7 +4,9 @@
 key reaches the reviewer endpoints and reads (GET) of applications and user state, never
 `/decide` or another write (403); a client key never reaches the reviewer endpoints (403). Admin
 endpoints (the `admin` and `audited` blueprints) take only `X-Admin-Key`, checked by their
-blueprints wherever their path is. A missing or unknown key is a 401.
+blueprints wherever their path is. A missing or unknown key is a 401. The reviewer console's
+static files (the `console` blueprint) need no key: the page holds no data until a reviewer key
+is typed into it, and everything it shows comes through the reviewer endpoints with that key.
 """
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ from service.entrypoints.http import errors
 
 REVIEWER_BLUEPRINTS = frozenset({"reviews"})
 ADMIN_BLUEPRINTS = frozenset({"admin", "audited"})
+OPEN_BLUEPRINTS = frozenset({"console"})
 
 
 def refusal() -> Response | None:
     """The 401/403 this request gets for its key, or None when it may go on."""
     req = request._get_current_object()   # each use of the proxy looks the context up again
     blueprint = req.blueprint
-    if blueprint in ADMIN_BLUEPRINTS:
+    if blueprint in ADMIN_BLUEPRINTS or blueprint in OPEN_BLUEPRINTS:
         return None
     extensions = current_app.extensions
     clients, reviewers = extensions["client_keys"], extensions["reviewer_keys"]
@@ -42,6 +45,11 @@ def refusal() -> Response | None:
     if clients and not clients.accepts(presented):
         return errors.error_response(401, "unauthorized", "A valid X-API-Key header is required.")
     return None
+
+
+def is_reviewer() -> bool:
+    """Whether the request carries a reviewer key (the reviewer sees a case's request)."""
+    return current_app.extensions["reviewer_keys"].accepts(request.headers.get("X-API-Key"))
 
 
 def require_admin() -> None:
