@@ -18,19 +18,14 @@ from service.entrypoints.settings import Settings
 from service.usecases import replay as replaying
 from service.usecases.rebuild import Rebuilder, diff, records
 from tests.conftest import memory_services, payload, redis_services
-from tests.integration.test_reviews import CLIENT, REVIEWER, SECRET, api_for, body, replay_source, review_case
+from tests.integration.test_reviews import CLIENT, REVIEWER, api_for, body, replay_source, review_case
 
 pytestmark = pytest.mark.integration
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @pytest.fixture
-def service(policy, store_url, clock):
-    return redis_services(store_url, policy, clock, erasure_secret=SECRET)
-
-
-@pytest.fixture
-def api(service):
+def api(service):   # `service`: the integration conftest's, on the real Redis or the cluster
     return api_for(service)
 
 
