@@ -161,6 +161,7 @@ def open_case(driver, app):
     from selenium.webdriver.common.keys import Keys
 
     found = row(driver, app)
+    assert found.get_attribute("tabindex") == "0"   # in the Tab order
     driver.execute_script("arguments[0].focus()", found)
     assert driver.switch_to.active_element == found
     found.send_keys(Keys.ENTER)
@@ -247,6 +248,7 @@ def test_a_reviewer_rejects_a_case_with_a_code_and_it_leaves_the_queue(server, b
     reject(browser, "DEBT_TOO_HIGH", "收入证明不足")
     wait(browser, lambda d: app in status_text(d) and not d.find_element(By.ID, "case").is_displayed())
     assert not browser.find_elements(By.CSS_SELECTOR, f"#queue-rows tr[data-application-id='{app}']")
+    assert browser.switch_to.active_element.get_attribute("id") == "queue-title"   # focus not lost
     view = http("GET", f"{server.url}/applications/{app}?user_id={user}", headers=CLIENT)[1]
     assert view["status"] == "rejected" and view["review"]["reason_codes"] == ["DEBT_TOO_HIGH"]
     assert view["review"]["reviewer_id"] == "rev-a" and view["review"]["note"] == "收入证明不足"
