@@ -64,6 +64,14 @@ class OverrideRequestSchema(Schema):
     reason = _text(NOTE_MAX)
 
 
+class OperatorOverrideRequestSchema(OverrideRequestSchema):
+    """POST /users/<id>/overrides with an operator's key (ADMIN_API_KEYS): the operator is the
+    key's, so `operator_id` may be left out (given, it must be the key's: the route checks)."""
+
+    operator_id = fields.String(validate=OverrideRequestSchema._declared_fields["operator_id"].validate,
+                                load_default=None)
+
+
 class HumanReviewRequestSchema(Schema):
     """POST /applications/<id>/human-review: the applicant refuses a decision the rules made."""
 

@@ -49,6 +49,7 @@ class _User:
     grace: dict[str, dt.datetime] = field(default_factory=dict)     # T5: member -> time
     grace_expire: Optional[dt.datetime] = None
     records: dict[str, _Expiring] = field(default_factory=dict)     # application id -> record
+    overrides: dict[str, _Expiring] = field(default_factory=dict)   # override id -> PendingOverride
     log: list[tuple[int, dt.datetime, str]] = field(default_factory=list)   # (seq, written, text)
     log_expire: Optional[dt.datetime] = None
     lock: Optional[tuple[str, dt.datetime]] = None                  # (token, expires at)
@@ -90,8 +91,9 @@ class MemoryData:
             user.grace, user.grace_expire = {}, None
         if user.log_expire and user.log_expire <= now:
             user.log, user.log_expire = [], None
-        for app_id in [a for a, r in user.records.items() if r.expires_at and r.expires_at <= now]:
-            del user.records[app_id]
+        for held in (user.records, user.overrides):
+            for name in [a for a, r in held.items() if r.expires_at and r.expires_at <= now]:
+                del held[name]
         if user.lock and user.lock[1] <= now:
             user.lock = None
         return user
@@ -110,7 +112,7 @@ def _state(user: _User, windows: Windows) -> UserState:
 
 
 def _held(user: _User) -> bool:
-    return bool(user.fields or user.counted or user.grace or user.records or user.log)
+    return bool(user.fields or user.counted or user.grace or user.records or user.log or user.overrides)
 
 
 class MemoryUserStore(ports.UserStore):
@@ -142,6 +144,9 @@ class MemoryUserStore(ports.UserStore):
             now, keep = self.data.now(), self.data.retention
             if write.application is not None:
                 user.records[snapshot.application_id] = _Expiring(write.application, now + keep)
+            if write.override is not None:
+                user.overrides[write.override.override_id] = _Expiring(write.override,
+                                                                       write.override.kept_until)
             _apply_change(user, snapshot, write)
             if user.fields:
                 user.fields_expire = now + keep
@@ -199,6 +204,11 @@ class MemoryUserStore(ports.UserStore):
     def log_records(self, user_id: str) -> list[str]:
         with self.data.mutex:
             return [text for _, _, text in self.data.user(user_id).log] if user_id in self.data.users else []
+
+    def pending_override(self, user_id: str, override_id: str):
+        with self.data.mutex:
+            held = self.data.user(user_id).overrides.get(override_id)
+            return held.value if held else None
 
     def inventory(self, user_id: str) -> Optional[ports.UserInventory]:
         with self.data.mutex:
@@ -344,6 +354,24 @@ class MemoryReceipts(ports.Receipts):
     def load(self, receipt_id: str) -> Optional[dict]:
         with self.data.mutex:
             return self.receipts.get(receipt_id)
+
+
+class MemoryOverrideIndex(ports.OverrideIndex):
+    def __init__(self, data: MemoryData):
+        self.data = data
+        self.pointers: dict[str, _Expiring] = {}
+
+    def point(self, override_id: str, user_id: str, keep: dt.timedelta) -> None:
+        with self.data.mutex:
+            self.pointers[override_id] = _Expiring(user_id, self.data.now() + keep)
+
+    def user_of(self, override_id: str) -> Optional[str]:
+        with self.data.mutex:
+            held = self.pointers.get(override_id)
+            if held is None or held.expires_at <= self.data.now():
+                self.pointers.pop(override_id, None)
+                return None
+            return held.value
 
 
 class MemoryDecisionLog(ports.DecisionLog):
@@ -493,4 +521,5 @@ def memory_stores(clock: Optional[Clock] = None, *, load_files=None, lock_ttl_ms
     return ports.Stores(users=MemoryUserStore(data, lock_wait_s), queue=MemoryReviewQueue(data),
                         erased=MemoryErasedWindows(data), receipts=MemoryReceipts(data),
                         log=MemoryDecisionLog(data), archive=MemoryRulesArchive(data, load_files),
-                        switches=MemoryRuleSwitches(data), changes=MemoryRuleChangeLog(data))
+                        switches=MemoryRuleSwitches(data), changes=MemoryRuleChangeLog(data),
+                        overrides=MemoryOverrideIndex(data))

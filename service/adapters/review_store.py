@@ -10,12 +10,15 @@ written in a user's COMMIT: the use cases say in which order they follow it
 - `ld:erased:{<subject>}`: an erased user's kept window end (epoch seconds), expiring with it.
 - `ld:{#erasures}:receipt:<id>` and `ld:{#erasures}:log`: one slot, so one script writes a
   receipt with its log record (receipts written before they moved, `ld:erasure:<id>`, are read).
+- `ld:override:{<override id>}`: which user a four-eyes override belongs to (the override itself
+  is under the user's hash tag), expiring when the user's copy does.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 from typing import Optional
+from urllib.parse import quote
 
 from service.adapters.state_store import RedisStateStore, _s, epoch, from_epoch
 from service.usecases import ports
@@ -110,3 +113,19 @@ class RedisReceipts(ports.Receipts):
         raw = (self.store._do(lambda: client.get(self.key(receipt_id)))
                or self.store._do(lambda: client.get(self.old_key(receipt_id))))
         return json.loads(raw) if raw else None
+
+
+class RedisOverrideIndex(ports.OverrideIndex):
+    def __init__(self, store: RedisStateStore):
+        self.store = store
+
+    def key_of(self, override_id: str) -> str:
+        return f"{self.store.prefix}:override:{{{quote(override_id, safe='')}}}"
+
+    def point(self, override_id: str, user_id: str, keep: dt.timedelta) -> None:
+        seconds = max(1, int(keep.total_seconds()))
+        self.store._do(lambda: self.store.client.set(self.key_of(override_id), user_id, ex=seconds))
+
+    def user_of(self, override_id: str) -> Optional[str]:
+        raw = self.store._do(lambda: self.store.client.get(self.key_of(override_id)))
+        return _s(raw) if raw else None

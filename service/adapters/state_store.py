@@ -32,6 +32,7 @@ from redis.exceptions import RedisClusterException
 
 from service.domain.application import StoredApplication
 from service.domain.decision import iso_utc
+from service.domain.overrides import PendingOverride
 from service.domain.userstate import UserState
 from service.usecases import jsontext, ports
 from service.usecases.ports import (
@@ -74,6 +75,9 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LOCK_LOST the user lock expired before the commit')
 end
 local plan = cjson.decode(ARGV[2])
+-- a four-eyes override first: a write that needs memory, so under maxmemory the script is
+-- refused before it lifts a window (an override is never applied without its log record)
+if ARGV[5] ~= '' then redis.call('SET', KEYS[8], ARGV[5], 'EX', plan.override_ttl) end
 -- the application record and the log record come as raw arguments, not inside the plan's
 -- JSON: no second escaping in Python, no decoding of kilobytes in Lua
 if ARGV[3] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'EX', plan.app_ttl) end
@@ -164,6 +168,8 @@ class CommitPlan:
     grace_add: Optional[dict] = None
     log: Optional[str] = None                  # the decision-log record (JSON), appended atomically
     keep_lock: bool = False                    # the lock stays held after the commit (release() ends it)
+    override: Optional[str] = None             # a four-eyes override's JSON, kept `override_ttl` seconds
+    override_ttl: int = 1
 
     def encode(self, app_ttl: int, user_ttl: int, log_ttl: int) -> list[str]:
         """The COMMIT script's arguments after the token: the small plan, then the raw records."""
@@ -172,8 +178,9 @@ class CommitPlan:
                                "apps_add": self.apps_add or False, "grace_add": self.grace_add or False,
                                # stream ids are the server's milliseconds: older entries are trimmed
                                "log_ttl": log_ttl, "log_minid": str(int((time.time() - log_ttl) * 1000)),
-                               "marker_ttl_ms": COMMIT_MARKER_TTL_MS, "keep_lock": self.keep_lock})
-        return [plan, self.app or "", self.log or ""]
+                               "marker_ttl_ms": COMMIT_MARKER_TTL_MS, "keep_lock": self.keep_lock,
+                               "override_ttl": self.override_ttl})
+        return [plan, self.app or "", self.log or "", self.override or ""]
 
 
 def record_text(record: StoredApplication, decision_text: Optional[str]) -> str:
@@ -189,6 +196,10 @@ def plan_of(snapshot: UserSnapshot, write: UserWrite) -> CommitPlan:
     plan = CommitPlan(log=write.log, keep_lock=write.keep_lock)
     if write.application is not None:
         plan.app = record_text(write.application, write.decision_text)
+    if write.override is not None:
+        plan.override = jsontext.dumps(write.override.to_dict())
+        # a lifetime, not a moment: Redis's clock need not be the service's injected one
+        plan.override_ttl = max(1, epoch(write.override.kept_until) - epoch(write.at))
     change = write.change
     if change.cooldown_until:
         plan.hset[COOLDOWN_UNTIL] = str(epoch(change.cooldown_until))
@@ -246,6 +257,10 @@ class RedisStateStore(ports.UserStore):
         app = f"{base}:app:{quote(application_id, safe='')}" if application_id else f"{base}:app:-"
         return [f"{base}:lock", f"{base}:user", f"{base}:apps", app, f"{base}:grace", f"{base}:log"]
 
+    def override_key(self, user_id: str, override_id: Optional[str]) -> str:
+        """A four-eyes override, under its user's hash tag (`-`: a commit that writes none)."""
+        return f"{self._base(user_id)}:override:{quote(override_id, safe='') if override_id else '-'}"
+
     def erasure_key(self, user_id: str) -> str:
         return f"{self._base(user_id)}:erasure"
 
@@ -277,8 +292,10 @@ class RedisStateStore(ports.UserStore):
 
     def commit(self, snapshot: UserSnapshot, write: UserWrite) -> None:
         """Apply the write and release the lock in one step (unless it keeps the lock)."""
+        override_id = write.override.override_id if write.override is not None else None
         keys = self.keys(snapshot.user_id, snapshot.application_id) + [
-            f"{self._base(snapshot.user_id)}:commit:{snapshot.token}"]
+            f"{self._base(snapshot.user_id)}:commit:{snapshot.token}",
+            self.override_key(snapshot.user_id, override_id)]
         args = [snapshot.token, *plan_of(snapshot, write).encode(self.app_ttl, self.user_ttl, self.log_ttl)]
         self.locked_write(self._commit, keys, args)
 
@@ -363,6 +380,10 @@ class RedisStateStore(ports.UserStore):
         if not exists:
             return None
         return state_of({_s(k): _s(v) for k, v in fields.items()}, int(count), grace_uses(grace_members))
+
+    def pending_override(self, user_id: str, override_id: str) -> Optional[PendingOverride]:
+        raw = self._do(lambda: self.client.get(self.override_key(user_id, override_id)))
+        return PendingOverride.from_dict(json.loads(raw)) if raw else None
 
     def all_applications(self) -> Iterator[StoredApplication]:
         """Every application record (the repair path: a full scan, not a request path)."""

@@ -10,9 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Optional
 
-from service.domain.decision import parse_iso_utc
+from service.domain.decision import iso_utc, parse_iso_utc
 from service.domain.review import final_status
-from service.domain.review_desk import desk_view
 
 VIEW_EFFECTS = ("offer", "funds_available_at", "cancel_until", "reapply_after")
 
@@ -67,8 +66,20 @@ class StoredApplication:
             for name in VIEW_EFFECTS:
                 view[name] = review[name]
         if self.is_case():   # its notes and claim, with the reviewer's outcome once closed
-            view["review"] = {**(review or {}), **desk_view(self, now)}
+            view["review"] = {**(review or {}), **self.desk_at(now)}
         return view
+
+    def claim_at(self, now: dt.datetime) -> Optional[dict]:
+        """The reviewer's claim that holds the case at `now` (service.domain.review_desk), or None."""
+        claim = self.doc.get("claim")
+        return claim if claim and parse_iso_utc(claim["until"]) > now else None
+
+    def desk_at(self, now: dt.datetime) -> dict:
+        """What the view shows of the reviewers' desk for a case: its notes and claim."""
+        held = self.claim_at(now)
+        return {"notes": list(self.doc.get("notes") or ()),
+                "claimed_by": held["reviewer_id"] if held else None,
+                "claimed_until": iso_utc(parse_iso_utc(held["until"])) if held else None}
 
     def is_case(self) -> bool:
         """Whether the record is a review case, open or closed."""

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
+from service.domain.application import StoredApplication
 from service.domain.decision import iso_utc, parse_iso_utc
-
-if TYPE_CHECKING:   # the application's view shows the desk's part, so it imports this module
-    from service.domain.application import StoredApplication
-    from service.domain.rulebook import TimeRules
+from service.domain.rulebook import TimeRules
 
 NOTES_MAX = 100   # notes a case keeps: a record stays well under Redis's comfortable sizes
 
@@ -47,11 +45,10 @@ class Claim:
 
 def active_claim(record: StoredApplication, now: dt.datetime) -> Optional[Claim]:
     """The claim that holds the case at `now` (None: nobody holds it)."""
-    raw = record.doc.get("claim")
-    if not raw:
+    raw = record.claim_at(now)
+    if raw is None:
         return None
-    claim = Claim(raw["reviewer_id"], parse_iso_utc(raw["claimed_at"]), parse_iso_utc(raw["until"]))
-    return claim if claim.until > now else None
+    return Claim(raw["reviewer_id"], parse_iso_utc(raw["claimed_at"]), parse_iso_utc(raw["until"]))
 
 
 def _open_case(record: StoredApplication, now: dt.datetime) -> None:
@@ -127,18 +124,10 @@ def standing(record: StoredApplication, now: dt.datetime, time: TimeRules) -> St
                     claimed_until=iso_utc(held.until) if held else None)
 
 
-def desk_view(record: StoredApplication, now: dt.datetime) -> dict:
-    """What the application view adds under `review` for a case: its notes and its claim."""
-    held = active_claim(record, now)
-    return {"notes": list(record.doc.get("notes") or ()),
-            "claimed_by": held.reviewer_id if held else None,
-            "claimed_until": iso_utc(held.until) if held else None}
-
-
 DESK_KINDS = ("review_claim", "review_note")   # the log records of the desk's steps
 
 
-def desk_change(record: "StoredApplication", logged: dict) -> "StoredApplication":
+def desk_change(record: StoredApplication, logged: dict) -> StoredApplication:
     """The record as one logged desk step left it (a rebuild writes it again as it was)."""
     if logged["kind"] == "review_note":
         notes = list(record.doc.get("notes") or ())

@@ -15,7 +15,12 @@ from typing import Optional
 
 from service.adapters import memory, redis_connection, rules_files
 from service.adapters.decision_log import RedisDecisionLog
-from service.adapters.review_store import RedisErasedWindows, RedisReceipts, RedisReviewQueue
+from service.adapters.review_store import (
+    RedisErasedWindows,
+    RedisOverrideIndex,
+    RedisReceipts,
+    RedisReviewQueue,
+)
 from service.adapters.rules_control import RedisRuleChangeLog, RedisRuleSwitches
 from service.adapters.rule_engine import EngineError, policy_for
 from service.adapters.rules_archive import RulesArchive
@@ -81,7 +86,7 @@ def redis_stores(settings: Settings) -> ports.Stores:
     return ports.Stores(users=users, queue=RedisReviewQueue(users), erased=RedisErasedWindows(users),
                         receipts=RedisReceipts(users), log=RedisDecisionLog(client, settings.key_prefix),
                         archive=RulesArchive(users), switches=RedisRuleSwitches(users),
-                        changes=RedisRuleChangeLog(users))
+                        changes=RedisRuleChangeLog(users), overrides=RedisOverrideIndex(users))
 
 
 def memory_stores(settings: Settings, clock: Clock) -> ports.Stores:
@@ -127,7 +132,8 @@ def wire(settings: Settings, clock: Clock, stores: ports.Stores, policy: Policy)
         settings=settings, clock=clock, stores=stores, rules=rules, work=work, cases=cases,
         decisions=decisions, reviews=Reviews(work, rules, cases), desk=ReviewDesk(work, rules),
         rights=ApplicantRights(work, rules, cases, stores.receipts, settings.erasure_secret),
-        audit=Audit(decisions, stores.erased, stores.receipts, cases, settings.erasure_secret),
+        audit=Audit(decisions, stores.erased, stores.receipts, cases, settings.erasure_secret,
+                    stores.overrides),
         changes=RuleChanges(rules, KITS, stores.archive, stores.switches, stores.changes,
                             stores.log, settings.reload_sample))
 

@@ -471,7 +471,7 @@ def _rebuilder(services):
     from service.usecases.rebuild import Rebuilder
 
     return Rebuilder(services.work, services.rules, services.stores.erased,
-                     services.settings.erasure_secret)
+                     services.settings.erasure_secret, overrides=services.stores.overrides)
 
 
 # -- review cases ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.entrypoints.security import read_keys
+from service.entrypoints.security import read_keys, read_operator_keys
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 
@@ -23,6 +23,8 @@ class Settings:
     retention_days: int = 400             # application records and user state expire after this
     api_keys: tuple[str, ...] = ()        # client keys (X-API-Key); none: no key needed
     admin_keys: tuple[str, ...] = ()      # admin keys (X-Admin-Key); none: admin endpoints off
+    # operators' admin keys, (operator_id, key): set, an override takes two operators
+    operator_keys: tuple[tuple[str, str], ...] = ()
     reload_sample: int = 200              # recent decisions replayed before a rules reload
     reviewer_keys: tuple[str, ...] = ()   # reviewer keys (X-API-Key); none: reviewer endpoints off
     erasure_secret: bytes | None = None   # HMAC key of erased users' kept windows; none: erasure off
@@ -45,6 +47,7 @@ class Settings:
             retention_days=int(env.get("RETENTION_DAYS") or 400),
             api_keys=tuple(read_keys(env.get("API_KEYS"), env.get("API_KEYS_FILE"))),
             admin_keys=tuple(read_keys(env.get("ADMIN_API_KEY"), env.get("ADMIN_API_KEY_FILE"))),
+            operator_keys=tuple(read_operator_keys(env.get("ADMIN_API_KEYS"), env.get("ADMIN_API_KEYS_FILE"))),
             reload_sample=int(env.get("RELOAD_SAMPLE") or 200),
             reviewer_keys=tuple(read_keys(env.get("REVIEWER_API_KEYS"), env.get("REVIEWER_API_KEYS_FILE"))),
             erasure_secret=_secret(env.get("ERASURE_HMAC_SECRET"), env.get("ERASURE_HMAC_SECRET_FILE")),

@@ -15,6 +15,10 @@ class Conflict(RuntimeError):
     loan no longer cancellable, a case reviewed differently (409)."""
 
 
+class Forbidden(PermissionError):
+    """The caller may not do this, whatever its key: an override's requester approving it (403)."""
+
+
 class KitConflict(RulesError):
     """The rules version was archived with another policy test kit, which stays its kit: a
     refused version archived again without its tests, or with easier ones, stays refused."""

@@ -1,5 +1,6 @@
 """The decision log's records: one per decision, cancel, grace use, human-review request, review,
-claim or note at the reviewers' desk, override, erasure and export of a user's data.
+claim or note at the reviewers' desk, override (and four-eyes override request), erasure and export
+of a user's data.
 
 A record holds everything a replay needs: the request as sent, the per-user state the rules
 saw, the clock time used, the rules version, the full decision (outcome, reasons, offer,
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from service.domain.decision import iso_utc
+from service.domain.overrides import PendingOverride
 from service.domain.userstate import StateChange, UserState, change_to_dict, state_to_dict
 from service.usecases import jsontext
 
@@ -100,10 +102,28 @@ def export_record(receipt: dict, subject: Optional[str], rules_version: str) -> 
 
 
 def override_record(user_id: str, now: dt.datetime, rules_version: str, action: str,
-                    operator_id: str, reason: str, state: UserState) -> dict:
-    return {"v": FORMAT_VERSION, "kind": "override", "at": iso_utc(now), "user_id": user_id,
-            "application_id": None, "rules_version": rules_version, "action": action,
-            "operator_id": operator_id, "reason": reason, "state": state_to_dict(state)}
+                    operator_id: str, reason: str, state: UserState,
+                    asked: Optional[PendingOverride] = None) -> dict:
+    """An override applied: by one operator, or (`asked`) by the second of a four-eyes override,
+    who is `operator_id` and `approved_by`; the reason is the requester's."""
+    record = {"v": FORMAT_VERSION, "kind": "override", "at": iso_utc(now), "user_id": user_id,
+              "application_id": None, "rules_version": rules_version, "action": action,
+              "operator_id": operator_id, "reason": reason, "state": state_to_dict(state)}
+    if asked is not None:
+        record.update(override_id=asked.override_id, requested_by=asked.requested_by,
+                      approved_by=operator_id)
+    return record
+
+
+def override_request_record(user_id: str, rules_version: str, asked: PendingOverride,
+                            state: UserState) -> dict:
+    """The first operator of a four-eyes override asked for it: it changes no state; the state
+    is the one it was asked on (a window was active), as a replay checks it."""
+    return {"v": FORMAT_VERSION, "kind": "override_request", "at": iso_utc(asked.requested_at),
+            "user_id": user_id, "application_id": None, "rules_version": rules_version,
+            "action": asked.action, "override_id": asked.override_id,
+            "requested_by": asked.requested_by, "reason": asked.reason,
+            "expires_at": iso_utc(asked.expires_at), "state": state_to_dict(state)}
 
 
 def erasure_record(receipt: dict, subject: str, window_until: Optional[str],

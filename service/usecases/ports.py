@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import IO, Iterator, Mapping, Optional
 
 from service.domain.application import StoredApplication
+from service.domain.overrides import PendingOverride
 from service.domain.rulebook import RuleBook
 from service.domain.userstate import StateChange, UserState
 
@@ -99,6 +100,7 @@ class UserWrite:
     grace_from: Optional[dt.datetime] = None
     ends_hold: bool = False          # a cancel: this application's T2 hold ends (if it is the held one)
     lifts_cooldown: bool = False     # an override: the 90-day window ends now
+    override: Optional[PendingOverride] = None   # a four-eyes override as it now stands (asked, applied)
     log: Optional[str] = None
     keep_lock: bool = False          # the lock stays ours after the commit: release() ends it
 
@@ -157,6 +159,11 @@ class UserStore(abc.ABC):
     def log_records(self, user_id: str) -> list[str]:
         """The user's decision-log records (each its JSON text, as written), oldest first: what an
         applicant's copy of their data holds, and where a decision's request is found again."""
+
+    @abc.abstractmethod
+    def pending_override(self, user_id: str, override_id: str) -> Optional[PendingOverride]:
+        """A four-eyes override of the user (UserWrite.override), until its `kept_until`; read
+        under the user's lock, it is the one the next commit sees."""
 
     @abc.abstractmethod
     def inventory(self, user_id: str) -> Optional[UserInventory]:
@@ -240,6 +247,21 @@ class Receipts(abc.ABC):
 
     @abc.abstractmethod
     def load(self, receipt_id: str) -> Optional[dict]: ...
+
+
+# -- four-eyes overrides -------------------------------------------------------------------------
+class OverrideIndex(abc.ABC):
+    """Which user an override id belongs to: the approval names only the override, and the
+    override itself lives under its user's keys. A pointer alone is harmless (an override its
+    user does not hold is unknown), so it is written before the user's commit and outlives
+    nothing: it expires with the override (kept for `keep` from now), and an erased user's is a
+    dead end."""
+
+    @abc.abstractmethod
+    def point(self, override_id: str, user_id: str, keep: dt.timedelta) -> None: ...
+
+    @abc.abstractmethod
+    def user_of(self, override_id: str) -> Optional[str]: ...
 
 
 # -- the decision log --------------------------------------------------------------------------------
@@ -335,3 +357,4 @@ class Stores:
     archive: RulesArchive
     switches: RuleSwitches
     changes: RuleChangeLog
+    overrides: OverrideIndex

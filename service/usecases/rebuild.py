@@ -12,6 +12,7 @@ from typing import Iterable, Iterator, Optional
 
 from service.domain.decision import parse_iso_utc
 from service.domain.human_review import request_entry
+from service.domain.overrides import PendingOverride
 from service.domain.privacy import erasure_subject
 from service.domain.review import LIFT_COOLDOWN
 from service.domain.review_desk import DESK_KINDS, desk_change
@@ -23,7 +24,7 @@ from service.usecases.decide import (
     raw_payload_digest,
 )
 from service.usecases.live_rules import LiveRules
-from service.usecases.ports import ErasedWindows, UserSnapshot, UserWrite
+from service.usecases.ports import ErasedWindows, OverrideIndex, UserSnapshot, UserWrite
 from service.usecases.unit_of_work import UserWork
 
 
@@ -41,6 +42,7 @@ class Rebuilder:
     erased: ErasedWindows
     erasure_secret: Optional[bytes] = None
     seen: set = field(default_factory=set)   # users met so far: an erasure finds its user among them
+    overrides: Optional[OverrideIndex] = None   # where a rebuilt four-eyes request points from its id
 
     def apply(self, record: dict) -> None:
         """Write one record's effects (application record, state change), not logging it again."""
@@ -80,11 +82,28 @@ class Rebuilder:
             if snapshot.application is None:
                 return None
             return UserWrite(at=now, application=desk_change(snapshot.application, record))
-        if kind == "override":
+        if kind in ("override", "override_request"):
             if record["action"] != LIFT_COOLDOWN:
                 raise ValueError(f"unknown override action {record['action']!r}")
-            return UserWrite(at=now, lifts_cooldown=True)
+            return self._override(record, now)
         raise ValueError(f"unknown record kind {kind!r}")
+
+    def _override(self, record: dict, now) -> UserWrite:
+        """A four-eyes request keeps its pending override (and its pointer, given the index),
+        changing no state; its approval lifts the window and marks the override applied; a
+        one-step override lifts the window."""
+        if record["kind"] == "override_request":
+            asked = PendingOverride(
+                override_id=record["override_id"], action=record["action"],
+                requested_by=record["requested_by"], reason=record["reason"], requested_at=now,
+                expires_at=parse_iso_utc(record["expires_at"]))
+            if self.overrides is not None:
+                self.overrides.point(asked.override_id, record["user_id"], asked.kept_until - now)
+            return UserWrite(at=now, override=asked)
+        asked = (self.work.store.pending_override(record["user_id"], record["override_id"])
+                 if record.get("override_id") else None)
+        applied = asked.approved(record["approved_by"], now) if asked is not None else None
+        return UserWrite(at=now, lifts_cooldown=True, override=applied)
 
     def _erasure(self, record: dict) -> None:
         """An erasure record: the kept window under its keyed hash; the erased user's own records

@@ -19,6 +19,7 @@ from marshmallow import ValidationError
 from schemas.request import DecideRequestSchema
 from service.domain.rulebook import RuleBook
 from service.domain.decision import iso_utc, parse_iso_utc
+from service.domain.overrides import PENDING_HOURS
 from service.domain.policy import Policy
 from service.domain.review import LIFT_COOLDOWN, ApplicantCase, applicant_review_effects, review_effects
 from service.domain.userstate import change_to_dict, state_from_dict
@@ -141,7 +142,11 @@ def parse_line(number: int, text: str) -> dict:
 
 AUDITED_REQUIRED = {"review": ("request", "state", "review", "change"),
                     "override": ("action", "operator_id", "reason", "state"),
+                    "override_request": ("action", "override_id", "requested_by", "reason",
+                                         "expires_at", "state"),
                     "human_review": ("decided_at", "deadline", "request")}
+# counted in a summary only when a log holds any: summaries of older logs stay as they were
+OPTIONAL_COUNTS = frozenset({"override_requests"})
 EFFECT_FIELDS = ("offer", "funds_available_at", "cancel_until", "reapply_after")
 
 
@@ -156,14 +161,22 @@ def replay_audited(source: PolicySource, number: int, record: dict) -> Replayed:
         if record["kind"] == "human_review":
             return _replay_request(source, number, record, now)
         state = state_from_dict(record["state"])
-        if record["kind"] == "override":
-            same = record["action"] == LIFT_COOLDOWN and state.in_cooldown(now)
-            return Replayed(number, "override", record, changed=not same, exact=same)
+        if record["kind"] in ("override", "override_request"):
+            return _replay_override(number, record, state, now)
         return _replay_review(source, number, record, state, now)
     except ValidationError as exc:
         raise BadRecord(number, f"request is not valid: {exc.messages}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRecord(number, f"malformed record: {exc!r}") from None
+
+
+def _replay_override(number: int, record: dict, state, now) -> Replayed:
+    """An override (one step, or a four-eyes approval) and a request for one were allowed iff a
+    window was active; a request waited PENDING_HOURS from its time."""
+    same = record["action"] == LIFT_COOLDOWN and state.in_cooldown(now)
+    if record["kind"] == "override_request":
+        same = same and record["expires_at"] == iso_utc(now + dt.timedelta(hours=PENDING_HOURS))
+    return Replayed(number, record["kind"], record, changed=not same, exact=same)
 
 
 def _replay_review(source: PolicySource, number: int, record: dict, state, now) -> Replayed:
@@ -300,7 +313,8 @@ class Summary:
     rules: Counter = field(default_factory=Counter)
     # reviews, overrides and requests for a person: [replayed, identical]
     audited: dict = field(default_factory=lambda: {"reviews": [0, 0], "overrides": [0, 0],
-                                                   "human_reviews": [0, 0]})
+                                                   "human_reviews": [0, 0],
+                                                   "override_requests": [0, 0]})
 
     def add(self, item: Replayed) -> None:
         if item.kind in AUDITED_REQUIRED:
@@ -328,7 +342,8 @@ class Summary:
                 "transitions": dict(sorted(self.transitions.items())),
                 "rules": dict(sorted(self.rules.items())),
                 **{kind: {"total": total, "identical": same}
-                   for kind, (total, same) in self.audited.items()}}
+                   for kind, (total, same) in self.audited.items()
+                   if total or kind not in OPTIONAL_COUNTS}}
 
 
 def change_report(item: Replayed) -> dict:

@@ -14,7 +14,7 @@ cancel whose loan is not in a cooling-off hold under the candidate, a grace use 
 candidate's limit, a review of an application the candidate did not send to review, a lifted
 window the candidate never opened, a request for a person about a decision the candidate did not
 make a rejection. Reviews, overrides and those requests run through the live use cases
-(Reviews.review, Audit.lift_cooldown, ApplicantRights) with the clock at the record's time, so their effects
+(Reviews.review, Audit.lift_cooldown and the four-eyes steps, ApplicantRights) with the clock at the record's time, so their effects
 (T2 hold or 90-day window from review time) are the service's. A record kind this module has no
 handler for is counted and skipped (`HANDLERS` maps kinds to handlers; a new record kind
 registers one): erasures are, since the simulation holds no ERASURE_HMAC_SECRET to find the
@@ -48,7 +48,7 @@ from service.domain.review import LIFT_COOLDOWN
 from service.usecases import ports
 from service.usecases.audit import Audit
 from service.usecases.decide import Decisions, cancel_write, decision_write, grace_write
-from service.usecases.errors import Conflict, NotFound
+from service.usecases.errors import Conflict, Forbidden, NotFound
 from service.usecases.impact import Impact
 from service.usecases.live_rules import LiveRules
 from service.usecases.review import REVIEW_INPUT, Reviews
@@ -133,7 +133,8 @@ class Service:
         self.decisions = Decisions(work, self.rules, cases, stores.erased)
         self.reviews = Reviews(work, self.rules, cases)
         self.desk = ReviewDesk(work, self.rules)
-        self.audit = Audit(self.decisions, stores.erased, stores.receipts, cases)
+        self.audit = Audit(self.decisions, stores.erased, stores.receipts, cases,
+                           overrides=stores.overrides)
         self.rights = ApplicantRights(work, self.rules, cases, stores.receipts)
 
     @property
@@ -312,19 +313,28 @@ def simulate_review(part: Partition, number: int, record: dict) -> Replayed:
 
 def simulate_override(part: Partition, number: int, record: dict) -> Replayed:
     """Lifting a window applies, through the live use case, while the candidate's window is
-    active; otherwise (Conflict) it is counted."""
+    active: in one step, or as the approval of the four-eyes override the candidate's log asked
+    for; otherwise (Conflict; NotFound: the candidate asked for none) it is counted. A request
+    for one asks for it again, under its logged id, and changes no state."""
     service = part.service_for(record["rules_version"])
+    kind = record["kind"]
     if record.get("action") != LIFT_COOLDOWN:
         raise BadRecord(number, f"unknown override action {record.get('action')!r}")
     service.clock.set(_at(number, record))
     try:
-        service.audit.lift_cooldown(record["user_id"], str(record.get("operator_id")),
-                                    str(record.get("reason")))
-    except Conflict:
-        part.count_applied("override", False)
-        return Replayed(number, "override", record, changed=True, exact=False)
-    part.count_applied("override", True)
-    return Replayed(number, "override", record)
+        if kind == "override_request":
+            service.audit.request_override(record["user_id"], str(record.get("requested_by")),
+                                           str(record.get("reason")), str(record.get("override_id")))
+        elif record.get("override_id"):
+            service.audit.approve_override(str(record["override_id"]), str(record.get("approved_by")))
+        else:
+            service.audit.lift_cooldown(record["user_id"], str(record.get("operator_id")),
+                                        str(record.get("reason")))
+    except (Conflict, NotFound, Forbidden):
+        part.count_applied(kind, False)
+        return Replayed(number, kind, record, changed=True, exact=False)
+    part.count_applied(kind, True)
+    return Replayed(number, kind, record)
 
 
 def simulate_human_review(part: Partition, number: int, record: dict) -> Replayed:
@@ -381,6 +391,7 @@ HANDLERS: dict[str, Handler] = {
     "grace": simulate_grace,
     "review": simulate_review,
     "override": simulate_override,
+    "override_request": simulate_override,
     "human_review": simulate_human_review,
     "review_claim": simulate_desk,
     "review_note": simulate_desk,

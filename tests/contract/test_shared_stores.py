@@ -152,3 +152,12 @@ def test_the_history_keeps_the_last_entries_and_the_counts_add_up(stores):
     assert changes.counts("v1") == {"evaluated": 3, "identical": 1, "f:KeyError": 1}
     changes.reset_counts("v1")
     assert changes.counts("v1") == {} and changes.counts("v2") == {"evaluated": 1}
+
+
+# -- four-eyes overrides' pointers ------------------------------------------------------------------
+def test_an_override_id_points_to_its_user(stores):
+    index = stores.overrides
+    assert index.user_of("ov_1") is None
+    index.point("ov_1", "u/é 1", dt.timedelta(days=8))
+    index.point("ov_2", "u-2", dt.timedelta(days=8))
+    assert (index.user_of("ov_1"), index.user_of("ov_2")) == ("u/é 1", "u-2")

@@ -245,3 +245,39 @@ def test_the_view_shows_state_windows_and_records(stores):
     assert view["state"] == {"cooldown_until": "2026-11-24T08:00:00Z"}
     assert view["counted"] == {"a-1": "2026-11-23T08:00:00Z"} and view["grace"] == {}
     assert view["records"] == {"a-1": record("u-1", "a-1", "review").doc, "a-9": None}
+
+
+# -- four-eyes overrides ----------------------------------------------------------------------------
+def _asked():
+    from service.domain.overrides import PendingOverride
+
+    return PendingOverride.ask("lift_cooldown", "alice", "wrong", NOW)
+
+
+def test_an_override_is_written_with_its_commit_and_read_back_as_it_now_stands(stores):
+    users, asked = stores.users, _asked()
+    users.commit(take(users), UserWrite(at=NOW, override=asked, log='{"kind":"override_request"}'))
+    assert users.pending_override("u-1", asked.override_id) == asked
+    assert users.pending_override("u-2", asked.override_id) is None     # another user holds none
+    assert users.state("u-1", windows()) is None                         # no state was touched
+    applied = asked.approved("bob", NOW + DAY)
+    users.commit(take(users), UserWrite(at=NOW + DAY, override=applied, lifts_cooldown=True))
+    assert users.pending_override("u-1", asked.override_id) == applied
+
+
+def test_an_override_needs_the_lock_and_goes_with_its_user(stores, harness):
+    users, asked = stores.users, _asked()
+    stale = take(users)
+    harness.let_lock_expire()
+    with pytest.raises(StoreBusy):
+        users.commit(stale, UserWrite(at=NOW, override=asked))
+    assert users.pending_override("u-1", asked.override_id) is None
+    users.commit(take(users), UserWrite(at=NOW, override=asked))
+    snapshot = take(users)
+    users.begin_erasure(snapshot, {"receipt": {"receipt_id": "er_1"}, "cases": []})
+    assert users.pending_override("u-1", asked.override_id) is None
+    users.end_erasure("u-1")
+    users.release(snapshot)
+    users.commit(take(users), UserWrite(at=NOW, override=asked))
+    users.forget("u-1")
+    assert users.pending_override("u-1", asked.override_id) is None

@@ -213,7 +213,7 @@ def test_a_review_decision_racing_an_erasure_leaves_the_index_naming_no_one(serv
             blocked.set()   # the erasure waits for the user's lock
         return snapshot
 
-    def add_after_an_erasure_began(decision):
+    def add_after_an_erasure_began(decision, requested_at=None):
         thread = threading.Thread(target=lambda: erasure.update(response=erase(api, user)), name="erasure")
         erasure["thread"] = thread
         thread.start()
@@ -221,7 +221,7 @@ def test_a_review_decision_racing_an_erasure_leaves_the_index_naming_no_one(serv
         while not (blocked.is_set() or "response" in erasure):
             assert time.monotonic() < deadline, "the erasure neither ran nor waited"
             time.sleep(0.001)
-        add(decision)
+        add(decision, requested_at)
 
     monkeypatch.setattr(service.stores.users, "begin", watched_begin)
     monkeypatch.setattr(service.cases, "open", add_after_an_erasure_began)

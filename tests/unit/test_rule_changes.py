@@ -201,6 +201,10 @@ def without_product(tmp_path, name, product):
     doc = yaml.safe_load((rules / "products.yaml").read_text())
     del doc["products"][product]
     (rules / "products.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    texts = yaml.safe_load((rules / "explanations.yaml").read_text())
+    for names in texts["product_names"].values():   # the applicant's wording names every product
+        names.pop(product, None)
+    (rules / "explanations.yaml").write_text(yaml.safe_dump(texts, allow_unicode=True))
     for path in (rules / "tests").glob("*.yaml"):
         kit = yaml.safe_load(path.read_text())
         if "cases" in kit:

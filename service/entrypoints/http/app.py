@@ -22,7 +22,7 @@ from service.entrypoints.bootstrap import Services, build_services
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
 from service.entrypoints.http import audited, console, reviews, roles
 from service.entrypoints.http import explanations, rule_changes
-from service.entrypoints.security import KeyRing
+from service.entrypoints.security import KeyRing, OperatorKeys
 from service.entrypoints.settings import Settings
 
 log = logging.getLogger("loan_decide.api")
@@ -36,17 +36,21 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if services is None:
         services = build_services(settings, clock)
     client_keys, admin_keys = KeyRing(settings.api_keys), KeyRing(settings.admin_keys)
-    if client_keys.overlaps(admin_keys):
-        raise ValueError("ADMIN_API_KEY must differ from every client key in API_KEYS")
+    operator_keys = OperatorKeys(settings.operator_keys)
+    if client_keys.overlaps(admin_keys) or client_keys.overlaps(operator_keys):
+        raise ValueError("ADMIN_API_KEY and ADMIN_API_KEYS must differ from every client key in API_KEYS")
+    if admin_keys.overlaps(operator_keys):
+        raise ValueError("ADMIN_API_KEY must differ from every operator's key in ADMIN_API_KEYS")
     reviewer_keys = KeyRing(settings.reviewer_keys)
-    if reviewer_keys.overlaps(client_keys) or reviewer_keys.overlaps(admin_keys):
-        raise ValueError("REVIEWER_API_KEYS must differ from every client key and the admin key")
+    if any(reviewer_keys.overlaps(ring) for ring in (client_keys, admin_keys, operator_keys)):
+        raise ValueError("REVIEWER_API_KEYS must differ from every client key and admin key")
     app = Flask("loan_decide")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     app.extensions.update(services=services, settings=settings,
-                          client_keys=client_keys, admin_keys=admin_keys, reviewer_keys=reviewer_keys)
+                          client_keys=client_keys, admin_keys=admin_keys, reviewer_keys=reviewer_keys,
+                          operator_keys=operator_keys)
     app.before_request(_begin)
     app.after_request(_end)
     app.teardown_request(_teardown)

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from service.adapters.state_store import StoreBusy, StoreUnavailable
 from service.entrypoints.http import metrics
 from service.usecases.decide import Conflict, NotFound
+from service.usecases.errors import Forbidden
 
 log = logging.getLogger("loan_decide.api")
 RETRY = {"Retry-After": "1"}
@@ -86,6 +87,10 @@ def _not_found(exc: NotFound) -> Response:
     return error_response(404, "not_found", str(exc))
 
 
+def _forbidden(exc: Forbidden) -> Response:
+    return error_response(403, "forbidden", str(exc))
+
+
 def _conflict(exc: Conflict) -> Response:
     return error_response(409, "conflict", str(exc))
 
@@ -107,6 +112,6 @@ def register(app: Flask) -> None:
     """Every exception a route may raise, mapped once to its status and code."""
     for kind, handler in ((ValidationError, _invalid), (ApiError, _api_error),
                           (StoreUnavailable, _store_down), (StoreBusy, _store_busy),
-                          (NotFound, _not_found), (Conflict, _conflict),
+                          (NotFound, _not_found), (Conflict, _conflict), (Forbidden, _forbidden),
                           (HTTPException, _http_error), (Exception, _unexpected)):
         app.register_error_handler(kind, handler)

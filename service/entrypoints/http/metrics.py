@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from service.usecases.errors import Conflict, NotFound
+from service.usecases.errors import Conflict, Forbidden, NotFound
 from service.usecases.ports import StoreBusy, StoreUnavailable
 
 DECISIONS = Counter("decisions_total", "Decisions made (replays of a stored decision excluded)",
@@ -44,8 +44,13 @@ APPLICANT_RIGHTS = Counter("applicant_rights_requests_total",
                            "Requests for an explanation, a human review or a copy of one's data",
                            ["request", "outcome"])
 
-# how an applicant-rights request that raised ended (an ApiError, a 4xx, is "invalid")
-_RIGHTS_OUTCOMES = ((NotFound, "not_found"), (Conflict, "refused"),
+# overrides: step one_step, request (ADMIN_API_KEYS' first operator), approve (the second);
+# outcome as applicant rights', and forbidden (403: a requester approving, the single key)
+OVERRIDES = Counter("overrides_total", "Override calls, by step and outcome", ["step", "outcome"])
+
+# how an applicant-rights request or an override that raised ended (an ApiError, a 4xx, is
+# "invalid", a 403 "forbidden")
+_RIGHTS_OUTCOMES = ((NotFound, "not_found"), (Conflict, "refused"), (Forbidden, "forbidden"),
                     ((StoreBusy, StoreUnavailable), "unavailable"))
 
 
@@ -53,16 +58,31 @@ _RIGHTS_OUTCOMES = ((NotFound, "not_found"), (Conflict, "refused"),
 def rights_request(request: str) -> Iterator[dict]:
     """Count one applicant-rights request by how it ended: the route sets `outcome` (ok or
     replayed); an error the route lets through is counted by its kind, and goes on."""
+    with _counted(APPLICANT_RIGHTS, request) as ended:
+        yield ended
+
+
+@contextmanager
+def override_step(step: str) -> Iterator[dict]:
+    """Count one override call (`one_step`, `request`, `approve`) by how it ended, as
+    rights_request counts (a 403 is `forbidden`; a 401 never reaches the route)."""
+    with _counted(OVERRIDES, step) as ended:
+        yield ended
+
+
+@contextmanager
+def _counted(metric: Counter, label: str) -> Iterator[dict]:
     ended = {"outcome": "ok"}
     try:
         yield ended
     except Exception as exc:
         ended["outcome"] = next((o for kinds, o in _RIGHTS_OUTCOMES if isinstance(exc, kinds)),
-                                "invalid" if isinstance(exc, (ValidationError, HTTPException))
+                                "forbidden" if getattr(exc, "status", None) == 403
+                                else "invalid" if isinstance(exc, (ValidationError, HTTPException))
                                 or getattr(exc, "status", 500) < 500 else "error")
         raise
     finally:
-        child(APPLICANT_RIGHTS, request, ended["outcome"]).inc()
+        child(metric, label, ended["outcome"]).inc()
 
 
 # The latency metric's method label: these, or "other". The method is the client's to choose

@@ -165,11 +165,29 @@ def _review_paths(spec: APISpec, app_id: dict, user_path: dict) -> None:
                                            "required": True}],
         "responses": {"200": {"description": "The user's state, applications and log", "content": _json("Export")},
                       **forbidden, **_errors(400, 401, 404, 503)}}})
+    user_state = {"application/json": {"schema": {"type": "object"}}}
+    pending = {"application/json": {"schema": {"type": "object", "required": [
+        "override_id", "status", "requested_by", "expires_at"], "properties": {
+        "override_id": dict(rq.ID_JSON_SCHEMA), "status": {"type": "string", "enum": ["pending"]},
+        "requested_by": dict(rq.ID_JSON_SCHEMA), "expires_at": {"type": "string", "format": "date-time"}}}}}
     spec.path("/users/{user_id}/overrides", operations={"post": {
-        "summary": "Lift an active 90-day window (admin key)", "security": admin, "parameters": [user_path],
+        "summary": "Lift an active 90-day window (admin key); with ADMIN_API_KEYS, ask for it: "
+                   "another operator approves (the operator is the key's; operator_id optional)",
+        "security": admin, "parameters": [user_path],
         "requestBody": {"required": True, "content": _json("OverrideRequest")},
-        "responses": {"200": {"description": "The user state", "content": {"application/json": {
-            "schema": {"type": "object"}}}}, **forbidden, **_errors(400, 401, 409, 413, 415, 503)}}})
+        "responses": {"200": {"description": "The user state (single ADMIN_API_KEY: one step)",
+                              "content": user_state},
+                      "202": {"description": "Pending for 24 hours, until another operator approves",
+                              "content": pending},
+                      **forbidden, **_errors(400, 401, 409, 413, 415, 503)}}})
+    spec.path("/admin/overrides/{override_id}/approve", operations={"post": {
+        "summary": "Apply a pending override: another operator's ADMIN_API_KEYS key (no body)",
+        "security": admin,
+        "parameters": [{"name": "override_id", "in": "path", "required": True, "schema": dict(rq.ID_JSON_SCHEMA)}],
+        "responses": {"200": {"description": "The user state, the window lifted", "content": user_state},
+                      "403": {"description": "The requester's own key, the single ADMIN_API_KEY, "
+                                             "or four eyes are off", "content": _json("Error")},
+                      **_errors(400, 401, 404, 409, 503)}}})
     spec.path("/users/{user_id}", operations={"delete": {
         "summary": "Erase the user's personal data (PIPL art. 47; admin key)", "security": admin,
         "parameters": [user_path], "requestBody": {"required": True, "content": _json("ErasureRequest")},

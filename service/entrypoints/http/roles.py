@@ -53,15 +53,34 @@ def is_reviewer() -> bool:
 
 
 def require_admin() -> None:
-    """The admin blueprints' check: a missing key is 403 (no admin role claimed), a wrong one 401."""
-    admin_keys = current_app.extensions["admin_keys"]
-    if not admin_keys:
-        raise errors.ApiError(403, "forbidden", "Admin endpoints are off: set ADMIN_API_KEY.")
+    """The admin blueprints' check: a missing key is 403 (no admin role claimed), a wrong one 401.
+    The single ADMIN_API_KEY and every operator's key of ADMIN_API_KEYS are admin keys."""
+    extensions = current_app.extensions
+    admin_keys, operator_keys = extensions["admin_keys"], extensions["operator_keys"]
+    if not admin_keys and not operator_keys:
+        raise errors.ApiError(403, "forbidden", "Admin endpoints are off: set ADMIN_API_KEY or ADMIN_API_KEYS.")
     presented = request.headers.get("X-Admin-Key")
     if not presented:
         raise errors.ApiError(403, "forbidden", "An X-Admin-Key header is required.")
-    if not admin_keys.accepts(presented):
+    if not (admin_keys.accepts(presented) or operator_keys.accepts(presented)):
         raise errors.ApiError(401, "unauthorized", "The X-Admin-Key is not valid.")
+
+
+def four_eyes() -> bool:
+    """Whether overrides take two operators: ADMIN_API_KEYS is set."""
+    return bool(current_app.extensions["operator_keys"])
+
+
+def operator() -> str:
+    """The operator whose ADMIN_API_KEYS key this request presented. The single ADMIN_API_KEY
+    names no one, so it cannot be one of the two operators of an override (403)."""
+    if not four_eyes():
+        raise errors.ApiError(403, "forbidden", "Four-eyes overrides are off: set ADMIN_API_KEYS.")
+    found = current_app.extensions["operator_keys"].operator_of(request.headers.get("X-Admin-Key"))
+    if found is None:
+        raise errors.ApiError(403, "forbidden", "With ADMIN_API_KEYS set an override takes two operators: "
+                              "use an operator's key from ADMIN_API_KEYS, not ADMIN_API_KEY.")
+    return found
 
 
 def admin_identity() -> str:
