@@ -142,7 +142,7 @@ def sign_in(driver, server, key, reviewer_id="rev-a"):
     driver.get(server.url + "/console/")
     field = driver.find_element(By.ID, "reviewer-key")
     label = driver.find_element(By.CSS_SELECTOR, "label[for='reviewer-key']")
-    assert "Reviewer key" in label.text and field.accessible_name == label.text
+    assert label.text == "Reviewer key" and field.accessible_name == "Reviewer key"
     field.send_keys(key)
     driver.find_element(By.ID, "reviewer-id").send_keys(reviewer_id)
     driver.find_element(By.ID, "sign-in").click()
@@ -304,6 +304,7 @@ def test_the_language_switch_and_stable_names(server, browser, artifacts):
     open_case(browser, app)
     assert browser.find_element(By.TAG_NAME, "h1").text == "审核台"
     assert button(browser, "Reject").text == "拒绝"
+    assert "审核员密钥" in browser.find_element(By.ID, "login").text
     browser.find_element(By.ID, "lang-en").click()
     assert browser.find_element(By.TAG_NAME, "h1").text == "Reviewer console"
     assert button(browser, "Reject").text == "Reject"
@@ -316,6 +317,18 @@ def test_the_language_switch_and_stable_names(server, browser, artifacts):
     assert browser.find_element(By.TAG_NAME, "h1").text == "Reviewer console"
     assert browser.execute_script("return document.documentElement.lang") == "en"
     browser.find_element(By.ID, "lang-zh").click()
+
+
+def test_escape_closes_the_case_and_focus_returns_to_its_row(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    user, app = review_case(server)
+    sign_in(browser, server, REVIEWER_A)
+    open_case(browser, app)
+    browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait(browser, lambda d: not d.find_element(By.ID, "case").is_displayed())
+    assert browser.switch_to.active_element.get_attribute("data-application-id") == app
 
 
 def test_the_page_loads_nothing_from_another_origin(server, browser):

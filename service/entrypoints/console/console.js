@@ -158,6 +158,9 @@ function wire() {
   $("lang-en").addEventListener("click", () => switchLang("en"));
   $("refresh").addEventListener("click", () => act(loadQueue));
   $("close-case").addEventListener("click", closeCase);
+  $("case").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeCase();
+  });
   $("claim").addEventListener("click", actions.claim);
   $("release").addEventListener("click", actions.release);
   $("note-form").addEventListener("submit", actions.note);
