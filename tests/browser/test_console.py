@@ -398,3 +398,17 @@ def test_the_queue_screenshot(server, browser, artifacts):
     sign_in(browser, server, REVIEWER_A)
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#queue-rows tr"))
     screenshot(browser, artifacts / "queue-zh.png")
+
+
+def test_release_gives_the_case_back(server, browser, desk_endpoints):
+    if not desk_endpoints:
+        pytest.skip(DESK)
+    user, app = review_case(server)
+    sign_in(browser, server, REVIEWER_A, "rev-a")
+    open_case(browser, app)
+    button(browser, "Claim").click()
+    wait(browser, lambda d: "rev-a" in row(d, app).text)
+    button(browser, "Release").click()
+    wait(browser, lambda d: "rev-a" not in row(d, app).text and "未认领" in row(d, app).text)
+    view = http("GET", f"{server.url}/applications/{app}?user_id={user}", headers=CLIENT)[1]
+    assert view["review"]["claimed_by"] is None
