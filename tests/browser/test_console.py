@@ -142,7 +142,7 @@ def sign_in(driver, server, key, reviewer_id="rev-a"):
     driver.get(server.url + "/console/")
     field = driver.find_element(By.ID, "reviewer-key")
     label = driver.find_element(By.CSS_SELECTOR, "label[for='reviewer-key']")
-    assert "Reviewer key" in label.text and field.accessible_name == label.text
+    assert label.text == "Reviewer key" and field.accessible_name == "Reviewer key"
     field.send_keys(key)
     driver.find_element(By.ID, "reviewer-id").send_keys(reviewer_id)
     driver.find_element(By.ID, "sign-in").click()
@@ -161,6 +161,7 @@ def open_case(driver, app):
     from selenium.webdriver.common.keys import Keys
 
     found = row(driver, app)
+    assert found.get_attribute("tabindex") == "0"   # in the Tab order
     driver.execute_script("arguments[0].focus()", found)
     assert driver.switch_to.active_element == found
     found.send_keys(Keys.ENTER)
@@ -247,6 +248,7 @@ def test_a_reviewer_rejects_a_case_with_a_code_and_it_leaves_the_queue(server, b
     reject(browser, "DEBT_TOO_HIGH", "收入证明不足")
     wait(browser, lambda d: app in status_text(d) and not d.find_element(By.ID, "case").is_displayed())
     assert not browser.find_elements(By.CSS_SELECTOR, f"#queue-rows tr[data-application-id='{app}']")
+    assert browser.switch_to.active_element.get_attribute("id") == "queue-title"   # focus not lost
     view = http("GET", f"{server.url}/applications/{app}?user_id={user}", headers=CLIENT)[1]
     assert view["status"] == "rejected" and view["review"]["reason_codes"] == ["DEBT_TOO_HIGH"]
     assert view["review"]["reviewer_id"] == "rev-a" and view["review"]["note"] == "收入证明不足"
@@ -302,6 +304,7 @@ def test_the_language_switch_and_stable_names(server, browser, artifacts):
     open_case(browser, app)
     assert browser.find_element(By.TAG_NAME, "h1").text == "审核台"
     assert button(browser, "Reject").text == "拒绝"
+    assert "审核员密钥" in browser.find_element(By.ID, "login").text
     browser.find_element(By.ID, "lang-en").click()
     assert browser.find_element(By.TAG_NAME, "h1").text == "Reviewer console"
     assert button(browser, "Reject").text == "Reject"
@@ -314,6 +317,18 @@ def test_the_language_switch_and_stable_names(server, browser, artifacts):
     assert browser.find_element(By.TAG_NAME, "h1").text == "Reviewer console"
     assert browser.execute_script("return document.documentElement.lang") == "en"
     browser.find_element(By.ID, "lang-zh").click()
+
+
+def test_escape_closes_the_case_and_focus_returns_to_its_row(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    user, app = review_case(server)
+    sign_in(browser, server, REVIEWER_A)
+    open_case(browser, app)
+    browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait(browser, lambda d: not d.find_element(By.ID, "case").is_displayed())
+    assert browser.switch_to.active_element.get_attribute("data-application-id") == app
 
 
 def test_the_page_loads_nothing_from_another_origin(server, browser):
@@ -383,3 +398,17 @@ def test_the_queue_screenshot(server, browser, artifacts):
     sign_in(browser, server, REVIEWER_A)
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#queue-rows tr"))
     screenshot(browser, artifacts / "queue-zh.png")
+
+
+def test_release_gives_the_case_back(server, browser, desk_endpoints):
+    if not desk_endpoints:
+        pytest.skip(DESK)
+    user, app = review_case(server)
+    sign_in(browser, server, REVIEWER_A, "rev-a")
+    open_case(browser, app)
+    button(browser, "Claim").click()
+    wait(browser, lambda d: "rev-a" in row(d, app).text)
+    button(browser, "Release").click()
+    wait(browser, lambda d: "rev-a" not in row(d, app).text and "未认领" in row(d, app).text)
+    view = http("GET", f"{server.url}/applications/{app}?user_id={user}", headers=CLIENT)[1]
+    assert view["review"]["claimed_by"] is None

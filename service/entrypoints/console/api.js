@@ -45,7 +45,7 @@ const id = (value) => encodeURIComponent(value);
 const who = (userId) => ({ user_id: userId, reviewer_id: session.reviewer() });
 
 export const api = {
-  queue: () => call("GET", "/reviews?status=pending&limit=100"),
+  queue: (cursor) => call("GET", `/reviews?status=pending&limit=100${cursor ? `&cursor=${id(cursor)}` : ""}`),
   reasonCodes: () => call("GET", "/reviews/reason-codes"),
   application: (appId, userId) =>
     call("GET", `/applications/${id(appId)}?user_id=${id(userId)}`),

@@ -41,9 +41,18 @@ function needReviewer() {
   return false;
 }
 
+const QUEUE_PAGES = 5;   // at most 500 cases on the page, oldest first
+
 async function loadQueue() {
-  const page = await api.queue();
-  state.items = page.items || [];
+  const items = [];
+  let cursor = null;
+  for (let n = 0; n < QUEUE_PAGES; n += 1) {
+    const page = await api.queue(cursor);
+    items.push(...(page.items || []));
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  state.items = items;
   renderQueue($("queue-rows"), $("queue-empty"), state.items, (item) => act(() => openCase(item)));
   say("queue_loaded", state.items.length);
   if (state.item) {
@@ -94,7 +103,7 @@ function closeCase() {
   state.item = state.view = null;
   $("case").hidden = true;
   const row = id && document.querySelector(`#queue-rows tr[data-application-id="${CSS.escape(id)}"]`);
-  if (row) row.focus();
+  (row || $("queue-title")).focus();
 }
 
 const actions = {
@@ -125,8 +134,8 @@ const actions = {
     if (outcome === "rejected" && !codes.length) return showError(new ApiError(0, "reason_codes", t("need_codes")));
     const { application_id: id, user_id: user } = state.item;
     await api.review(id, user, outcome, codes, $("decision-note").value.trim());
-    closeCase();
     await loadQueue();
+    closeCase();
     say(outcome, id);
   }),
 };
@@ -149,6 +158,9 @@ function wire() {
   $("lang-en").addEventListener("click", () => switchLang("en"));
   $("refresh").addEventListener("click", () => act(loadQueue));
   $("close-case").addEventListener("click", closeCase);
+  $("case").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeCase();
+  });
   $("claim").addEventListener("click", actions.claim);
   $("release").addEventListener("click", actions.release);
   $("note-form").addEventListener("submit", actions.note);

@@ -1,9 +1,10 @@
 // Every string of the page in Chinese and English. Chinese is the default; the choice is kept
 // in the tab's sessionStorage. The buttons' accessible names stay English in both languages
-// (aria-label in index.html), so scripts and tests find them the same way.
+// (aria-label in index.html) and the key and id fields' labels are `Reviewer key` and
+// `Reviewer id` (a Chinese hint stands before them), so scripts and tests find them the same way.
 const STRINGS = {
   zh: {
-    title: "审核台", key_label: "审核员密钥 Reviewer key", id_label: "审核员编号 Reviewer id",
+    title: "审核台", key_hint: "审核员密钥", id_hint: "审核员编号",
     sign_in: "进入", sign_out: "退出", queue: "待审队列", refresh: "刷新",
     col_application: "申请", col_user: "用户", col_product: "产品", col_amount: "金额",
     col_reasons: "原因代码", col_requested_by: "发起方", col_age: "等待时长", col_overdue: "超时",
@@ -26,7 +27,7 @@ const STRINGS = {
     minutes: "{0}分", days: "{0}天{1}小时", starts_window: "（开启90天等待期）",
   },
   en: {
-    title: "Reviewer console", key_label: "Reviewer key", id_label: "Reviewer id",
+    title: "Reviewer console", key_hint: "", id_hint: "",
     sign_in: "Sign in", sign_out: "Sign out", queue: "Pending cases", refresh: "Refresh",
     col_application: "Application", col_user: "User", col_product: "Product", col_amount: "Amount",
     col_reasons: "Reason codes", col_requested_by: "Requested by", col_age: "Waiting",
