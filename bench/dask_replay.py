@@ -140,7 +140,7 @@ class Cluster:
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
         self.scheduler = subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port",
                                            self.address.rsplit(":", 1)[1], "--no-dashboard"], **quiet)
-        # as README says to start them: no MALLOC_TRIM_THRESHOLD_ from the nanny, a quieter monitor,
+        # as docs/decision-log-and-replay.md says to start them: no MALLOC_TRIM_THRESHOLD_ from the nanny, a quieter monitor,
         # no profiler
         env = dict(os.environ, DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="{'MALLOC_TRIM_THRESHOLD_': None}",
                    DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__DISK="False",

@@ -1,6 +1,6 @@
 """The rule files compiled into durable_rules rulesets, one per product, and evaluated there.
 
-durable_rules 2.0.28 traps this module exists to contain (DEVELOPERS.md):
+durable_rules 2.0.28 traps this module exists to contain (docs/durable-rules.md):
 - its engine is process-global and not thread-safe, and the stock Host starts timer threads
   that act on live sessions: a Host subclass with a no-op `_run`, and one process-wide lock
   around every evaluation. Scale with processes, not threads.

@@ -124,7 +124,7 @@ def log() -> None:
 def log_export(since: str | None, until: str | None, fmt: str, output: str | None,
                rows_per_file: int) -> None:
     """Write the log ordered by time (REDIS_URL selects the store): as JSON Lines to stdout, or
-    as Parquet part files (part-00000.parquet, ...) into --output, columns as the README says."""
+    as Parquet part files (part-00000.parquet, ...) into --output, columns as docs/decision-log-and-replay.md says."""
     import sys
 
     window = _instant(since, "--since"), _instant(until, "--until")

@@ -391,7 +391,7 @@ def test_claim_note_reject_and_a_second_reviewer_sees_the_claim(server, browsers
 
 
 def test_the_queue_screenshot(server, browser, artifacts):
-    """The queue as a reviewer first sees it (Chinese, the default), kept for the README."""
+    """The queue as a reviewer first sees it (Chinese, the default), kept for docs/reviews-and-rights.md."""
     from selenium.webdriver.common.by import By
 
     review_case(server)

@@ -38,7 +38,7 @@ def test_through_nginx_with_the_key_and_401_without(stack):
     assert headers["X-Request-ID"] == "rep-1"                 # passed through nginx and back
     assert stack.decide(application("nginx-nokey"), key=None)[0] == 401
     assert http("GET", stack.url + "/readyz")[0] == 200
-    status, text, _ = http("GET", stack.url + "/metrics")       # one replica's (README: scrape each)
+    status, text, _ = http("GET", stack.url + "/metrics")       # one replica's (docs/operations.md: scrape each)
     assert status == 200 and "# TYPE http_request_duration_seconds histogram" in text
 
 

@@ -149,11 +149,11 @@ def test_containers_killed_mid_load_lose_nothing_answered_200(stack):
         assert ids.count(body["decision_id"]) == 1, body["decision_id"]
 
 
-def test_log_export_through_compose_exec_as_the_readme_says(stack):
+def test_log_export_through_compose_exec_as_the_docs_say(stack):
     doc = application("export")
     status, body, _ = stack.decide(doc)
     assert status == 200
-    # README: docker compose exec api loan-decide log export > decisions.jsonl
+    # docs/operations.md: docker compose exec api loan-decide log export > decisions.jsonl
     result = stack.compose("exec", "-T", "api", "loan-decide", "log", "export")
     records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     mine = [r for r in records if r.get("decision", {}).get("decision_id") == body["decision_id"]]

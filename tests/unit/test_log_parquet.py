@@ -65,7 +65,7 @@ def test_column_types(parquet_dir):
 
 
 def expected_columns(record: dict) -> dict:
-    """The typed columns of one record, as the README's table says."""
+    """The typed columns of one record, as the table in docs/decision-log-and-replay.md says."""
     kind, request = record["kind"], record.get("request") or {}
     outcome = codes = arm = None
     if kind == "decision":
