@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 # version 00: exactly version-trace_id-parent_id-flags, 55 characters, lowercase hex
-_VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_VERSION_00 = re.compile(r"(00)-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 # a later version: the same first 55 characters, then the end or a dash (the spec's rules for
 # versions this parser does not know: parse what version 00 defines, ignore what follows)
 _LATER_VERSION = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -59,16 +59,16 @@ def parse(header: Optional[str]) -> Optional[TraceParent]:
         return None
     if header.startswith("00"):
         match = _VERSION_00.fullmatch(header) if len(header) == _LENGTH_00 else None
-        flags = match[3] if match else ""
+        flags = match[4] if match else ""
     else:
         if header.startswith("ff") or (len(header) > _LENGTH_00 and header[_LENGTH_00] != "-"):
             return None
         match = _LATER_VERSION.fullmatch(header, 0, _LENGTH_00)
         # of a later version's flags only the sampled bit means what it means in version 00
         flags = (SAMPLED if int(match[4], 16) & 1 else NOT_SAMPLED) if match else ""
-    if match is None or match[1] == _ZERO_TRACE or match[2] == _ZERO_SPAN:
+    if match is None or match[2] == _ZERO_TRACE or match[3] == _ZERO_SPAN:
         return None
-    return TraceParent(match[1], match[2], flags)
+    return TraceParent(match[2], match[3], flags)
 
 
 def continued(parent: Optional[TraceParent]) -> TraceContext:
