@@ -6,9 +6,9 @@ every log line, and one JSON log line when it ends. Every request is in a W3C tr
 `traceparent` continued, or a new trace when it has none or an invalid one: trace_context):
 the response's `traceparent` names the request's span in it, and its log lines and the
 decision-log records it writes carry the trace id; with OpenTelemetry on (bootstrap), that span
-is exported. Client keys guard everything but the open
-operational paths and the admin endpoints, which take only the admin key (admin.py); reviewer
-keys guard the reviewer endpoints (roles.py). The reviewer console's static files are open
+is exported. Client keys guard everything but the open operational paths and the admin
+endpoints, which take only the admin key (admin.py); reviewer keys guard the reviewer
+endpoints (roles.py). The reviewer console's static files are open
 (console.py): the page holds no data until a reviewer key is typed into it.
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _end(response: Response) -> Response:
     trace = state.get("trace")
     if trace is not None:
         response.headers["traceparent"] = trace.header()
-    state.status = response.status_code
+    state.response_status = response.status_code   # for the request's span, ended at teardown
     elapsed = time.perf_counter() - state.get("started", time.perf_counter())
     route = req.url_rule.rule if req.url_rule else "unmatched"
     method = req.method if req.method in metrics.METHODS else "other"   # any token a client sends
@@ -116,8 +116,8 @@ def _begin_trace(state) -> None:
         state.trace = trace_context.continued(parent)
     else:
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        span = tracing.begin_request(f"{request.method} {route}",
-                                     {"http.request.method": request.method, "http.route": route},
+        method = request.method if request.method in metrics.METHODS else "_OTHER"   # any token a client sends
+        span = tracing.begin_request(f"{method} {route}", {"http.request.method": method, "http.route": route},
                                      (parent.trace_id, parent.parent_id, parent.flags) if parent else None)
         state.trace_span = span
         state.trace = trace_context.TraceContext(span.trace_id, span.span_id, span.flags)
@@ -134,4 +134,4 @@ def _teardown(_exc) -> None:
         request_trace.trace_id.reset(token)
     span = state.pop("trace_span", None)
     if span is not None:
-        span.end(state.get("status"))
+        span.end(state.get("response_status"))
