@@ -167,3 +167,43 @@ def test_a_failed_request_span_is_marked_and_closed(traced):
     [server] = exporter.get_finished_spans()
     assert server.attributes["http.response.status_code"] == 400
     assert server.status.status_code != StatusCode.ERROR   # the client's error, not the server's
+
+
+def test_a_shadows_evaluation_after_the_response_is_in_the_requests_trace(traced, tmp_path):
+    """The shadow decides once the response is sent, after the request's span ended: its rule
+    evaluations are still children of that span, not traces of their own."""
+    import dataclasses
+    import shutil
+
+    import yaml
+
+    from service.adapters import rules_files
+    from tests.conftest import RULES_DIR
+
+    _, services, exporter = traced
+    rules = tmp_path / "candidate"
+    shutil.copytree(RULES_DIR, rules)
+    doc = yaml.safe_load((rules / "eligibility.yaml").read_text())
+    next(r for r in doc["rules"] if r["id"] == "E2")["params"]["min_age"] = 21
+    (rules / "eligibility.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    candidate = rules_files.load(rules)
+    services.stores.archive.save(candidate)
+    settings = dataclasses.replace(Settings(), admin_keys=("admin-key-456",))
+    client = create_app(settings, services=services).test_client()
+    shadow = client.post("/admin/rules/shadow", json={"rules_version": candidate.version},
+                         headers={"X-Admin-Key": "admin-key-456"})
+    assert shadow.status_code == 200, shadow.get_json()
+    exporter.clear()
+    answer = client.post("/decide", json=dict(payload(age=20), user_id="otel-shadow"),
+                         headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    before = len([s for s in exporter.get_finished_spans() if s.name == "rules.evaluate"])
+    answer.close()                                      # the shadow runs now
+    spans = exporter.get_finished_spans()
+    [server] = [s for s in spans if s.kind == SpanKind.SERVER and s.name == "POST /decide"]
+    evaluations = [s for s in spans if s.name == "rules.evaluate"]
+    assert len(evaluations) > before
+    shadowed = [s for s in evaluations if s.attributes["rules.version"] == candidate.version]
+    assert shadowed
+    for span in evaluations:
+        assert _hex(span.context.trace_id, 32) == TRACE_ID
+        assert span.parent.span_id == server.context.span_id
