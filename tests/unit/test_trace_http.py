@@ -33,13 +33,17 @@ def served(policy):
     handler.setFormatter(logs.JsonFormatter())
     api = logging.getLogger("loan_decide.api")
     api.addHandler(handler)
-    level, api.level = api.level, logging.INFO
+    # whatever an earlier test left (a gunicorn config disables the loggers it finds)
+    saved = api.level, api.disabled, logging.root.manager.disable
+    api.level, api.disabled = logging.INFO, False
+    logging.disable(logging.NOTSET)
     try:
         yield (create_app(services=services).test_client(), services,
                lambda: [json.loads(line) for line in stream.getvalue().splitlines()])
     finally:
         api.removeHandler(handler)
-        api.level = level
+        api.level, api.disabled = saved[:2]
+        logging.disable(saved[2])
 
 
 def decide(client, headers=None, **changes):
