@@ -34,9 +34,9 @@ def encode_decision_record(payload: Mapping[str, Any], state: UserState, now: dt
     once per request and shared with the response and the application record.
     """
     head = jsontext.dumps({"v": FORMAT_VERSION, "kind": "decision", "at": iso_utc(now),
-                   "user_id": decision["user_id"], "application_id": decision["application_id"],
-                   "rules_version": decision["rules_version"], "evaluated": evaluated,
-                   "request": dict(payload), "state": state_to_dict(state)})
+                           "user_id": decision["user_id"], "application_id": decision["application_id"],
+                           "rules_version": decision["rules_version"], "evaluated": evaluated,
+                           "request": dict(payload), "state": state_to_dict(state)})
     return _with_trace(head[:-1] + ',"decision":' + decision_json + ',"change":'
                        + jsontext.dumps(change_to_dict(change)) + "}")
 
