@@ -42,6 +42,7 @@ from typing import Any, Mapping, Optional
 import durable_rules_engine
 from durable.engine import Host
 
+from service.adapters.span_hook import SpanHook
 from service.usecases import jsontext
 from service.domain.policy import Policy
 from service.domain.product_plan import EvaluationError, compile_product
@@ -76,11 +77,13 @@ class RuleEngine:
     """The policy's RuleEvaluator on durable_rules: one Host holding a ruleset per product for one RuleBook.
 
     A reload builds a new RuleEngine (durable_rules mutates definitions and refuses to
-    register a name twice); the old one is simply dropped.
+    register a name twice); the old one is simply dropped. `spans` (a tracing hook, optional)
+    wraps every evaluation in a span: `fire` is the one way into the engine.
     """
 
-    def __init__(self, book: RuleBook):
+    def __init__(self, book: RuleBook, spans: Optional[SpanHook] = None):
         self.version = book.version
+        self._spans = spans
         self.plans = {name: compile_product(book, p) for name, p in book.products.items()}
         self._sids = itertools.count(1)
         # durable_rules name -> rule key, per product (the sentinel maps to itself)
@@ -105,6 +108,12 @@ class RuleEngine:
 
     def fire(self, product: str, fact: Mapping[str, Any]) -> frozenset[str]:
         """Assert the fact in a fresh session; return the keys of the rules that fired."""
+        if self._spans is None:
+            return self._fire(product, fact)
+        with self._spans.span("rules.evaluate", {"loan.product": product, "rules.version": self.version}):
+            return self._fire(product, fact)
+
+    def _fire(self, product: str, fact: Mapping[str, Any]) -> frozenset[str]:
         handle, keys = self._handles[product], self._keys[product]
         with _ENGINE_LOCK:
             sid = str(next(self._sids))
@@ -175,6 +184,7 @@ def _drain(handle, state_handle, keys: Mapping[str, str]) -> set[str]:
     return fired
 
 
-def policy_for(book: RuleBook) -> Policy:
-    """The decision function of one rules version, evaluated on durable_rules."""
-    return Policy(book, RuleEngine(book))
+def policy_for(book: RuleBook, spans: Optional[SpanHook] = None) -> Policy:
+    """The decision function of one rules version, evaluated on durable_rules (each
+    evaluation in a span of `spans`, when given)."""
+    return Policy(book, RuleEngine(book, spans))

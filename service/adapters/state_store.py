@@ -30,6 +30,7 @@ from urllib.parse import quote
 import redis
 from redis.exceptions import RedisClusterException
 
+from service.adapters.span_hook import SpanHook
 from service.domain.application import StoredApplication
 from service.domain.decision import iso_utc
 from service.domain.overrides import PendingOverride
@@ -231,11 +232,17 @@ def _timed_add(at: dt.datetime, member: str, keep_after: dt.datetime) -> dict:
 
 
 class RedisStateStore(ports.UserStore):
-    """The per-user store on a redis-py client (a server or a cluster)."""
+    """The per-user store on a redis-py client (a server or a cluster).
+
+    Every round trip of the stores on it (this one's, and the review, rules and receipt
+    stores' that share it) goes through `_do`; given a tracing hook (`spans`), each is a span.
+    """
 
     def __init__(self, client, *, prefix: str = "ld", lock_ttl_ms: int = 5000,
-                 lock_wait_s: float = 5.0, retention_days: int = 400):
+                 lock_wait_s: float = 5.0, retention_days: int = 400,
+                 spans: Optional[SpanHook] = None):
         self.client = client
+        self._spans = spans
         self.prefix = prefix
         self.lock_ttl_ms = lock_ttl_ms
         self.lock_wait_s = lock_wait_s
@@ -246,6 +253,9 @@ class RedisStateStore(ports.UserStore):
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
         self._erase = client.register_script(_ERASE_USER)
+        # what a round trip's span is called, by script: the scripts are most of the round trips
+        self._script_names = {self._begin: "BEGIN", self._commit: "COMMIT",
+                              self._release: "RELEASE", self._erase: "ERASE_USER"}
         self.round_trips = 0   # counted for the benchmarks' "round trips per decision"
 
     # -- keys -----------------------------------------------------------------------------
@@ -454,7 +464,8 @@ class RedisStateStore(ports.UserStore):
 
     # -- plumbing -----------------------------------------------------------------------------
     def _call(self, script, keys, args):
-        return self._do(lambda: script(keys=keys, args=args))
+        return self._do(lambda: script(keys=keys, args=args),
+                        self._script_names.get(script, "script") if self._spans else "")
 
     def log_records(self, user_id: str, batch: int = 500) -> list[str]:
         key, start, texts = f"{self._base(user_id)}:log", "-", []
@@ -468,8 +479,18 @@ class RedisStateStore(ports.UserStore):
             last = entries[-1][0]
             start = "(" + (last.decode() if isinstance(last, bytes) else last)
 
-    def _do(self, operation):
+    def _do(self, operation, script: str = ""):
+        """One round trip (a command, a pipeline or a script); Redis's failures as the ports'."""
         self.round_trips += 1
+        if self._spans is None:
+            return self._run(operation)
+        attributes = {"db.system.name": "redis"}
+        if script:
+            attributes.update({"db.operation.name": "EVALSHA", "db.stored_procedure.name": script})
+        with self._spans.span(f"redis {script}" if script else "redis", attributes, kind="client"):
+            return self._run(operation)
+
+    def _run(self, operation):
         try:
             return operation()
         except REDIS_ERRORS as exc:

@@ -15,8 +15,10 @@ import time
 # the masking rules are the domain's: erasure receipts follow them too
 from service.domain.privacy import mask
 from service.domain.privacy import mask_value as _mask_value
+# the trace of the request being served: the decision-log records it writes carry it too
+from service.usecases.request_trace import trace_id
 
-# The request being served: every log line written while it runs carries its id.
+# The request being served: every log line written while it runs carries its id and its trace id.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _make_record = logging.getLogRecordFactory()
 
@@ -25,6 +27,7 @@ def _record_with_request_id(*args, **kwargs) -> logging.LogRecord:
     """Stamp each record with the request being served when it is made, not when formatted."""
     record = _make_record(*args, **kwargs)
     record.request_id = request_id.get()
+    record.trace_id = trace_id.get()
     return record
 
 
@@ -66,6 +69,12 @@ class JsonFormatter(logging.Formatter):
         rid = getattr(record, "request_id", None)
         if rid:
             doc["request_id"] = mask(rid)   # a client chooses it: it may be a phone number
+        tid = getattr(record, "trace_id", None)
+        if tid:
+            # not masked: 32 hex digits, random (the W3C format and new_trace_id); masking would
+            # rewrite about one random id in a thousand whose digits look like a phone number,
+            # and the line would no longer name the trace its response and record name
+            doc["trace_id"] = tid
         for key, value in getattr(record, "fields", {}).items():
             doc[key] = _field_value(key, value)
         if record.exc_info:

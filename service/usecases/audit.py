@@ -76,7 +76,7 @@ class Audit:
         """End an active 90-day window now (a wrongly applied refusal); 409 when none is active.
         One operator's word: the single-admin-key service's override."""
         def write(snapshot: UserSnapshot, now: dt.datetime, window: Window) -> UserWrite:
-            log = log_records.encode(log_records.override_record(
+            log = log_records.log_text(log_records.override_record(
                 user_id, now, self.rules.version, LIFT_COOLDOWN, operator_id, reason, window()))
             return UserWrite(at=now, lifts_cooldown=True, log=log)
 
@@ -96,7 +96,7 @@ class Audit:
             if override_id is not None:
                 asked = replace(asked, override_id=override_id)
             self._index().point(asked.override_id, user_id, asked.kept_until - now)   # alone, a dead end
-            log = log_records.encode(log_records.override_request_record(
+            log = log_records.log_text(log_records.override_request_record(
                 user_id, self.rules.version, asked, state))
             return asked.answer(), UserWrite(at=now, override=asked, log=log)
 
@@ -112,7 +112,7 @@ class Audit:
 
         def write(snapshot: UserSnapshot, now: dt.datetime, window: Window) -> UserWrite:
             asked = self._approvable(user_id, override_id, operator_id, now)
-            log = log_records.encode(log_records.override_record(
+            log = log_records.log_text(log_records.override_record(
                 user_id, now, self.rules.version, asked.action, operator_id, asked.reason,
                 window(), asked))
             return UserWrite(at=now, lifts_cooldown=True, override=asked.approved(operator_id, now),
@@ -201,7 +201,7 @@ class Audit:
         record = log_records.erasure_record(receipt, subject, iso_utc(until) if until else None,
                                             self.rules.version)
         cases = [case_entry(r) for r in found.applications if r.is_open_case()]
-        pending = {"receipt": receipt, "log": log_records.encode(record), "cases": cases}
+        pending = {"receipt": receipt, "log": log_records.log_text(record), "cases": cases}
         return store.begin_erasure(snapshot, pending)
 
     def _finish(self, user_id: str, pending: dict) -> None:

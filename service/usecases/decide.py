@@ -166,8 +166,8 @@ class Decisions:
                 raise Conflict(f"application {application_id!r} is {status}: only a loan in its "
                                "cooling-off window can be cancelled")
             record, write = cancel_write(snapshot, now)
-            log = log_records.encode(log_records.cancel_record(user_id, application_id, now,
-                                                               self.rules.version))
+            log = log_records.log_text(log_records.cancel_record(user_id, application_id, now,
+                                                                 self.rules.version))
             return record.view(now), replace(write, log=log)
 
         return self.work.run(user_id, application_id, step)
@@ -183,8 +183,8 @@ class Decisions:
                 raise Conflict(f"{grace.max_uses} grace uses in the last {grace.period_days} days "
                                "already; no more are allowed yet")
             use_id = secrets.token_hex(8)
-            log = log_records.encode(log_records.grace_record(user_id, days, now,
-                                                              self.rules.version, use_id))
+            log = log_records.log_text(log_records.grace_record(user_id, days, now,
+                                                                self.rules.version, use_id))
             return None, replace(grace_write(self.rules.policy, days, now, use_id), log=log)
 
         self.work.run(user_id, None, step)

@@ -6,7 +6,9 @@ A record holds everything a replay needs: the request as sent, the per-user stat
 saw, the clock time used, the rules version, the full decision (outcome, reasons, offer,
 trace) and the state change it made. The use cases build them; the unit of work appends each
 with the write it records (UserWrite.log), so state and log never disagree. Their field order
-is the export's.
+is the export's. A record written while a request is served ends with that request's
+`trace_id` (request_trace): it says which request wrote it, not what was decided, so replay,
+rebuild and simulation never read it.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any, Mapping, Optional
 from service.domain.decision import iso_utc
 from service.domain.overrides import PendingOverride
 from service.domain.userstate import StateChange, UserState, change_to_dict, state_to_dict
-from service.usecases import jsontext
+from service.usecases import jsontext, request_trace
 
 # 2: review, override and erasure records; version-1 lines still replay and rebuild
 FORMAT_VERSION = 2
@@ -31,11 +33,12 @@ def encode_decision_record(payload: Mapping[str, Any], state: UserState, now: dt
     Its field order is the export's. The decision's JSON is spliced in as given: it is encoded
     once per request and shared with the response and the application record.
     """
-    head = encode({"v": FORMAT_VERSION, "kind": "decision", "at": iso_utc(now),
-                   "user_id": decision["user_id"], "application_id": decision["application_id"],
-                   "rules_version": decision["rules_version"], "evaluated": evaluated,
-                   "request": dict(payload), "state": state_to_dict(state)})
-    return head[:-1] + ',"decision":' + decision_json + ',"change":' + encode(change_to_dict(change)) + "}"
+    head = jsontext.dumps({"v": FORMAT_VERSION, "kind": "decision", "at": iso_utc(now),
+                           "user_id": decision["user_id"], "application_id": decision["application_id"],
+                           "rules_version": decision["rules_version"], "evaluated": evaluated,
+                           "request": dict(payload), "state": state_to_dict(state)})
+    return _with_trace(head[:-1] + ',"decision":' + decision_json + ',"change":'
+                       + jsontext.dumps(change_to_dict(change)) + "}")
 
 
 def cancel_record(user_id: str, application_id: str, now: dt.datetime, rules_version: str) -> dict:
@@ -138,7 +141,23 @@ def erasure_record(receipt: dict, subject: str, window_until: Optional[str],
 
 
 def encode(record: Mapping[str, Any]) -> str:
+    """A record as it is stored: the export writes the records it reads back with it."""
     return jsontext.dumps(record)
+
+
+def log_text(record: Mapping[str, Any]) -> str:
+    """A record being written now, as its log line: with the trace id of the request writing
+    it, if any, as its last field."""
+    return _with_trace(jsontext.dumps(record))
+
+
+def _with_trace(text: str) -> str:
+    """`text` (a JSON object) with the served request's trace id spliced in last: 32 hex
+    digits (the HTTP app accepts no other), so no escaping is needed."""
+    trace_id = request_trace.trace_id.get()
+    if trace_id is None:
+        return text
+    return text[:-1] + ',"trace_id":"' + trace_id + '"}'
 
 
 # -- the fields analysts filter on -----------------------------------------------------------------

@@ -100,7 +100,7 @@ class Reviews:
                                                  given["outcome"], given["reason_codes"])
             done = {**given, "reviewed_at": iso_utc(now), "rules_version": version, **effects}
             record = stored.with_changes(review=done, claim=None)
-            log = log_records.encode(log_records.review_record(
+            log = log_records.log_text(log_records.review_record(
                 user_id, application_id, now, version, request, state, done, change,
                 dataclasses.asdict(case) if case else None, lifts))
             write = UserWrite(at=now, application=record, change=change, lifts_cooldown=lifts, log=log)

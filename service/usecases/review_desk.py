@@ -70,7 +70,7 @@ class ReviewDesk:
             if changed is None:
                 return DeskResult(stored.view(now), written=False), None
             record, fields = changed
-            log = log_records.encode(log_records.desk_record(
+            log = log_records.log_text(log_records.desk_record(
                 kind, user_id, application_id, now, self.rules.version, reviewer_id, **fields))
             return DeskResult(record.view(now), written=True), UserWrite(at=now, application=record, log=log)
 

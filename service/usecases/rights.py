@@ -74,7 +74,7 @@ class ApplicantRights:
             record = stored.with_changes(
                 human_review=request_entry(now, statement, stored.decision["rules_version"]),
                 case={"request": made_on})
-            log = log_records.encode(log_records.human_review_record(
+            log = log_records.log_text(log_records.human_review_record(
                 user_id, application_id, now, stored.decision, made_on, statement, found.until))
             write = UserWrite(at=now, application=record, log=log, keep_lock=True)
             return HumanReviewResult(record.view(now), record.decision, replayed=False), write
@@ -121,7 +121,7 @@ class ApplicantRights:
                    "operator_id": mask_free_text(operator_id), "reason": mask_free_text(reason),
                    "exported": counts}
         subject = erasure_subject(self.secret, user_id) if self.secret else None
-        self.receipts.save(receipt, log_records.encode(
+        self.receipts.save(receipt, log_records.log_text(
             log_records.export_record(receipt, subject, self.rules.version)))
         return {**copy, "receipt_id": receipt["receipt_id"]}
 

@@ -2,14 +2,19 @@
 
 Routes only translate (request -> use case -> JSON); errors are mapped once (errors.py). Every
 request gets an id (X-Request-ID, accepted or made), returned in the response and carried by
-every log line, and one JSON log line when it ends. Client keys guard everything but the open
-operational paths and the admin endpoints, which take only the admin key (admin.py); reviewer
-keys guard the reviewer endpoints (roles.py). The reviewer console's static files are open
+every log line, and one JSON log line when it ends. Every request is in a W3C trace too (its
+`traceparent` continued, or a new trace when it has none or an invalid one: trace_context):
+the response's `traceparent` names the request's span in it, and its log lines and the
+decision-log records it writes carry the trace id; with OpenTelemetry on (bootstrap), that span
+is exported. Client keys guard everything but the open operational paths and the admin
+endpoints, which take only the admin key (admin.py); reviewer keys guard the reviewer
+endpoints (roles.py). The reviewer console's static files are open
 (console.py): the page holds no data until a reviewer key is typed into it.
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -17,13 +22,14 @@ import uuid
 from flask import Flask, Response, current_app, g, request
 
 from service.domain.clock import Clock
-from service.entrypoints import logs
-from service.entrypoints.bootstrap import Services, build_services
+from service.entrypoints import logs, trace_context
+from service.entrypoints.bootstrap import Services, build_services, tracing_from
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
 from service.entrypoints.http import audited, console, reviews, roles
 from service.entrypoints.http import explanations, rule_changes
 from service.entrypoints.security import KeyRing, OperatorKeys
 from service.entrypoints.settings import Settings
+from service.usecases import request_trace
 
 log = logging.getLogger("loan_decide.api")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -34,7 +40,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     """The app factory: build (or take) the wired use cases and hang the blueprints on them."""
     settings = settings or Settings.from_env()
     if services is None:
-        services = build_services(settings, clock)
+        services = build_services(settings, clock, tracing=tracing_from(os.environ))
     client_keys, admin_keys = KeyRing(settings.api_keys), KeyRing(settings.admin_keys)
     operator_keys = OperatorKeys(settings.operator_keys)
     if client_keys.overlaps(admin_keys) or client_keys.overlaps(operator_keys):
@@ -68,6 +74,7 @@ def _begin() -> Response | None:
     given = request.headers.get("X-Request-ID", "")
     state.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     state.log_token = logs.request_id.set(state.request_id)
+    _begin_trace(state)
     state.fields = {}
     path = request.path
     if path in operations.OPEN_PATHS or path.startswith("/admin/"):
@@ -85,6 +92,10 @@ def _end(response: Response) -> Response:
     """The request id header, the latency metric and the one log line of the request."""
     state, req = g._get_current_object(), request._get_current_object()
     response.headers["X-Request-ID"] = state.get("request_id", "")
+    trace = state.get("trace")
+    if trace is not None:
+        response.headers["traceparent"] = trace.header()
+    state.response_status = response.status_code   # for the request's span, ended at teardown
     elapsed = time.perf_counter() - state.get("started", time.perf_counter())
     route = req.url_rule.rule if req.url_rule else "unmatched"
     method = req.method if req.method in metrics.METHODS else "other"   # any token a client sends
@@ -96,7 +107,31 @@ def _end(response: Response) -> Response:
     return response
 
 
+def _begin_trace(state) -> None:
+    """The request's trace context, from its `traceparent`: continued by OpenTelemetry's
+    request span when tracing is on, else by trace_context alone (a new span id, no span)."""
+    parent = trace_context.parse(request.headers.get("traceparent"))
+    tracing = current_app.extensions["services"].tracing
+    if tracing is None:
+        state.trace = trace_context.continued(parent)
+    else:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        method = request.method if request.method in metrics.METHODS else "_OTHER"   # any token a client sends
+        span = tracing.begin_request(f"{method} {route}", {"http.request.method": method, "http.route": route},
+                                     (parent.trace_id, parent.parent_id, parent.flags) if parent else None)
+        state.trace_span = span
+        state.trace = trace_context.TraceContext(span.trace_id, span.span_id, span.flags)
+    state.trace_token = request_trace.trace_id.set(state.trace.trace_id)
+
+
 def _teardown(_exc) -> None:
-    token = g.pop("log_token", None)
+    state = g._get_current_object()
+    token = state.pop("log_token", None)
     if token is not None:
         logs.request_id.reset(token)
+    token = state.pop("trace_token", None)
+    if token is not None:
+        request_trace.trace_id.reset(token)
+    span = state.pop("trace_span", None)
+    if span is not None:
+        span.end(state.get("response_status"))

@@ -2,6 +2,8 @@
 encoded once by the use case (the same bytes as the stored record and the log)."""
 from __future__ import annotations
 
+import contextvars
+
 from flask import Blueprint, Response, g
 
 from service.entrypoints.http import metrics
@@ -26,5 +28,8 @@ def decide() -> Response:
     response = Response(result.json(), mimetype="application/json")
     if result.shadow_input is not None:   # the shadow decides after the answer is sent
         rules = services().rules
-        response.call_on_close(lambda: rules.observe(decision, result.shadow_input, compare))
+        # in the request's context (its log ids and trace, OpenTelemetry's current span): the
+        # shadow's lines and spans belong to the request, though they come after its response
+        context = contextvars.copy_context()
+        response.call_on_close(lambda: context.run(rules.observe, decision, result.shadow_input, compare))
     return response
