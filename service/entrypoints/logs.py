@@ -71,9 +71,9 @@ class JsonFormatter(logging.Formatter):
             doc["request_id"] = mask(rid)   # a client chooses it: it may be a phone number
         tid = getattr(record, "trace_id", None)
         if tid:
-            # not masked: 32 hex digits, random (the W3C format and new_trace_id); masking would
-            # rewrite about one random id in a thousand whose digits look like a phone number,
-            # and the line would no longer name the trace its response and record name
+            # not masked again: trace_context lets no id in that masking would change (one sent
+            # with a phone number in it starts a new trace), and the line names the trace its
+            # response and record name
             doc["trace_id"] = tid
         for key, value in getattr(record, "fields", {}).items():
             doc[key] = _field_value(key, value)

@@ -8,6 +8,11 @@ OpenTelemetry adapter when it is on.
 
 A header that does not parse is not the client's error: the request starts a new trace (the
 spec's "restart the trace"), it is never refused.
+
+The trace id is written unmasked into every log line of the request, so that a line names the
+same trace as its response and its record. A client chooses it, and 32 hex digits can hold a
+phone or ID number: a trace id that the log's masking would change is treated as invalid (a
+new trace), and none is ever generated (about one random id in a thousand would be).
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import random
 import re
 from dataclasses import dataclass
 from typing import Optional
+
+from service.domain.privacy import mask
 
 # version 00: exactly version-trace_id-parent_id-flags, 55 characters, lowercase hex
 _VERSION_00 = re.compile(r"(00)-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -66,7 +73,7 @@ def parse(header: Optional[str]) -> Optional[TraceParent]:
         match = _LATER_VERSION.fullmatch(header, 0, _LENGTH_00)
         # of a later version's flags only the sampled bit means what it means in version 00
         flags = (SAMPLED if int(match[4], 16) & 1 else NOT_SAMPLED) if match else ""
-    if match is None or match[2] == _ZERO_TRACE or match[3] == _ZERO_SPAN:
+    if match is None or match[2] == _ZERO_TRACE or match[3] == _ZERO_SPAN or not loggable(match[2]):
         return None
     return TraceParent(match[2], match[3], flags)
 
@@ -88,8 +95,13 @@ def format_traceparent(trace_id: str, span_id: str, flags: str) -> str:
 def new_trace_id() -> str:
     while True:
         value = random.getrandbits(128)
-        if value:
-            return f"{value:032x}"
+        if value and loggable(text := f"{value:032x}"):
+            return text
+
+
+def loggable(trace_id: str) -> bool:
+    """True when the log's masking leaves the id as it is (it holds nothing like a phone or ID number)."""
+    return mask(trace_id) == trace_id
 
 
 def new_span_id() -> str:

@@ -81,7 +81,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
-from service.adapters.otel_tracing import OtelTracing  # noqa: E402
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator  # noqa: E402
+
+from service.adapters.otel_tracing import LoggableIds, OtelTracing  # noqa: E402
 
 
 def test_with_the_endpoint_and_the_extra_tracing_is_on():
@@ -207,3 +209,12 @@ def test_a_shadows_evaluation_after_the_response_is_in_the_requests_trace(traced
     for span in evaluations:
         assert _hex(span.context.trace_id, 32) == TRACE_ID
         assert span.parent.span_id == server.context.span_id
+
+
+def test_the_tracer_makes_no_trace_id_the_log_would_mask(monkeypatch):
+    """The SDK's root spans draw their trace ids from the provider's generator: one that holds
+    a phone number is drawn again, as the header's own ids are."""
+    phone_like, plain = int("4bf92f3577b34da6a3cea13812345678", 16), int(TRACE_ID, 16)
+    drawn = iter([phone_like, plain])
+    monkeypatch.setattr(RandomIdGenerator, "generate_trace_id", lambda self: next(drawn))
+    assert LoggableIds().generate_trace_id() == plain

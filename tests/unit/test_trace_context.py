@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.domain.privacy import mask
 from service.entrypoints import trace_context
 from service.entrypoints.trace_context import TraceParent, parse
 
@@ -107,5 +108,20 @@ def test_garbage_never_raises_and_is_none_or_a_valid_parent(header):
        st.text(alphabet="0123456789abcdef", min_size=2, max_size=2))
 def test_every_well_formed_header_round_trips(trace_id, parent_id, flags):
     header = trace_context.format_traceparent(trace_id, parent_id, flags)
-    expected = None if "0" * 32 == trace_id or "0" * 16 == parent_id else TraceParent(trace_id, parent_id, flags)
-    assert parse(header) == expected
+    refused = "0" * 32 == trace_id or "0" * 16 == parent_id or mask(trace_id) != trace_id
+    assert parse(header) == (None if refused else TraceParent(trace_id, parent_id, flags))
+
+
+# a phone number (138...) and an 18-digit ID number inside otherwise valid trace ids
+@pytest.mark.parametrize("trace_id", ["4bf92f3577b34da6a3cea13812345678", "4bf92f3577b34a110101199001011234"])
+def test_a_trace_id_the_log_would_mask_starts_a_new_trace(trace_id):
+    assert len(trace_id) == 32 and mask(trace_id) != trace_id
+    assert parse(f"00-{trace_id}-{PARENT_ID}-01") is None
+    assert parse(f"01-{trace_id}-{PARENT_ID}-01-later") is None
+
+
+def test_no_generated_trace_id_looks_like_a_phone_number(monkeypatch):
+    phone_like, plain = int("4bf92f3577b34da6a3cea13812345678", 16), int(TRACE_ID, 16)
+    drawn = iter([phone_like, phone_like, plain])
+    monkeypatch.setattr(trace_context.random, "getrandbits", lambda bits: next(drawn))
+    assert trace_context.new_trace_id() == TRACE_ID

@@ -184,3 +184,14 @@ def test_a_line_logged_while_serving_carries_the_trace_id():
     finally:
         request_trace.trace_id.reset(token)
     assert json.loads(logs.JsonFormatter().format(record))["trace_id"] == TRACE_ID
+
+
+def test_a_trace_id_holding_a_phone_number_is_replaced_and_never_logged(served):
+    client, services, lines = served
+    phone_trace = "4bf92f3577b34da6a3cea13812345678"
+    response, body = decide(client, {"traceparent": f"00-{phone_trace}-{PARENT_ID}-01"})
+    assert response.status_code == 200
+    trace_id = TRACEPARENT.fullmatch(response.headers["traceparent"])[1]
+    assert trace_id != phone_trace and request_lines(lines)[-1]["trace_id"] == trace_id
+    assert records_of(services, body["user_id"])[-1]["trace_id"] == trace_id
+    assert "13812345678" not in json.dumps(lines())
