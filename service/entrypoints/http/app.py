@@ -5,7 +5,8 @@ request gets an id (X-Request-ID, accepted or made), returned in the response an
 every log line, and one JSON log line when it ends. Client keys guard everything but the open
 operational paths and the admin endpoints, which take only the admin key (admin.py); reviewer
 keys guard the reviewer endpoints (roles.py). The reviewer console's static files are open
-(console.py): the page holds no data until a reviewer key is typed into it.
+(console.py): the page holds no data until a reviewer key is typed into it. RATE_LIMITS
+(rate_limits.py) counts an accepted key's request after its key check and before anything runs.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from service.domain.clock import Clock
 from service.entrypoints import logs
 from service.entrypoints.bootstrap import Services, build_services
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
-from service.entrypoints.http import audited, console, reviews, roles
+from service.entrypoints.http import audited, console, rate_limits, reviews, roles
 from service.entrypoints.http import explanations, rule_changes
 from service.entrypoints.security import KeyRing, OperatorKeys
 from service.entrypoints.settings import Settings
@@ -50,9 +51,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.ensure_ascii = False
     app.extensions.update(services=services, settings=settings,
                           client_keys=client_keys, admin_keys=admin_keys, reviewer_keys=reviewer_keys,
-                          operator_keys=operator_keys)
+                          operator_keys=operator_keys, rate_limits=rate_limits.build(settings))
     app.before_request(_begin)
     app.after_request(_end)
+    if app.extensions["rate_limits"] is not None:
+        app.after_request(rate_limits.add_headers)
     app.teardown_request(_teardown)
     for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp, reviews.bp, audited.bp,
                       rule_changes.bp, explanations.bp, console.bp):
@@ -62,7 +65,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 
 def _begin() -> Response | None:
-    """Stamp the request id; check the client key (open paths and /admin/ excepted)."""
+    """Stamp the request id; check the client key (open paths and /admin/ excepted), then the
+    key's rate limit; then follow the rules the other workers run."""
     state = g._get_current_object()   # each use of the proxy `g` looks the context up again
     state.started = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
@@ -70,14 +74,16 @@ def _begin() -> Response | None:
     state.log_token = logs.request_id.set(state.request_id)
     state.fields = {}
     path = request.path
-    if path in operations.OPEN_PATHS or path.startswith("/admin/"):
-        return None
-    if request.routing_exception is not None:   # the route first (404, 405), then the role
-        return None
-    refused = roles.refusal()   # client, reviewer and admin roles; the console's files are open
-    if refused is not None or request.blueprint in roles.OPEN_BLUEPRINTS:
+    if path in operations.OPEN_PATHS or request.routing_exception is not None:
+        return None   # the route first (404, 405), then the role
+    admin_path = path.startswith("/admin/")   # the admin blueprints check their own key
+    refused = None if admin_path else roles.refusal()   # the console's files are open
+    extensions = current_app.extensions
+    if refused is None and extensions["rate_limits"] is not None:
+        refused = extensions["rate_limits"].refusal()   # after the key, before anything runs
+    if refused is not None or admin_path or request.blueprint in roles.OPEN_BLUEPRINTS:
         return refused
-    current_app.extensions["services"].rules.sync()
+    extensions["services"].rules.sync()
     return None
 
 
