@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
@@ -73,8 +74,9 @@ class RateCounter:
                 if not self._strategy.hit(rate, *identity):
                     return self._allowance(rate, identity, allowed=False)
             return self._allowance(rates[0], identity, allowed=True)
-        except Exception as exc:   # the moving window's scripts raise redis' errors unwrapped
-            raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:   # StorageError around redis' error, or anything else
+            cause = exc.__cause__ if isinstance(exc, StorageError) and exc.__cause__ else exc
+            raise LimiterUnavailable(f"{type(cause).__name__}: {cause}") from exc
 
     def retry_after(self, allowance: Allowance) -> int:
         """Whole seconds until the window has room, at least 1 (Retry-After)."""
