@@ -249,5 +249,7 @@ def test_openapi_lists_429_on_every_route_with_a_key(policy):
             limited = "429" in operation["responses"]
             assert limited == (path not in ("/healthz", "/readyz", "/metrics")), (method, path)
             if limited:
-                assert set(operation["responses"]["429"]["headers"]) == {
+                answer = operation["responses"]["429"]
+                assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+                assert set(answer["headers"]) == {
                     "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}

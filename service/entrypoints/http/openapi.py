@@ -52,11 +52,14 @@ _LIMIT_HEADERS = {
 
 def _rate_limited(doc: dict) -> None:
     """429 on every operation that takes a key (RATE_LIMITS counts each key); the open ones
-    (`security: []`: health, readiness, metrics) are never limited."""
+    (`security: []`: health, readiness, metrics) are never limited. The document is built:
+    the Error schema is named by its reference."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    limited = {**_errors(429)["429"], "content": error, "headers": _LIMIT_HEADERS}
     for operations in doc["paths"].values():
         for operation in operations.values():
             if operation.get("security", doc["security"]):
-                operation["responses"]["429"] = {**_errors(429)["429"], "headers": _LIMIT_HEADERS}
+                operation["responses"]["429"] = limited
 
 
 def build_spec(version: str, book=None) -> dict:
