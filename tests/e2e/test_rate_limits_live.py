@@ -113,3 +113,13 @@ def test_a_limiter_redis_stalled_then_dead_mid_run_is_no_5xx(live_server, own_re
     lines = [json.loads(line) for line in output.splitlines()
              if "rate limit storage unavailable" in line and line.startswith("{")]
     assert lines and all(line["level"] == "WARNING" and "reviewer-live" not in json.dumps(line) for line in lines)
+
+
+def test_the_embedded_default_counts_in_memory(live_server):
+    server = live_server(env={"REDIS_URL": "", "API_KEYS": "client-mem", "RATE_LIMITS": "client=3/minute"})
+    answers = [http("POST", server.url + "/decide", dict(payload(), application_id=f"m{n}"),
+                    {"X-API-Key": "client-mem"}) for n in range(4)]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 429]
+    status, body, headers = answers[-1]
+    assert body["error"]["code"] == "rate_limited" and 1 <= int(headers["Retry-After"]) <= 60
+    assert headers["X-RateLimit-Limit"] == "3" and headers["X-RateLimit-Remaining"] == "0"
