@@ -3,6 +3,9 @@ headers, each key on its own, nothing run or written after a 429, refused keys a
 not counted, and a limiter storage that fails letting requests through (API.md "Operations")."""
 import io
 import logging
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,7 +14,7 @@ from service.domain.clock import FixedClock
 from service.entrypoints.http import rate_limits
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings, read_rate_limits
-from tests.conftest import NOW, memory_services, payload
+from tests.conftest import NOW, ROOT, memory_services, payload
 from tests.servers import free_port
 
 CLIENT, OTHER, REVIEWER, ADMIN = "client-key-1", "client-key-2", "reviewer-key-1", "admin-key-1"
@@ -70,6 +73,17 @@ def test_unset_there_is_no_limiter_and_no_header(policy):
         response = decide(client, CLIENT, n)
         assert response.status_code == 200
         assert not [h for h in response.headers.keys() if h.startswith(("X-RateLimit", "Retry-After"))]
+
+
+def test_unset_the_limiter_library_is_not_even_imported():
+    """`limits` pulls in asyncio and ssl: an app without RATE_LIMITS never loads it."""
+    code = ("import sys; from service.entrypoints.http.app import create_app; "
+            "from service.entrypoints.settings import Settings; create_app(Settings()); "
+            "print(sorted(m for m in sys.modules if m == 'limits' or m.startswith('limits.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT, env={**os.environ, "RATE_LIMITS": ""})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 # -- what a client sees -----------------------------------------------------------------------------
