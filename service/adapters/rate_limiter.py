@@ -22,8 +22,10 @@ store is.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 from limits import RateLimitItem, parse_many
@@ -60,11 +62,23 @@ def parse_rates(text: str) -> tuple[RateLimitItem, ...]:
 
 
 class RateCounter:
-    """Takes a slot of each rate for a caller; says whether all had room, and how much is left."""
+    """Takes a slot of each rate for a caller; says whether all had room, and how much is left.
 
-    def __init__(self, storage: Storage, now: Callable[[], float] = time.time):
-        self._strategy = MovingWindowRateLimiter(storage)
+    The storage is made in the process that counts, at its first request: the app is built in
+    gunicorn's master before the fork, and the memory storage starts a timer thread when made,
+    which a forked gevent worker inherits half-dead (a KeyError traceback as it ends)."""
+
+    def __init__(self, storage: Callable[[], Storage], now: Callable[[], float] = time.time):
+        self._make_storage = storage
         self._now = now
+        self._pid: int | None = None
+        self._made: MovingWindowRateLimiter | None = None
+
+    @property
+    def _strategy(self) -> MovingWindowRateLimiter:
+        if self._made is None or self._pid != os.getpid():
+            self._made, self._pid = MovingWindowRateLimiter(self._make_storage()), os.getpid()
+        return self._made
 
     def hit(self, rates: Sequence[RateLimitItem], *identity: str) -> Allowance:
         """Count one request of `identity` against every rate, stopping at the first that is
@@ -90,8 +104,8 @@ class RateCounter:
 def rate_counter(redis_url: str | None, *, timeout: float, key_prefix: str) -> RateCounter:
     """The counter on the service's Redis (REDIS_URL), or in memory without one."""
     if not redis_url:
-        return RateCounter(storage_from_string("memory://"))
-    return RateCounter(redis_storage(redis_url, timeout=timeout, key_prefix=key_prefix))
+        return RateCounter(partial(storage_from_string, "memory://"))
+    return RateCounter(partial(redis_storage, redis_url, timeout=timeout, key_prefix=key_prefix))
 
 
 def redis_storage(redis_url: str, *, timeout: float, key_prefix: str) -> Storage:

@@ -6,6 +6,8 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -113,6 +115,7 @@ def test_a_limiter_redis_stalled_then_dead_mid_run_is_no_5xx(live_server, own_re
     lines = [json.loads(line) for line in output.splitlines()
              if "rate limit storage unavailable" in line and line.startswith("{")]
     assert lines and all(line["level"] == "WARNING" and "reviewer-live" not in json.dumps(line) for line in lines)
+    assert "Traceback" not in output and "reviewer-live" not in output
 
 
 def test_the_embedded_default_counts_in_memory(live_server):
@@ -123,3 +126,18 @@ def test_the_embedded_default_counts_in_memory(live_server):
     status, body, headers = answers[-1]
     assert body["error"]["code"] == "rate_limited" and 1 <= int(headers["Retry-After"]) <= 60
     assert headers["X-RateLimit-Limit"] == "3" and headers["X-RateLimit-Remaining"] == "0"
+    output = server.stop()
+    assert "MonkeyPatchWarning" not in output   # `limits` (asyncio, ssl) loads after the gevent patch
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("value, message", [
+    ("client=10/sec0nd", "Error: RATE_LIMITS entry 'client=10/sec0nd': couldn't parse"),
+    ("clients=10/second", "Error: RATE_LIMITS entry 'clients=10/second': the role must be one of"),
+    ("client=0/second", "Error: RATE_LIMITS entry 'client=0/second': a rate of 0")])
+def test_a_malformed_value_stops_serve_with_a_message_not_a_traceback(value, message):
+    done = subprocess.run([sys.executable, "-m", "service.entrypoints.cli", "serve", "--port", "1"],
+                          env={**os.environ, "REDIS_URL": "", "RATE_LIMITS": value},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
