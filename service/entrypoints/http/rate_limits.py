@@ -56,25 +56,29 @@ class RateLimits:
     def refusal(self) -> Optional[Response]:
         """The 429 for this request, or None: counted (or not limited, or the storage failed)."""
         found = roles.caller()
-        rates = self._rates.get(found[0]) if found else None
-        if not rates or self._monotonic() < self._paused_until:
+        if found is None or self._monotonic() < self._paused_until:
             return None
         role, key = found
+        rates = self._rates.get(role)
+        if not rates:
+            return None
         try:
             allowance = self._counter.hit(rates, role, fingerprint(key))
         except Exception as exc:   # LimiterUnavailable, or anything else: never the client's 5xx
             self._storage_failed(exc)
             return None
-        headers = _headers(allowance)
         if allowance.allowed:
-            g.rate_limit_headers = headers
+            g.rate_limit_headers = _headers(allowance)
             return None
         metrics.child(metrics.RATE_LIMITED, role).inc()
+        return self._too_many(role, allowance)
+
+    def _too_many(self, role: str, allowance: "Allowance") -> Response:
         retry = self._counter.retry_after(allowance)
         return errors.error_response(
             429, "rate_limited", f"Too many requests for this key: the {role} role's limit is "
             f"{allowance.rate}. Nothing was done; retry after {retry} s.",
-            headers={**headers, "Retry-After": str(retry)})
+            headers={**_headers(allowance), "Retry-After": str(retry)})
 
     def _storage_failed(self, exc: Exception) -> None:
         self._paused_until = self._monotonic() + STORAGE_PAUSE_S
