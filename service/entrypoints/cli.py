@@ -33,7 +33,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
 
     # nothing that imports redis (and ssl) before the gevent patch in build(): modules imported
     # before it keep their unpatched socket and ssl, and gevent warns at start-up
-    settings = Settings.from_env()
+    settings = _settings_or_exit(Settings.from_env)
     if rules_dir:
         settings = Settings(**{**settings.__dict__, "rules_dir": rules_dir})
     if not settings.redis_url and workers > 1:
@@ -51,7 +51,7 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
             patch_early()
         from service.entrypoints.http.app import create_app
 
-        app = create_app(settings)
+        app = _settings_or_exit(lambda: create_app(settings))
         logging.getLogger("loan_decide").info("serving", extra={"fields": {
             "bind": f"{host}:{port}", "workers": workers,
             "rules_version": app.extensions["services"].rules.version}})
@@ -78,6 +78,15 @@ def serve(host: str, port: int, workers: int, rules_dir: str | None) -> None:
             return build()
 
     _Server().run()
+
+
+def _settings_or_exit(build):
+    """What `build` makes; a setting it refuses (ValueError: RATE_LIMITS, ADMIN_API_KEYS, keys
+    that overlap...) ends the command with its message, not a traceback."""
+    try:
+        return build()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # -- the decision log ------------------------------------------------------------------------------

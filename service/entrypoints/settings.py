@@ -28,6 +28,9 @@ class Settings:
     reload_sample: int = 200              # recent decisions replayed before a rules reload
     reviewer_keys: tuple[str, ...] = ()   # reviewer keys (X-API-Key); none: reviewer endpoints off
     erasure_secret: bytes | None = None   # HMAC key of erased users' kept windows; none: erasure off
+    # RATE_LIMITS, (role, rate string): each key of the role counted on its own; a role not
+    # named has no limit (service/entrypoints/http/rate_limits.py reads the rate strings)
+    rate_limits: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:   # keys never appear in a log or a traceback
         return f"Settings(rules_dir={self.rules_dir!s}, redis_url={'set' if self.redis_url else None})"
@@ -51,6 +54,7 @@ class Settings:
             reload_sample=int(env.get("RELOAD_SAMPLE") or 200),
             reviewer_keys=tuple(read_keys(env.get("REVIEWER_API_KEYS"), env.get("REVIEWER_API_KEYS_FILE"))),
             erasure_secret=_secret(env.get("ERASURE_HMAC_SECRET"), env.get("ERASURE_HMAC_SECRET_FILE")),
+            rate_limits=read_rate_limits(env.get("RATE_LIMITS")),
         )
 
 
@@ -58,3 +62,29 @@ def _secret(inline: str | None, file: str | None) -> bytes | None:
     """The erasure HMAC key, from the variable or a file (its whole content, stripped)."""
     value = (inline or "").strip() or (Path(file).read_text(encoding="utf-8").strip() if file else "")
     return value.encode() if value else None
+
+
+RATE_LIMITED_ROLES = ("client", "reviewer", "admin")
+
+
+def read_rate_limits(text: str | None) -> tuple[tuple[str, str], ...]:
+    """RATE_LIMITS, `role=rate` entries split at commas (`client=100/second,admin=5/second`):
+    the roles checked here, at start-up, and the rate strings when the app is built (the `limits`
+    library reads them, and it may only be imported after the gevent patch: see `serve`). An
+    entry that is not `role=rate`, a role that is not one of RATE_LIMITED_ROLES or a role given
+    twice stops the start-up with a message that names the entry (ValueError)."""
+    entries: list[tuple[str, str]] = []
+    for entry in (part.strip() for part in (text or "").split(",")):
+        if not entry:
+            continue
+        role, equals, rate = (part.strip() for part in entry.partition("="))
+        if not equals or not rate:
+            raise ValueError(f"RATE_LIMITS entry {entry!r} is not role=rate (e.g. client=100/second)")
+        if role not in RATE_LIMITED_ROLES:
+            raise ValueError(f"RATE_LIMITS entry {entry!r}: the role must be one of "
+                             f"{', '.join(RATE_LIMITED_ROLES)}")
+        if any(role == known for known, _ in entries):
+            raise ValueError(f"RATE_LIMITS gives the role {role!r} twice: one entry a role "
+                             "(several rates of a role are joined by ';')")
+        entries.append((role, rate))
+    return tuple(entries)

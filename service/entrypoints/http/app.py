@@ -9,7 +9,8 @@ decision-log records it writes carry the trace id; with OpenTelemetry on (bootst
 is exported. Client keys guard everything but the open operational paths and the admin
 endpoints, which take only the admin key (admin.py); reviewer keys guard the reviewer
 endpoints (roles.py). The reviewer console's static files are open
-(console.py): the page holds no data until a reviewer key is typed into it.
+(console.py): the page holds no data until a reviewer key is typed into it. RATE_LIMITS
+(rate_limits.py) counts an accepted key's request after its key check and before anything runs.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from service.domain.clock import Clock
 from service.entrypoints import logs, trace_context
 from service.entrypoints.bootstrap import Services, build_services, tracing_from
 from service.entrypoints.http import admin, applications, decisions, errors, metrics, operations
-from service.entrypoints.http import audited, console, reviews, roles
+from service.entrypoints.http import audited, console, rate_limits, reviews, roles
 from service.entrypoints.http import explanations, rule_changes
 from service.entrypoints.security import KeyRing, OperatorKeys
 from service.entrypoints.settings import Settings
@@ -56,9 +57,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.ensure_ascii = False
     app.extensions.update(services=services, settings=settings,
                           client_keys=client_keys, admin_keys=admin_keys, reviewer_keys=reviewer_keys,
-                          operator_keys=operator_keys)
+                          operator_keys=operator_keys, rate_limits=rate_limits.build(settings))
     app.before_request(_begin)
     app.after_request(_end)
+    if app.extensions["rate_limits"] is not None:
+        app.after_request(rate_limits.add_headers)
     app.teardown_request(_teardown)
     for blueprint in (decisions.bp, applications.bp, admin.bp, operations.bp, reviews.bp, audited.bp,
                       rule_changes.bp, explanations.bp, console.bp):
@@ -68,7 +71,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 
 def _begin() -> Response | None:
-    """Stamp the request id; check the client key (open paths and /admin/ excepted)."""
+    """Stamp the request id; check the client key (open paths and /admin/ excepted), then the
+    key's rate limit; then follow the rules the other workers run."""
     state = g._get_current_object()   # each use of the proxy `g` looks the context up again
     state.started = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
@@ -77,14 +81,16 @@ def _begin() -> Response | None:
     _begin_trace(state)
     state.fields = {}
     path = request.path
-    if path in operations.OPEN_PATHS or path.startswith("/admin/"):
-        return None
-    if request.routing_exception is not None:   # the route first (404, 405), then the role
-        return None
-    refused = roles.refusal()   # client, reviewer and admin roles; the console's files are open
-    if refused is not None or request.blueprint in roles.OPEN_BLUEPRINTS:
+    if path in operations.OPEN_PATHS or request.routing_exception is not None:
+        return None   # the route first (404, 405), then the role
+    admin_path = path.startswith("/admin/")   # the admin blueprints check their own key
+    refused = None if admin_path else roles.refusal()   # the console's files are open
+    extensions = current_app.extensions
+    if refused is None and extensions["rate_limits"] is not None:
+        refused = extensions["rate_limits"].refusal()   # after the key, before anything runs
+    if refused is not None or admin_path or request.blueprint in roles.OPEN_BLUEPRINTS:
         return refused
-    current_app.extensions["services"].rules.sync()
+    extensions["services"].rules.sync()
     return None
 
 

@@ -48,6 +48,12 @@ APPLICANT_RIGHTS = Counter("applicant_rights_requests_total",
 # outcome as applicant rights', and forbidden (403: a requester approving, the single key)
 OVERRIDES = Counter("overrides_total", "Override calls, by step and outcome", ["step", "outcome"])
 
+# RATE_LIMITS (rate_limits.py): requests refused with a 429, by the key's role; and the limiter's
+# storage failing, after which the request went on unlimited
+RATE_LIMITED = Counter("rate_limited_total", "Requests refused (429) by RATE_LIMITS, by the key's role", ["role"])
+RATE_LIMIT_STORAGE_ERRORS = Counter("rate_limit_storage_errors_total",
+                                    "Rate-limit checks the limiter's storage failed (served unlimited)")
+
 # how an applicant-rights request or an override that raised ended (an ApiError, a 4xx, is
 # "invalid", a 403 "forbidden")
 _RIGHTS_OUTCOMES = ((NotFound, "not_found"), (Conflict, "refused"), (Forbidden, "forbidden"),

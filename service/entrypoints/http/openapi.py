@@ -34,8 +34,32 @@ def _errors(*codes: int) -> dict:
                  403: "The key's role may not use this endpoint",
                  404: "Unknown application or user", 409: "Conflict", 413: "Body too large",
                  415: "Body is not application/json", 422: "Rules directory refused",
+                 429: "RATE_LIMITS: this key's requests are over its role's rate; nothing was done "
+                      "(Retry-After, X-RateLimit-Limit/Remaining/Reset)",
                  503: "Redis unavailable or busy (Retry-After)"}
     return {str(c): {"description": described[c], "content": _json("Error")} for c in codes}
+
+
+_LIMIT_HEADERS = {
+    "Retry-After": {"description": "Whole seconds until the key's window has room (at least 1)",
+                    "schema": {"type": "integer", "minimum": 1}},
+    "X-RateLimit-Limit": {"description": "Requests the role's rate allows in its window",
+                          "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Requests left in the window", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Epoch seconds when the window next has room",
+                          "schema": {"type": "integer"}}}
+
+
+def _rate_limited(doc: dict) -> None:
+    """429 on every operation that takes a key (RATE_LIMITS counts each key); the open ones
+    (`security: []`: health, readiness, metrics) are never limited. The document is built:
+    the Error schema is named by its reference."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    limited = {**_errors(429)["429"], "content": error, "headers": _LIMIT_HEADERS}
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            if operation.get("security", doc["security"]):
+                operation["responses"]["429"] = limited
 
 
 def build_spec(version: str, book=None) -> dict:
@@ -111,6 +135,7 @@ def build_spec(version: str, book=None) -> dict:
                                                                     "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
     doc = spec.to_dict()
     doc["security"] = client
+    _rate_limited(doc)
     if book is not None:
         schemas = doc["components"]["schemas"]
         low = min(p.term_days_min for p in book.products.values())

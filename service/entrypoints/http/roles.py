@@ -3,8 +3,8 @@
 `X-API-Key` carries a client key (API_KEYS) or a reviewer key (REVIEWER_API_KEYS). A reviewer
 key reaches the reviewer endpoints and reads (GET) of applications and user state, never
 `/decide` or another write (403); a client key never reaches the reviewer endpoints (403). Admin
-endpoints (the `admin` and `audited` blueprints) take only `X-Admin-Key`, checked by their
-blueprints wherever their path is. A missing or unknown key is a 401. The reviewer console's
+endpoints (the `admin`, `rule_changes` and `audited` blueprints) take only `X-Admin-Key`, checked
+by their blueprints wherever their path is. A missing or unknown key is a 401. The reviewer console's
 static files (the `console` blueprint) need no key: the page holds no data until a reviewer key
 is typed into it, and everything it shows comes through the reviewer endpoints with that key.
 """
@@ -17,7 +17,7 @@ from flask import Response, current_app, request
 from service.entrypoints.http import errors
 
 REVIEWER_BLUEPRINTS = frozenset({"reviews"})
-ADMIN_BLUEPRINTS = frozenset({"admin", "audited"})
+ADMIN_BLUEPRINTS = frozenset({"admin", "rule_changes", "audited"})
 OPEN_BLUEPRINTS = frozenset({"console"})
 
 
@@ -87,3 +87,27 @@ def admin_identity() -> str:
     """Who acted: a fingerprint of the admin key presented (never the key itself)."""
     presented = request.headers.get("X-Admin-Key", "")
     return "admin-key:" + hashlib.sha256(presented.encode()).hexdigest()[:12]
+
+
+def caller() -> tuple[str, str] | None:
+    """The role and the key of a request, for the rate limits (rate_limits.py), once `refusal`
+    let it through: None when no key of a role was accepted (the admin blueprints check their
+    key after this: a key they refuse is counted against no one). Without API_KEYS a caller
+    with no accepted key is the one anonymous client (key "")."""
+    req = request._get_current_object()
+    extensions = current_app.extensions
+    blueprint = req.blueprint
+    if blueprint in OPEN_BLUEPRINTS:
+        return None
+    if blueprint in ADMIN_BLUEPRINTS:
+        presented = req.headers.get("X-Admin-Key")
+        if extensions["admin_keys"].accepts(presented) or extensions["operator_keys"].accepts(presented):
+            return "admin", presented
+        return None
+    presented = req.headers.get("X-API-Key")
+    if extensions["reviewer_keys"].accepts(presented):
+        return "reviewer", presented
+    clients = extensions["client_keys"]
+    if clients.accepts(presented):
+        return "client", presented
+    return None if clients else ("client", "")
