@@ -26,5 +26,6 @@ def decide() -> Response:
     response = Response(result.json(), mimetype="application/json")
     if result.shadow_input is not None:   # the shadow decides after the answer is sent
         rules = services().rules
-        response.call_on_close(lambda: rules.observe(decision, result.shadow_input, compare))
+        response.call_on_close(lambda: metrics.count_shadow(
+            rules.observe(decision, result.shadow_input, compare)))
     return response
