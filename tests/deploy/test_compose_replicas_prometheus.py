@@ -88,4 +88,15 @@ def test_the_decisions_through_nginx_add_up_over_the_replicas(stack):
     assert sum(per_replica.values()) == DECISIONS
     time.sleep(5)                                              # two more scrapes: still N
     assert scalar(stack, "sum(decisions_total)") == DECISIONS
-    assert scalar(stack, "sum(job:decisions:rate5m)") > 0    # the recording rule runs on them
+
+
+def test_the_recorded_decision_rate_follows_a_second_batch(stack):
+    """A series' first sample is its start, not an increase: N decisions made between two
+    scrapes leave rate() at 0. A second batch on the same series is an increase."""
+    before = scalar(stack, "sum(decisions_total)") or 0
+    for n in range(DECISIONS):
+        assert stack.decide(application(f"prom-again-{n}"))[0] == 200
+    wait_for(stack, "sum(decisions_total)", before + DECISIONS)
+    rate, waited = wait_for(stack, "job:decisions:rate5m > 0")   # the next rule evaluation
+    print(f"
+job:decisions:rate5m = {rate:.3f}/s, {waited:.1f} s after the scrape")
