@@ -1,5 +1,6 @@
-"""docker/prometheus/: the scrape config and the rules, checked by promtool, and the metric names
-the rules use, checked against what /metrics exports (no engine needed).
+"""docker/prometheus/: the scrape config and the rules, checked by promtool; the metric names
+the rules use, checked against what /metrics exports; and the replicas stack's prometheus
+service, read as compose reads it (no engine needed).
 
 promtool comes with Debian's `prometheus` package (.ci/run installs it); without it the promtool
 tests skip and say so. The names test needs only the app: a metric renamed in metrics.py and
@@ -17,12 +18,13 @@ import yaml
 from service.domain.clock import FixedClock
 from service.entrypoints.http.app import create_app
 from tests.conftest import NOW, memory_services, payload
-from tests.deploy.conftest import ROOT
+from tests.deploy.conftest import COMPOSE_REPLICAS, ROOT, interpolate, load_compose
 
 PROMETHEUS_DIR = ROOT / "docker" / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 RULES = PROMETHEUS_DIR / "rules.yml"
 RULES_TESTS = PROMETHEUS_DIR / "rules.test.yml"
+STANDINS = ROOT / "scripts" / "docker-standins.sh"
 MADE_BY_PROMETHEUS = {"up"}      # the scrape's own series, not the app's
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 
@@ -121,3 +123,23 @@ def test_every_recording_rule_and_alert_has_a_promtool_test():
             cases = [t for t in alert_cases if t["alertname"] == rule["alert"]]
             assert any(t["exp_alerts"] for t in cases), f"{rule['alert']}: never tested firing"
             assert any(not t["exp_alerts"] for t in cases), f"{rule['alert']}: never tested not firing"
+
+
+# ------------------------------------------------------------------ the compose service
+
+def test_the_replicas_stack_runs_prometheus_on_these_files():
+    services = load_compose(COMPOSE_REPLICAS)["services"]
+    prometheus = services["prometheus"]
+    assert f"build {prometheus['image']} " in STANDINS.read_text(), "an image docker-standins.sh can make"
+    assert "./docker/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    assert "./docker/prometheus/rules.yml:/etc/prometheus/rules.yml:ro" in prometheus["volumes"]
+    assert prometheus["depends_on"]["api"]["condition"] == "service_healthy"
+    assert [interpolate(str(p), {}) for p in prometheus["ports"]] == ["127.0.0.1:9090:9090"]
+    assert "ports" not in services["api"]
+    # the scrape names the api service and the port it exposes, and reads the mounted rules
+    config = yaml.safe_load(CONFIG.read_text())
+    (job,) = config["scrape_configs"]
+    (sd,) = job["dns_sd_configs"]
+    assert (job["job_name"], sd["names"], sd["type"]) == ("api", ["api"], "A")
+    assert [str(sd["port"])] == [str(p) for p in services["api"]["expose"]]
+    assert config["rule_files"] == ["rules.yml"]
