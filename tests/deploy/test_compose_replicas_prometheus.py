@@ -98,4 +98,4 @@ def test_the_recorded_decision_rate_follows_a_second_batch(stack):
         assert stack.decide(application(f"prom-again-{n}"))[0] == 200
     wait_for(stack, "sum(decisions_total)", before + DECISIONS)
     rate, waited = wait_for(stack, "job:decisions:rate5m > 0")   # the next rule evaluation
-    print(f"\njob:decisions:rate5m = {rate:.3f}/s, {waited:.1f} s after the scrape")
+    print(f"\njob:decisions:rate5m = {rate:.3f}/s, {waited:.1f} s after the sum caught up")
