@@ -8,6 +8,10 @@
 #   nginx:1.27                 that base + Debian's nginx (1.22), laid out as the official image
 #                              (conf.d/ only, logs to stdout/stderr, `nginx -g 'daemon off;'`).
 #                              docker/nginx.conf needs nothing newer than 1.22.
+#   prom/prometheus:v2.42.0    that base + Debian's prometheus (2.42.0, the tag's version), laid
+#                              out as the official image (config /etc/prometheus/prometheus.yml,
+#                              data /prometheus, entrypoint prometheus, user nobody); with wget,
+#                              which the official image's busybox has, for the healthcheck
 # Idempotent: an image that already exists under one of these names is kept (a real one pulled
 # from a registry, or a stand-in of this script's current version); FORCE=1 rebuilds stand-ins.
 # The machine's CA bundle is copied into the base: package downloads made inside a build may go
@@ -125,8 +129,32 @@ CMD ["nginx", "-g", "daemon off;"]
 EOF
 }
 
+# The official image's layout: the binary as the entrypoint, its flags as CMD (a compose
+# `command:` replaces them), /prometheus a volume owned by nobody. The official CMD names
+# /usr/share/prometheus/console_libraries and consoles; Debian keeps them in /etc/prometheus.
+prometheus_image() {
+  build prom/prometheus:v2.42.0 <<'EOF'
+FROM python:3.11-slim-bookworm
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends prometheus wget \
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -sfn /etc/prometheus/console_libraries /usr/share/prometheus/console_libraries \
+ && ln -sfn /etc/prometheus/consoles /usr/share/prometheus/consoles \
+ && mkdir -p /prometheus && chown nobody:nogroup /prometheus /etc/prometheus
+USER nobody
+EXPOSE 9090
+VOLUME /prometheus
+WORKDIR /prometheus
+ENTRYPOINT ["/usr/bin/prometheus"]
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", \
+     "--web.console.libraries=/usr/share/prometheus/console_libraries", \
+     "--web.console.templates=/usr/share/prometheus/consoles"]
+EOF
+}
+
 started=$(date +%s)
 base_image
 redis_image
 nginx_image
+prometheus_image
 log "ready in $(( $(date +%s) - started )) s"

@@ -148,11 +148,12 @@ class LiveRules:
 
     # -- the shadow ---------------------------------------------------------------------------
     def observe(self, live: Mapping[str, Any], shadow_input: tuple,
-                compare: Callable[[Mapping[str, Any], Mapping[str, Any]], Counter]) -> None:
-        """After the response: decide again under the shadow, count, flush (never raises)."""
+                compare: Callable[[Mapping[str, Any], Mapping[str, Any]], Counter]) -> Optional[Counter]:
+        """After the response: decide again under the shadow, count, flush (never raises). The
+        counts this decision added (None: no shadow runs), for the caller's metrics."""
         shadow = self.arms.shadow
         if shadow is None:
-            return
+            return None
         try:
             request, state, now = shadow_input
             counts = compare(live, shadow.evaluate(request, state, now).decision.to_dict())
@@ -165,6 +166,7 @@ class LiveRules:
             self.flush()
         except Exception as exc:   # the counts stay pending: the next flush writes them
             log.error("shadow counts not written", extra={"fields": {"error": type(exc).__name__}})
+        return counts
 
     def flush(self) -> None:
         """Write every pending count in one step; on failure they stay pending."""

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "loan-decide:latest"
 CLIENT_KEY = "docker-test-client-key"
 ADMIN_KEY = "docker-test-admin-key"
-BASE_IMAGES = ("python:3.11-slim-bookworm", "redis:7", "nginx:1.27")
+BASE_IMAGES = ("python:3.11-slim-bookworm", "redis:7", "nginx:1.27", "prom/prometheus:v2.42.0")
 UP_BOUND_S = 150          # `up --wait` must see every service healthy within this
 
 
@@ -74,8 +74,10 @@ class Stack:
         self.project = os.environ.get("DOCKER_TEST_PROJECT_PREFIX", "") + project   # parallel runs
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.prometheus_url = f"http://127.0.0.1:{free_port()}"    # the replicas stack's Prometheus
         self.env = {**os.environ, "API_KEYS": f"{CLIENT_KEY},other-client-key",
-                    "ADMIN_API_KEY": ADMIN_KEY, "PUBLISH_PORT": str(self.port)}
+                    "ADMIN_API_KEY": ADMIN_KEY, "PUBLISH_PORT": str(self.port),
+                    "PROMETHEUS_PORT": self.prometheus_url.rsplit(":", 1)[1]}
         self.up_seconds: list[float] = []
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300,
@@ -113,6 +115,14 @@ class Stack:
         if out.startswith("["):
             return json.loads(out)
         return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def replica_addresses(self, service: str = "api") -> set[str]:
+        """The compose-network addresses of a service's containers (what its name resolves to)."""
+        names = [container["Name"] for container in self.containers(service)]
+        out = subprocess.run([self.cli, "inspect", "--format",
+                              "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", *names],
+                             capture_output=True, text=True, check=True).stdout
+        return set(out.split())
 
     def wait_ready(self, bound: float = 60) -> None:
         deadline = time.monotonic() + bound

@@ -7,7 +7,6 @@ test_compose_run.py needs (skipped with the reason otherwise).
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import Counter
 import uuid
 
@@ -27,7 +26,8 @@ def test_up_is_healthy_within_the_bound(stack):
     replicas = stack.containers("api")
     assert len(replicas) == 2
     for service, containers in (("api", replicas), ("nginx", stack.containers("nginx")),
-                                ("redis", stack.containers("redis"))):
+                                ("redis", stack.containers("redis")),
+                                ("prometheus", stack.containers("prometheus"))):
         for container in containers:
             assert (container["State"], container["Health"]) == ("running", "healthy"), container
 
@@ -40,14 +40,6 @@ def test_through_nginx_with_the_key_and_401_without(stack):
     assert http("GET", stack.url + "/readyz")[0] == 200
     status, text, _ = http("GET", stack.url + "/metrics")       # one replica's (docs/operations.md: scrape each)
     assert status == 200 and "# TYPE http_request_duration_seconds histogram" in text
-
-
-def _replica_addresses(stack) -> set[str]:
-    names = [container["Name"] for container in stack.containers("api")]
-    out = subprocess.run([stack.cli, "inspect", "--format",
-                          "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", *names],
-                         capture_output=True, text=True, check=True).stdout
-    return set(out.split())
 
 
 def test_nginx_spreads_requests_over_both_replicas(stack):
@@ -67,7 +59,7 @@ def test_nginx_spreads_requests_over_both_replicas(stack):
     used = set(upstreams.values())
     print(f"\nrequests per replica: {dict(Counter(upstreams.values()))}")
     assert len(used) == 2, upstreams
-    assert used == _replica_addresses(stack)
+    assert used == stack.replica_addresses()
 
 
 def test_a_decision_through_one_replica_is_seen_through_the_other(stack):

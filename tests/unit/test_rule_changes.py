@@ -305,6 +305,7 @@ def test_a_shadow_that_raises_counts_its_failures(tmp_path, service):
     c = app_for(service)
     version = archive(service, without_product(tmp_path, "smaller", "emergency"))["rules_version"]
     assert c.post("/admin/rules/shadow", json={"rules_version": version}, headers=ADMIN).status_code == 200
+    failed = shadow_metric(c, "failed")
     for i in range(20):
         answer = c.post("/decide", json=dict(payload("emergency" if i % 2 else "weilidai"),
                                              user_id=f"s-{i}", application_id=f"s-{i}"))
@@ -313,6 +314,7 @@ def test_a_shadow_that_raises_counts_its_failures(tmp_path, service):
     report = c.get("/admin/shadow", headers=ADMIN).get_json()
     assert report == {"rules_version": version, "evaluated": 20, "identical": 10, "changed": 0,
                       "failed": 10, "failures": {"KeyError": 10}, "transitions": {}, "rules": {}}
+    assert shadow_metric(c, "failed") == failed + 10
 
 
 @pytest.mark.parametrize("arm", ["shadow", "challenger"])
@@ -410,3 +412,28 @@ def test_a_stop_redis_does_not_answer_may_have_stopped(tmp_path, service, monkey
     stop = c.delete("/admin/rules/challenger", headers=ADMIN)
     assert stop.status_code == 503 and stop.get_json()["error"]["code"] == "outcome_unknown"
     assert state_of(service) == (live, None, ["challenger"])
+
+
+def shadow_metric(c, result) -> float:
+    prefix = f'shadow_evaluations_total{{result="{result}"}} '
+    lines = [l for l in c.get("/metrics").get_data(as_text=True).splitlines() if l.startswith(prefix)]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+
+def test_the_shadow_verdicts_are_counted_for_prometheus(tmp_path, service):
+    """/metrics says what /admin/shadow says, per process: identical, changed, failed."""
+    c = app_for(service)
+    candidate = rules_files.load(moved(tmp_path, "candidate", 21))
+    service.stores.archive.save(candidate)
+    assert c.post("/admin/rules/shadow", json={"rules_version": candidate.version}, headers=ADMIN).status_code == 200
+    before = {r: shadow_metric(c, r) for r in ("identical", "changed", "failed")}
+    for i, age in enumerate((20, 20, 30)):       # 20: rejected under min_age 21; 30: the same answer
+        answer = c.post("/decide", json=dict(payload(age=age), user_id=f"m-{i}", application_id=f"m-{i}"))
+        assert answer.status_code == 200
+        answer.close()                            # the shadow runs once the response is done
+    after = {r: shadow_metric(c, r) for r in before}
+    assert {r: after[r] - before[r] for r in before} == {"identical": 1, "changed": 2, "failed": 0}
+    report = c.get("/admin/shadow", headers=ADMIN).get_json()
+    assert (report["identical"], report["changed"]) == (1, 2)
+    c.post("/decide", json=dict(payload(age=30), user_id="m-0", application_id="m-0")).close()  # a replay
+    assert shadow_metric(c, "identical") == after["identical"]

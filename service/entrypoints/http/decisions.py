@@ -31,5 +31,6 @@ def decide() -> Response:
         # in the request's context (its log ids and trace, OpenTelemetry's current span): the
         # shadow's lines and spans belong to the request, though they come after its response
         context = contextvars.copy_context()
-        response.call_on_close(lambda: context.run(rules.observe, decision, result.shadow_input, compare))
+        response.call_on_close(lambda: context.run(
+            lambda: metrics.count_shadow(rules.observe(decision, result.shadow_input, compare))))
     return response

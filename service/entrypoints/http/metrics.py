@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,6 +32,11 @@ REDIS_ERRORS = Counter("redis_errors_total", "Requests that failed because Redis
 RULES_RELOADS = Counter("rules_reloads_total", "Rules reload attempts", ["result"])
 DECISIONS_BY_ARM = Counter("decisions_by_arm_total", "Decisions while a challenger runs, by arm",
                            ["arm", "outcome"])
+# the shadow's verdict on each decision it decided again (after the response): identical,
+# changed, or failed (it raised). Per process, so Prometheus may sum it over replicas; the
+# report at /admin/shadow is the same counts from Redis, by version.
+SHADOW = Counter("shadow_evaluations_total", "Decisions the shadow rules decided again, by result",
+                 ["result"])
 
 REVIEWS = Counter("reviews_total", "Review cases closed by a reviewer", ["outcome"])
 # the reviewers' desk: step claim, release, note; result written, or unchanged (the same step
@@ -135,6 +140,13 @@ def count_decision(decision: dict) -> None:
     child(DECISIONS, decision["product"], decision["outcome"]).inc()
     for reason in decision["reasons"]:
         child(REASONS, reason["code"]).inc()
+
+
+def count_shadow(counts: Mapping[str, int] | None) -> None:
+    """One shadow evaluation (the counts LiveRules.observe added; None: no shadow ran)."""
+    if counts:
+        result = "failed" if counts.get("failed") else "changed" if counts.get("changed") else "identical"
+        child(SHADOW, result).inc()
 
 
 def exposition() -> tuple[bytes, str]:
