@@ -82,3 +82,16 @@ def test_log_export_through_compose_exec(stack):
     ids = [json.loads(line).get("decision", {}).get("decision_id")
            for line in result.stdout.splitlines() if line.strip()]
     assert ids.count(body["decision_id"]) == 1
+
+
+def test_a_traceparent_through_nginx_reaches_the_replica_and_its_record(stack):
+    trace_id = uuid.uuid4().hex
+    sent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    status, body, headers = stack.decide(application("rep-trace"), headers={"traceparent": sent})
+    assert status == 200, body
+    returned = {k.lower(): v for k, v in headers.items()}["traceparent"]
+    assert returned.split("-")[1] == trace_id and returned != sent   # the same trace, the replica's span
+    result = stack.compose("exec", "-T", "api", "loan-decide", "log", "export")
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    mine = [r for r in records if r.get("decision", {}).get("decision_id") == body["decision_id"]]
+    assert [r["trace_id"] for r in mine] == [trace_id]
