@@ -74,7 +74,8 @@ def decide() -> Response:
                                     "ttl": _WINDOW + 86400},
                        "grace_add": False, "marker_ttl_ms": COMMIT_MARKER_TTL_MS},
                       separators=(",", ":"))
-    _commit(keys=keys + [f"{base}:commit:{token}"], args=[token, plan, _RECORD, _LOG])
+    # the last key and argument: a four-eyes override, which a decision never writes
+    _commit(keys=keys + [f"{base}:commit:{token}", f"{base}:override:-"], args=[token, plan, _RECORD, _LOG, ""])
     return Response(_RESPONSE, mimetype="application/json")
 
 
