@@ -216,3 +216,15 @@ def pytest_collection_modifyitems(config, items):
         parts = Path(str(item.fspath)).resolve().relative_to(root).parts
         if len(parts) > 1 and parts[0] in TIERS:
             item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of the test's own on a free loopback port, for tests that stall, fill or
+    kill it (never the shared one); killed at the end, stopped (SIGSTOP) or not."""
+    from tests.servers import RedisServer
+
+    server = RedisServer(tmp_path / "redis", None, "--maxmemory-policy", "noeviction").start()
+    yield server
+    server.stop()
+

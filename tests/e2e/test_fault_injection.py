@@ -10,16 +10,8 @@ import redis
 from tests.e2e.conftest import http
 from tests.e2e.load import Load, check_log_and_state
 from tests.e2e.test_reload import worker_pids
-from tests.servers import RedisServer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 def serve(live_server, own_redis, workers=2):

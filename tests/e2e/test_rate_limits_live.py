@@ -16,7 +16,6 @@ import pytest
 from service.domain.clock import FixedClock
 from tests.conftest import NOW, payload, redis_services
 from tests.e2e.conftest import http
-from tests.servers import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -71,15 +70,6 @@ def test_a_key_is_held_to_its_rate_across_workers_and_another_is_not_refused(
     assert logged == set(allowed) | {a for a, _, _ in calm}   # nothing refused was decided
     metrics = http("GET", server.url + "/metrics")[1]
     assert f'rate_limited_total{{role="client"}} {float(len(refused))}' in metrics
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    if server.process and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.stop()
 
 
 def test_a_limiter_redis_stalled_then_dead_mid_run_is_no_5xx(live_server, own_redis):

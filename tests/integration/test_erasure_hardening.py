@@ -22,7 +22,6 @@ from service.usecases.ports import StoreRefused
 from service.usecases.reviews_index import parse_entry
 from tests.conftest import NOW, payload, redis_services
 from tests.integration.test_reviews import ADMIN, CLIENT, REVIEWER, SECRET, body, review_case
-from tests.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +70,6 @@ def exported(service: Services) -> str:
 
 
 # -- intermittent out of memory ---------------------------------------------------------------------
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis", None, "--maxmemory-policy", "noeviction").start()
-    yield server
-    server.stop()
-
-
 class MemoryToggler:
     """Flips maxmemory between 1mb (every write refused: the data set is larger) and 0 (no
     limit) every 0-4 ms from a thread, as the fault was seen in the field."""

@@ -19,7 +19,6 @@ from service.usecases import replay as replaying
 from service.usecases.rebuild import Rebuilder
 from tests.conftest import NOW, memory_services, payload, redis_services
 from tests.integration.test_reviews import CLIENT, REVIEWER, SECRET, replay_source
-from tests.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 ALICE, BOB, CAROL = ({"X-Admin-Key": f"{name}-key"} for name in ("alice", "bob", "carol"))
@@ -190,13 +189,6 @@ def test_the_log_replays_identical_and_rebuilds(api, service, policy, clock):
     assert fresh.decisions.user_state("u-log")["reapply_after"] is None
     assert fresh.decisions.user_state("u-log2")["reapply_after"] is not None
     assert fresh.stores.users.pending_override("u-log", first).approved_by == "bob"
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis", None, "--maxmemory-policy", "noeviction").start()
-    yield server
-    server.stop()
 
 
 def test_a_refused_approval_is_a_503_and_leaves_it_pending(own_redis, policy, clock, monkeypatch):

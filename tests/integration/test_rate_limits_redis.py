@@ -15,7 +15,6 @@ from service.entrypoints.http import rate_limits
 from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings, read_rate_limits
 from tests.conftest import NOW, memory_services, payload, redis_services
-from tests.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -71,24 +70,15 @@ def test_the_limiters_keys_have_their_own_prefix_and_no_key(policy, real_redis_u
     assert 59 <= redis.Redis.from_url(real_redis_url).ttl(keys[0]) <= 60
 
 
-@pytest.fixture
-def limiter_redis(tmp_path):
-    server = RedisServer(tmp_path / "limiter").start()
-    yield server
-    if server.process and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.stop()
-
-
-def test_a_stalled_then_dead_limiter_redis_lets_requests_through(policy, limiter_redis, caplog, monkeypatch):
+def test_a_stalled_then_dead_own_redis_lets_requests_through(policy, own_redis, caplog, monkeypatch):
     """The use cases in memory, the limiter on a Redis of its own: stopped (SIGSTOP) each request
     waits at most one REDIS_TIMEOUT, then is served; one log line and one count per failure;
     running again, the limit holds again; killed, requests are served at once."""
     monkeypatch.setattr(rate_limits, "STORAGE_PAUSE_S", 0.0)   # every request tries the storage
-    client = replica(limiter_redis.url, policy, "client=2/minute", shared_state=False, timeout=0.3)
+    client = replica(own_redis.url, policy, "client=2/minute", shared_state=False, timeout=0.3)
     assert [decide(client, n).status_code for n in range(3)] == [200, 200, 429]
     errors_before = metric(client, "rate_limit_storage_errors_total")
-    os.kill(limiter_redis.process.pid, signal.SIGSTOP)
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
     with caplog.at_level(logging.WARNING, logger="loan_decide"):
         timed = []
         for n in range(3, 6):
@@ -100,20 +90,20 @@ def test_a_stalled_then_dead_limiter_redis_lets_requests_through(policy, limiter
     assert len(lines) == 3 and all("Timeout" in r.fields["error"] and KEY not in str(r.fields) for r in lines)
     assert metric(client, "rate_limit_storage_errors_total") == errors_before + 3
 
-    os.kill(limiter_redis.process.pid, signal.SIGCONT)
+    os.kill(own_redis.process.pid, signal.SIGCONT)
     assert decide(client, 6).status_code == 429                    # counted again, still full
-    limiter_redis.kill()
+    own_redis.kill()
     started = time.monotonic()
     assert [decide(client, n).status_code for n in range(7, 10)] == [200, 200, 200]
     assert time.monotonic() - started < 0.9
     assert metric(client, "rate_limit_storage_errors_total") == errors_before + 6
 
 
-def test_a_limiter_failure_beside_a_redis_the_request_needs_is_the_services_503(policy, limiter_redis):
+def test_a_limiter_failure_beside_a_redis_the_request_needs_is_the_services_503(policy, own_redis):
     """Limiter and use cases on one Redis, stopped: the service's own 503 (store_unavailable),
     never an error of the limiter's."""
-    client = replica(limiter_redis.url, policy, "client=100/minute", timeout=0.3)
+    client = replica(own_redis.url, policy, "client=100/minute", timeout=0.3)
     assert decide(client, 0).status_code == 200
-    limiter_redis.kill()
+    own_redis.kill()
     refused = decide(client, 1)
     assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "store_unavailable"

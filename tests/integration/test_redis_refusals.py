@@ -12,13 +12,6 @@ from tests.servers import RedisServer
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis", None, "--maxmemory-policy", "noeviction").start()
-    yield server
-    server.stop()
-
-
 def app_on(url, policy):
     services = redis_services(url, policy, FixedClock(NOW))
     return create_app(services.settings, services=services).test_client()
