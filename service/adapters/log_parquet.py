@@ -34,6 +34,7 @@ SCHEMA = pa.schema([
     pa.field("reason_codes", pa.list_(pa.string())),
     pa.field("rules_version", pa.string()),
     pa.field("arm", pa.string()),
+    pa.field("trace_id", pa.string()),
     pa.field(RECORD, pa.string(), nullable=False),
 ])
 ROWS_PER_FILE = 100_000

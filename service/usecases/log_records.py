@@ -175,6 +175,7 @@ class AnalystFields:
     reason_codes: Optional[tuple[str, ...]]
     rules_version: Optional[str]
     arm: Optional[str]
+    trace_id: Optional[str] = None   # the W3C trace of the request that wrote it, if one did
 
 
 def analyst_fields(record: Mapping[str, Any]) -> AnalystFields:
@@ -193,4 +194,5 @@ def analyst_fields(record: Mapping[str, Any]) -> AnalystFields:
     return AnalystFields(kind=kind, at=record["at"], user_id=record.get("user_id"),
                          application_id=record.get("application_id"),
                          product=request.get("product"), outcome=outcome, reason_codes=codes,
-                         rules_version=record.get("rules_version"), arm=arm)
+                         rules_version=record.get("rules_version"), arm=arm,
+                         trace_id=record.get("trace_id"))

@@ -23,7 +23,7 @@ from service.entrypoints.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 COLUMNS = ["kind", "at", "user_id", "application_id", "product", "outcome", "reason_codes",
-           "rules_version", "arm", "record"]
+           "rules_version", "arm", "trace_id", "record"]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def expected_columns(record: dict) -> dict:
     return {"kind": kind, "at": dt.datetime.strptime(record["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc),
             "user_id": record["user_id"], "application_id": record["application_id"],
             "product": request.get("product"), "outcome": outcome, "reason_codes": codes,
-            "rules_version": record["rules_version"], "arm": arm}
+            "rules_version": record["rules_version"], "arm": arm, "trace_id": record.get("trace_id")}
 
 
 def test_pyarrow_reads_the_typed_columns_of_every_kind(old_lines, parquet_dir):
@@ -154,3 +154,11 @@ def test_export_without_pyarrow_says_what_to_install(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "needs pyarrow" in result.output and "loan-decision-engine[parquet]" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_records_trace_id_is_its_column(old_lines, tmp_path):
+    """Records written by a request carry its trace id last; older ones have none (null)."""
+    traced = json.loads(old_lines[0])
+    traced["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
+    write_parquet([json.dumps(traced, ensure_ascii=False), old_lines[1]], tmp_path, rows_per_file=10)
+    assert pq.read_table(tmp_path).column("trace_id").to_pylist() == ["4bf92f3577b34da6a3ce929d0e0e4736", None]
