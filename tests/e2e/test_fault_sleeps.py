@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.e2e.load import Load, check_log_and_state
-from tests.e2e.test_fault_injection import own_redis, serve  # noqa: F401 (fixture)
+from tests.e2e.test_fault_injection import serve
 
 pytestmark = pytest.mark.e2e
 
