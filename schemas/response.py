@@ -85,7 +85,7 @@ class DecisionSchema(_Strict):
     arm = fields.String(validate=validate.OneOf(["champion", "challenger"]))
     decided_at = fields.String(required=True)
     trace = fields.List(fields.Nested(TraceEntrySchema), required=True)
-    # issue 13: present (null for an offer) when the rules version declares recourse
+    # recourse: present (null for an offer) when the rules version declares recourse
     recourse = fields.Nested(RecourseSchema, allow_none=True)
 
 

@@ -1,4 +1,4 @@
-"""Request schemas of issue 11: a review, an override, an erasure (API.md "Additions").
+"""Request schemas of the audited actions: a review, an override, an erasure (API.md "Additions").
 
 The fixed reason codes come from the loaded rules (`codes`), as the term ranges do for the
 decide request: this package imports nothing of the service.

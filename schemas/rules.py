@@ -113,7 +113,7 @@ class RuleFileSchema(Schema):
     rules = fields.List(fields.Nested(RuleSchema), required=True, validate=validate.Length(min=1))
 
 
-# How `largest_allowed_amount` is found (issue 17). Rules versions written before the setting
+# How `largest_allowed_amount` is found. Rules versions written before the setting
 # existed lack it and keep their behaviour, so their logged decisions replay unchanged.
 LARGEST_ALLOWED_MODES = ("smallest_broken_limit", "smallest_applicable_limit")
 # the first of each is what rules versions without the setting did
@@ -220,7 +220,7 @@ class TimeFileSchema(RuleFileSchema):
     rules = fields.List(fields.Nested(RuleSchema), load_default=list)
 
 
-# -- recourse.yaml (issue 13) ---------------------------------------------------------------------
+# -- recourse.yaml ---------------------------------------------------------------------------------
 # The request paths an applicant could change, and what each action does (rulebook checks which
 # action fits which field's kind).
 REQUEST_PATHS = (("amount", "term_days") + tuple(f"applicant.{n}" for n in APPLICANT_FIELDS)

@@ -167,7 +167,7 @@ def test_log_export_through_compose_exec_as_the_docs_say(stack):
 
 
 def test_slow_clients_do_not_stop_the_service(stack):
-    """200 connections that send half a request and stall (issue 9, item 4): nginx holds them,
+    """200 connections that send half a request and stall: nginx holds them,
     and everybody else is answered; straight to gunicorn's 2 sync workers, 2 such were enough."""
     slow = []
     try:

@@ -321,7 +321,7 @@ def test_gunicorn_conf_defaults_and_setting_names(monkeypatch, tmp_path):
 
     conf = _gunicorn_settings(monkeypatch, tmp_path)
     assert conf["bind"] == "0.0.0.0:8000"
-    # gevent: slow clients must not hold the workers (issue 9)
+    # gevent: slow clients must not hold the workers
     assert conf["worker_class"] == "service.entrypoints.gunicorn_worker.JsonGeventWorker"
     assert conf["worker_connections"] >= 200 and conf["preload_app"] is True
     sync = _gunicorn_settings(monkeypatch, tmp_path, WORKER_CLASS="sync")

@@ -1,5 +1,5 @@
 """A script whose answer is lost (Redis ran it, the reply timed out) is retried safely, and a
-commit whose outcome stays unknown is a 503 that says so (issue 9.3). On the real Redis server."""
+commit whose outcome stays unknown is a 503 that says so. On the real Redis server."""
 import pytest
 import redis
 

@@ -1,4 +1,4 @@
-"""Issue 11 on the real Redis and on a 3-master cluster: roles, review cases, overrides, erasure.
+"""Reviews, overrides and erasure on the real Redis and on a 3-master cluster: roles, review cases, overrides, erasure.
 
 Every status code of API.md "Human review" and "Audited overrides and erasure", as a hostile
 client would try them (wrong role, bad ids, replays, concurrent reviewers).

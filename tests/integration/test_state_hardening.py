@@ -1,4 +1,4 @@
-"""Issue 9's state bugs, on the real Redis server and on the embedded store (in memory); what
+"""The state bugs found in hardening, on the real Redis server and on the embedded store (in memory); what
 only the Redis adapter's scripts and key layout can show, on the server and on a cluster."""
 import datetime as dt
 import threading
@@ -37,7 +37,7 @@ def decide(service, doc, user="u-1", app="a-1"):
 
 
 def test_grace_uses_are_not_counted_as_applications(service):
-    """Issue 9.1: COMMIT's and/or idiom added each grace use to the applications set."""
+    """COMMIT's and/or idiom added each grace use to the applications set."""
     service.decisions.use_grace("u-1", 1)
     service.clock.set(NOW + dt.timedelta(minutes=1))
     service.decisions.use_grace("u-1", 2)
