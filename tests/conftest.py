@@ -172,8 +172,8 @@ def trace_of(decision: dict, rule_id: str, check: str) -> dict | None:
 REAL_REDIS = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '15')}"
 
 
-@pytest.fixture
-def real_redis_url():
+def flushed_real_redis():
+    """A client of the shared Redis's test db, emptied; the test fails when no server answers."""
     import redis
 
     client = redis.Redis.from_url(REAL_REDIS)
@@ -182,6 +182,12 @@ def real_redis_url():
     except redis.ConnectionError:
         pytest.fail("the shared Redis on 127.0.0.1:6379 is not running (.ci/run starts one)")
     client.flushdb()
+    return client
+
+
+@pytest.fixture
+def real_redis_url():
+    client = flushed_real_redis()
     yield REAL_REDIS
     client.flushdb()
 

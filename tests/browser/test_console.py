@@ -19,9 +19,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.conftest import REAL_REDIS, payload
+from tests.conftest import REAL_REDIS, flushed_real_redis, payload
 from tests.e2e.conftest import LiveServer, http
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -41,12 +40,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server():
-    client = redis.Redis.from_url(REAL_REDIS)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("the shared Redis on 127.0.0.1:6379 is not running (.ci/run starts one)")
-    client.flushdb()
+    client = flushed_real_redis()
     live = LiveServer(["--workers", "2"], env={
         "REDIS_URL": REAL_REDIS, "API_KEYS": CLIENT_KEY,
         "REVIEWER_API_KEYS": f"{REVIEWER_A},{REVIEWER_B}"})

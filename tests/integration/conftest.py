@@ -24,7 +24,11 @@ def clock():
     return FixedClock(NOW)
 
 
+# the erasure key of the tests' services (erasure on; a test of it off wires its own)
+SECRET = b"test-erasure-secret"
+
+
 @pytest.fixture
 def service(policy, store_url, clock):
-    """The wired use cases on the real Redis (a server, or the cluster)."""
-    return redis_services(store_url, policy, clock)
+    """The wired use cases on the real Redis (a server, or the cluster), erasure on."""
+    return redis_services(store_url, policy, clock, erasure_secret=SECRET)

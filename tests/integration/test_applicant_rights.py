@@ -15,15 +15,11 @@ from service.entrypoints.http.app import create_app
 from service.entrypoints.settings import Settings
 from service.usecases import replay as replaying
 from tests.conftest import NOW, payload, redis_services
-from tests.integration.test_reviews import ADMIN, CLIENT, REVIEWER, SECRET, api_for, body, replay_source
+from tests.integration.conftest import SECRET
+from tests.integration.test_reviews import ADMIN, CLIENT, REVIEWER, api_for, body, replay_source
 
 pytestmark = pytest.mark.integration
 ISO = "%Y-%m-%dT%H:%M:%SZ"
-
-
-@pytest.fixture
-def service(policy, store_url, clock):
-    return redis_services(store_url, policy, clock, erasure_secret=SECRET)
 
 
 @pytest.fixture

@@ -21,17 +21,12 @@ from service.entrypoints.settings import Settings
 from service.usecases.ports import StoreRefused
 from service.usecases.reviews_index import parse_entry
 from tests.conftest import NOW, payload, redis_services
-from tests.integration.test_reviews import ADMIN, CLIENT, REVIEWER, SECRET, body, review_case
+from tests.integration.conftest import SECRET
+from tests.integration.test_reviews import ADMIN, CLIENT, REVIEWER, body, review_case
 
 pytestmark = pytest.mark.integration
 
 STREAM = "ld:{#erasures}:log"
-
-
-@pytest.fixture
-def service(policy, store_url, clock):
-    """The wired use cases on the real Redis (a server, or the cluster), erasure on."""
-    return redis_services(store_url, policy, clock, erasure_secret=SECRET)
 
 
 def app_for(service: Services):

@@ -18,7 +18,8 @@ from service.entrypoints.settings import Settings
 from service.usecases import replay as replaying
 from service.usecases.rebuild import Rebuilder
 from tests.conftest import NOW, memory_services, payload, redis_services
-from tests.integration.test_reviews import CLIENT, REVIEWER, SECRET, replay_source
+from tests.integration.conftest import SECRET
+from tests.integration.test_reviews import CLIENT, REVIEWER, replay_source
 
 pytestmark = pytest.mark.integration
 ALICE, BOB, CAROL = ({"X-Admin-Key": f"{name}-key"} for name in ("alice", "bob", "carol"))
@@ -31,11 +32,6 @@ def four_eyes_api(services, single: bool = False):
                         admin_keys=("admin-key",) if single else (),
                         operator_keys=tuple((n, f"{n}-key") for n in ("alice", "bob", "carol")))
     return create_app(settings, services=services).test_client()
-
-
-@pytest.fixture
-def service(policy, store_url, clock):
-    return redis_services(store_url, policy, clock, erasure_secret=SECRET)
 
 
 @pytest.fixture

@@ -18,19 +18,13 @@ from service.entrypoints.settings import Settings
 from service.usecases.errors import Conflict
 from service.usecases.reviews_index import entry
 from tests.conftest import NOW, RULES_DIR, payload, redis_services
+from tests.integration.conftest import SECRET
 
 pytestmark = pytest.mark.integration
 
 CLIENT = {"X-API-Key": "client-key"}
 REVIEWER = {"X-API-Key": "reviewer-key"}
 ADMIN = {"X-Admin-Key": "admin-key"}
-SECRET = b"test-erasure-secret"
-
-
-@pytest.fixture
-def service(policy, store_url, clock):
-    """The wired use cases on the real Redis (a server, or the cluster), erasure on."""
-    return redis_services(store_url, policy, clock, erasure_secret=SECRET)
 
 
 def api_for(services):
